@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Build a single-speaker training corpus with Festival's CMU ARCTIC SLT HTS voice, then prepare it.
+#
+#   bash recipes/slt/build.sh [N_PHRASES] [OUT]      (defaults: 4000 corpora/slt)
+#
+# Writes OUT (LJSpeech layout) and OUT_prepared (tacoglow dataset). Re-running resumes: phrases that
+# already have a wav are not synthesized again. Environment: PYTHON (default .venv/bin/python),
+# WORKERS (festival processes, default 2), TRAIN_LIST and VAL_LIST (LJSpeech-style 'id|text' transcripts).
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+
+N_PHRASES=${1:-4000}
+OUT=${2:-corpora/slt}
+PYTHON=${PYTHON:-.venv/bin/python}
+WORKERS=${WORKERS:-2}
+TRAIN_LIST=${TRAIN_LIST:-../shared/data/ljspeech_train.txt}
+VAL_LIST=${VAL_LIST:-../shared/data/ljspeech_val.txt}
+
+if ! command -v text2wave >/dev/null || [ ! -d /usr/share/festival/voices/us/cmu_us_slt_arctic_hts ]; then
+    SUDO=""
+    if [ "$(id -u)" -ne 0 ]; then SUDO=sudo; fi
+    $SUDO apt-get update
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y festival festvox-us-slt-hts
+fi
+
+start=$(date +%s)
+"$PYTHON" recipes/slt/build_corpus.py --phrases "$N_PHRASES" --out "$OUT" --workers "$WORKERS" \
+    --train-list "$TRAIN_LIST" --val-list "$VAL_LIST"
+
+# `tacoglow prepare` when the installed command line has it, else the same code through its module.
+if "$PYTHON" -m tacoglow prepare --help >/dev/null 2>&1; then
+    PREPARE=("$PYTHON" -m tacoglow prepare)
+else
+    PREPARE=("$PYTHON" -m tacoglow.data)
+fi
+"${PREPARE[@]}" "$OUT" "${OUT}_prepared" --val-ids "$OUT/val_ids.txt" --force
+echo "built ${OUT}_prepared in $(( $(date +%s) - start )) s"

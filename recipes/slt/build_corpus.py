@@ -1,0 +1,229 @@
+"""Synthesize an LJSpeech-layout corpus with Festival's CMU ARCTIC SLT HTS voice.
+
+Each LJSpeech transcript is split at punctuation into phrases of `--min-chars` to `--max-chars` spoken
+characters (about 2 to 5 seconds of this voice), never inside a word. A phrase's label is what tacoglow's
+frozen front-end makes of it, `english_cleaners(normalize_text(phrase))`, restricted to the model's symbols;
+Festival is given exactly that label, so numbers and abbreviations are spoken as the label spells them.
+
+Training phrases are the first `--phrases` of all phrases from `--train-list` in a fixed shuffled order
+(`--seed`), so a larger N extends a smaller corpus. Validation phrases are all phrases from `--val-list`;
+their ids go to `val_ids.txt` for `tacoglow prepare --val-ids`.
+
+Output (`--out`): `metadata.csv` (id|phrase|label), `wavs/<id>.wav` (Festival's 16-bit PCM at its own rate),
+`val_ids.txt`. Re-running skips phrases whose wav already exists.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import random
+import re
+import shutil
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import soundfile
+from tqdm import tqdm
+
+from tacoglow.text import normalize_text, symbols
+from tacoglow.text.cleaners import english_cleaners
+
+log = logging.getLogger("build_corpus")
+
+VOICE = "voice_cmu_us_slt_arctic_hts"
+SPEAKABLE = frozenset(symbols) - {"_"}  # single characters only; the '@' phones are multi-character
+
+# A phrase may end after one of these marks (and any closing quotes or brackets) followed by a space...
+_BREAK_RE = re.compile(r"[,;:.!?][\"')\]]*(?=\s)")
+# ...but not after a period that ends a title or an initial ("Mr. Oswald", "J. Edgar", "U.S. Army").
+_TITLES = {"mr", "mrs", "ms", "dr", "drs", "st", "co", "jr", "sr", "maj", "gen", "rev", "lt", "hon", "sgt",
+           "capt", "esq", "ltd", "col", "ft", "no", "vol", "messrs", "mt", "gov", "sen", "rep", "prof"}
+
+
+@dataclass(frozen=True)
+class Phrase:
+    id: str
+    text: str  # the transcript's words, as written
+    label: str  # what Festival says and what the model reads
+
+
+def label_text(text: str) -> str:
+    """tacoglow's front-end reading of `text`, keeping only characters the model has symbols for."""
+    cleaned = english_cleaners(normalize_text(text))
+    kept = "".join(ch if ch in SPEAKABLE else " " for ch in cleaned)
+    return re.sub(r"\s+", " ", kept).strip()
+
+
+def _break_points(text: str) -> list[int]:
+    points = []
+    for match in _BREAK_RE.finditer(text):
+        if text[match.start()] == ".":
+            word = text[:match.start()].rsplit(None, 1)[-1] if text[:match.start()].strip() else ""
+            word = word.lstrip("\"'([")
+            if len(word) == 1 or "." in word or word.lower() in _TITLES:
+                continue
+        points.append(match.end())
+    return points
+
+
+def split_phrases(text: str, min_chars: int, max_chars: int) -> list[tuple[str, str]]:
+    """Split a transcript at punctuation into (phrase, label) pairs whose labels have min..max characters.
+
+    Pieces between break points are merged greedily while the label fits in `max_chars`; a piece that alone
+    is too long, and a phrase that stays too short, are dropped rather than cut mid-clause.
+    """
+    cuts = [0, *_break_points(text), len(text)]
+    pieces = [text[a:b].strip() for a, b in zip(cuts, cuts[1:])]
+    pieces = [piece for piece in pieces if piece]
+    phrases: list[tuple[str, str]] = []
+    current = ""
+    for piece in pieces:
+        joined = f"{current} {piece}".strip()
+        if len(label_text(joined)) <= max_chars:
+            current = joined
+            continue
+        if current:
+            phrases.append((current, label_text(current)))
+        current = piece
+    if current:
+        label = label_text(current)
+        # A short tail joins the previous phrase when both fit together.
+        if len(label) < min_chars and phrases:
+            merged = f"{phrases[-1][0]} {current}"
+            if len(label_text(merged)) <= max_chars:
+                phrases[-1] = (merged, label_text(merged))
+                current = ""
+        if current:
+            phrases.append((current, label))
+    return [(phrase, label) for phrase, label in phrases
+            if min_chars <= len(label) <= max_chars and any(ch.isalpha() for ch in label)]
+
+
+def read_phrases(transcripts: Path, min_chars: int, max_chars: int) -> list[Phrase]:
+    phrases = []
+    for line_number, line in enumerate(transcripts.read_text(encoding="utf-8").splitlines(), start=1):
+        if not line.strip():
+            continue
+        fields = line.split("|")
+        if len(fields) < 2:
+            raise ValueError(f"{transcripts}:{line_number}: expected 'id|text', got {line[:60]!r}")
+        utterance_id, text = fields[0].strip(), fields[1]
+        for k, (phrase, label) in enumerate(split_phrases(text, min_chars, max_chars)):
+            phrases.append(Phrase(f"{utterance_id}_{k}", phrase, label))
+    return phrases
+
+
+def _scheme_string(text: str) -> str:
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _synthesize_chunk(chunk: list[Phrase], work_dir: Path, wav_dir: Path) -> list[str]:
+    """One Festival process speaks every phrase of `chunk`; returns the ids it failed on.
+
+    Festival writes into `work_dir`; only when the process has finished are the wavs moved into `wav_dir`,
+    so an interrupted build never leaves a truncated wav where a re-run would take it for a finished one.
+    """
+    work_dir.mkdir(parents=True)
+    lines = [f"({VOICE})",
+             "(define (say text path)"
+             " (utt.save.wave (utt.synth (eval (list 'Utterance 'Text text))) path 'riff))"]
+    for phrase in chunk:
+        path = work_dir / f"{phrase.id}.wav"
+        # unwind-protect: a phrase Festival cannot speak is reported instead of ending the script.
+        lines.append(f"(unwind-protect (say {_scheme_string(phrase.label)} {_scheme_string(str(path))})"
+                     f" (format t \"failed %s\\n\" {_scheme_string(phrase.id)}))")
+    script = work_dir / "chunk.scm"
+    script.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    result = subprocess.run(["festival", "-b", str(script)], capture_output=True, text=True)
+    if result.returncode != 0:
+        log.warning("festival exited with %d: %s", result.returncode, result.stderr.strip()[-300:])
+    failed = []
+    for phrase in chunk:
+        path = work_dir / f"{phrase.id}.wav"
+        try:
+            ok = path.exists() and soundfile.info(str(path)).frames > 0
+        except RuntimeError:
+            ok = False
+        if ok:
+            path.replace(wav_dir / path.name)
+        else:
+            failed.append(phrase.id)
+    shutil.rmtree(work_dir)
+    return failed
+
+
+def synthesize(phrases: list[Phrase], out_dir: Path, workers: int, chunk_size: int) -> list[str]:
+    """Speak every phrase without a wav yet; returns the ids that failed."""
+    wav_dir = out_dir / "wavs"
+    wav_dir.mkdir(parents=True, exist_ok=True)
+    work_root = out_dir / ".festival"
+    shutil.rmtree(work_root, ignore_errors=True)  # leftovers of an interrupted run
+    pending = [p for p in phrases if not (wav_dir / f"{p.id}.wav").exists()]
+    log.info("%d of %d phrases to synthesize with %d festival workers", len(pending), len(phrases), workers)
+    chunks = [pending[i:i + chunk_size] for i in range(0, len(pending), chunk_size)]
+    failed: list[str] = []
+    start = time.monotonic()
+    with ThreadPoolExecutor(max_workers=workers) as pool, \
+            tqdm(total=len(pending), unit="phrase", desc="festival", mininterval=5) as bar:
+        jobs = [pool.submit(_synthesize_chunk, chunk, work_root / f"chunk{i:05d}", wav_dir)
+                for i, chunk in enumerate(chunks)]
+        for job, chunk in zip(jobs, chunks):
+            failed += job.result()
+            bar.update(len(chunk))
+    shutil.rmtree(work_root, ignore_errors=True)
+    elapsed = time.monotonic() - start
+    if pending:
+        audio_seconds = sum(soundfile.info(str(wav_dir / f"{p.id}.wav")).duration
+                            for p in pending if p.id not in failed)
+        log.info("synthesized %.1f min of audio in %.1f min wall time: %.1fx real time with %d workers",
+                 audio_seconds / 60, elapsed / 60, audio_seconds / max(elapsed, 1e-9), workers)
+    if failed:
+        log.warning("festival could not speak %d phrases: %s", len(failed), ", ".join(failed[:10]))
+    return failed
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--train-list", type=Path, default=Path("../shared/data/ljspeech_train.txt"),
+                        help="'id|text' transcripts for training phrases")
+    parser.add_argument("--val-list", type=Path, default=Path("../shared/data/ljspeech_val.txt"),
+                        help="'id|text' transcripts for validation phrases")
+    parser.add_argument("--phrases", type=int, default=4000, help="number of training phrases")
+    parser.add_argument("--out", type=Path, default=Path("corpora/slt"), help="corpus folder (LJSpeech layout)")
+    parser.add_argument("--workers", type=int, default=2, help="festival processes run at once")
+    parser.add_argument("--chunk-size", type=int, default=100, help="phrases per festival process")
+    parser.add_argument("--min-chars", type=int, default=25, help="shortest label, in characters")
+    parser.add_argument("--max-chars", type=int, default=90, help="longest label, in characters")
+    parser.add_argument("--seed", type=int, default=1234, help="seed of the training phrase order")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
+
+    if shutil.which("festival") is None:
+        raise SystemExit("festival is not installed: apt-get install -y festival festvox-us-slt-hts")
+    for path in (args.train_list, args.val_list):
+        if not path.is_file():
+            raise SystemExit(f"{path}: transcript list not found")
+
+    train = read_phrases(args.train_list, args.min_chars, args.max_chars)
+    random.Random(args.seed).shuffle(train)
+    train = train[:args.phrases]
+    val = read_phrases(args.val_list, args.min_chars, args.max_chars)
+    log.info("%d training and %d validation phrases", len(train), len(val))
+
+    args.out.mkdir(parents=True, exist_ok=True)
+    failed = set(synthesize(train + val, args.out, args.workers, args.chunk_size))
+    done = [p for p in train + val if p.id not in failed]
+    with open(args.out / "metadata.csv", "w", encoding="utf-8") as f:
+        f.writelines(f"{p.id}|{p.text}|{p.label}\n" for p in done)
+    with open(args.out / "val_ids.txt", "w", encoding="utf-8") as f:
+        f.writelines(f"{p.id}\n" for p in val if p.id not in failed)
+    log.info("wrote %s: %d phrases", args.out / "metadata.csv", len(done))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

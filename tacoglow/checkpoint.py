@@ -1,0 +1,481 @@
+"""Reading and writing checkpoints: NVIDIA's layouts and tacoglow's own.
+
+A checkpoint is untrusted input. Everything is read with ``torch.load(weights_only=True)``,
+which builds nothing but tensors and plain containers. The one exception is NVIDIA/waveglow's
+published files, which pickle the whole ``glow.WaveGlow`` module object: those go through
+:class:`_AllowlistUnpickler`, which resolves only the handful of names such a file contains,
+maps each of them to an inert record (no torch or ``glow`` class is ever constructed, no
+``__setstate__`` of a real class runs) and refuses every other name.
+
+Layouts understood (``detect_layout`` names them):
+
+- ``tacoglow``: ``{"format": "tacoglow", "model": ..., "config", "audio", "text", "step",
+  "state_dict"}``: self-describing, tensors and plain types only.
+- ``ngc``: NVIDIA DeepLearningExamples / torch.hub: ``{"state_dict", "config", ...}``, keys may
+  carry DDP's ``module.`` (or ``module.1.``) prefix.
+- ``tacotron2-standalone``: NVIDIA/tacotron2 training files ``{"state_dict", "optimizer",
+  "iteration", ...}``; no config, so dimensions come from tensor shapes.
+- ``waveglow-legacy``: NVIDIA/waveglow ``{"model": <pickled module>, ...}``, zip or the older
+  non-zip serialization; its fused per-flow ``cond_layer`` is split into ``cond_layers.i``.
+- ``state-dict``: a bare ``{key: tensor}`` mapping.
+"""
+from __future__ import annotations
+
+import io
+import os
+import pickle
+import re
+import tempfile
+import types
+import warnings
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+import torch
+
+from .audio import AudioConfig
+from .tacotron2 import Tacotron2, Tacotron2Config
+from .waveglow import WaveGlow, WaveGlowConfig
+
+FORMAT = "tacoglow"
+FORMAT_VERSION = 1
+
+
+class CheckpointError(ValueError):
+    """A checkpoint could not be used; the message is one line naming the file and the fix."""
+
+
+# --------------------------------------------------------------------------------------------
+# Reading the file
+# --------------------------------------------------------------------------------------------
+
+class _Record:
+    """Inert stand-in for a pickled object: it only stores the state the pickle hands it."""
+
+    _pickled_name = "?"
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self._args = args
+
+    def __setstate__(self, state: Any) -> None:
+        if isinstance(state, tuple) and len(state) == 2:  # (dict, slots) form
+            state = {**(state[0] or {}), **(state[1] or {})}
+        if isinstance(state, dict):
+            self.__dict__.update(state)
+
+
+def _record_class(qualified: str) -> type:
+    return type(qualified.rsplit(".", 1)[-1], (_Record,), {"_pickled_name": qualified})
+
+
+# The only classes a pickled NVIDIA WaveGlow holds. They become records, never real objects.
+_RECORDED = {
+    name: _record_class(name)
+    for name in (
+        "glow.WaveGlow", "glow.WN", "glow.Invertible1x1Conv",
+        "glow_old.WaveGlow", "glow_old.WN", "glow_old.Invertible1x1Conv",
+        "__main__.WaveGlow", "__main__.WN", "__main__.Invertible1x1Conv",
+        "torch.nn.modules.conv.Conv1d", "torch.nn.modules.conv.ConvTranspose1d",
+        "torch.nn.modules.container.ModuleList", "torch.nn.utils.weight_norm.WeightNorm",
+    )
+}
+
+# Plain functions and types needed to rebuild tensors and containers (the same ones that
+# torch's weights-only loader accepts).
+_FUNCTIONS = {
+    "collections.OrderedDict": OrderedDict,
+    "builtins.set": set,
+    "builtins.frozenset": frozenset,
+    "__builtin__.set": set,
+    "__builtin__.frozenset": frozenset,
+    "torch.Size": torch.Size,
+    "torch._utils._rebuild_tensor": torch._utils._rebuild_tensor,
+    "torch._utils._rebuild_tensor_v2": torch._utils._rebuild_tensor_v2,
+    "torch._utils._rebuild_parameter": torch._utils._rebuild_parameter,
+    "torch._utils._rebuild_parameter_with_state": torch._utils._rebuild_parameter_with_state,
+}
+
+
+class _Refused(pickle.UnpicklingError):
+    pass
+
+
+def _copyreg_reconstructor(cls: type, base: type, state: Any) -> Any:
+    # Protocol 0/1 pickles of objects: only record classes can reach this (cls came from
+    # find_class, which refuses everything else).
+    if not (isinstance(cls, type) and issubclass(cls, _Record)):
+        raise _Refused(f"copyreg._reconstructor of {cls!r}")
+    return cls()
+
+
+class _AllowlistUnpickler(pickle.Unpickler):
+    def find_class(self, module: str, name: str) -> Any:
+        qualified = f"{module}.{name}"
+        if qualified in _RECORDED:
+            return _RECORDED[qualified]
+        if qualified in _FUNCTIONS:
+            return _FUNCTIONS[qualified]
+        if qualified == "copyreg._reconstructor" or qualified == "copy_reg._reconstructor":
+            return _copyreg_reconstructor
+        if module == "torch" and name.endswith("Storage"):
+            return getattr(torch, name)
+        raise _Refused(qualified)
+
+
+def _allowlist_pickle_module() -> types.ModuleType:
+    """A stand-in for the ``pickle`` module, handed to ``torch.load`` for legacy WaveGlow files."""
+    module = types.ModuleType("tacoglow_allowlist_pickle")
+    module.Unpickler = _AllowlistUnpickler
+    module.UnpicklingError = pickle.UnpicklingError
+    module.load = lambda f, **kwargs: _AllowlistUnpickler(f, **kwargs).load()
+    module.loads = lambda data, **kwargs: _AllowlistUnpickler(io.BytesIO(data), **kwargs).load()
+    return module
+
+
+def _describe_load_failure(path: Path, error: BaseException) -> str:
+    text = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    if isinstance(error, (EOFError,)) or "failed finding central directory" in text or "truncated" in text:
+        return f"{path}: the file is truncated or damaged ({text[:120]}); download or copy it again"
+    return f"{path}: not a readable PyTorch checkpoint ({text[:160]}); check that this is the right file and download it again"
+
+
+def read_checkpoint(path: str | os.PathLike) -> Any:
+    """Load a checkpoint file safely (no pickled code runs) and return its contents on CPU."""
+    path = Path(path)
+    if not path.exists():
+        raise CheckpointError(f"{path}: no such file; check the path")
+    if path.is_dir():
+        raise CheckpointError(f"{path}: is a folder, not a checkpoint file; pass the file inside it")
+    if path.stat().st_size == 0:
+        raise CheckpointError(f"{path}: the file is empty; download or copy it again")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as error:
+        if "Weights only load failed" not in str(error):
+            raise CheckpointError(_describe_load_failure(path, error)) from None
+    except Exception as error:  # torch reports damage as RuntimeError, EOFError, zipfile errors...
+        raise CheckpointError(_describe_load_failure(path, error)) from None
+    # The weights-only reader met a class: only a pickled NVIDIA WaveGlow may go further.
+    try:
+        with warnings.catch_warnings():
+            # The old non-zip format compares each pickled class's source with ours; records have none.
+            warnings.filterwarnings("ignore", message="Couldn't retrieve source code")
+            return torch.load(path, map_location="cpu", weights_only=False,
+                              pickle_module=_allowlist_pickle_module())
+    except _Refused as refused:
+        raise CheckpointError(
+            f"{path}: refused: the file asks to build '{refused}', which no Tacotron 2 or WaveGlow "
+            "checkpoint contains; only tensors and NVIDIA's WaveGlow module records are accepted") from None
+    except Exception as error:
+        raise CheckpointError(_describe_load_failure(path, error)) from None
+
+
+# --------------------------------------------------------------------------------------------
+# Layouts → state dict + config
+# --------------------------------------------------------------------------------------------
+
+@dataclass
+class LoadedCheckpoint:
+    """What a checkpoint holds, normalised: ``kind`` is "tacotron2" or "waveglow"."""
+
+    path: Path
+    layout: str
+    kind: str
+    state_dict: dict[str, torch.Tensor]
+    config: dict[str, Any]
+    audio: AudioConfig = field(default_factory=AudioConfig)
+    text: dict[str, Any] = field(default_factory=dict)
+    step: int | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def _strip_prefixes(state_dict: Mapping[str, Any]) -> dict[str, Any]:
+    # DDP wraps the model as ``module.``; NVIDIA's entrypoints also strip ``module.1.``.
+    if not any("module." in key for key in state_dict):
+        return dict(state_dict)
+    return {key.replace("module.1.", "").replace("module.", ""): value for key, value in state_dict.items()}
+
+
+def _kind_of(state_dict: Mapping[str, Any]) -> str | None:
+    if "embedding.weight" in state_dict and any(k.startswith("decoder.") for k in state_dict):
+        return "tacotron2"
+    if "upsample.weight" in state_dict and any(k.startswith("WN.") for k in state_dict):
+        return "waveglow"
+    return None
+
+
+def _record_state_dict(record: Any, prefix: str = "") -> dict[str, torch.Tensor]:
+    """Flatten a recorded module tree (``_parameters``, persistent ``_buffers``, ``_modules``)."""
+    out: dict[str, torch.Tensor] = {}
+    state = getattr(record, "__dict__", {})
+    for name, value in (state.get("_parameters") or {}).items():
+        if value is not None:
+            out[prefix + name] = value.detach() if isinstance(value, torch.Tensor) else value
+    skip = state.get("_non_persistent_buffers_set") or set()
+    for name, value in (state.get("_buffers") or {}).items():
+        if value is not None and name not in skip:
+            out[prefix + name] = value
+    for name, child in (state.get("_modules") or {}).items():
+        if child is not None:
+            out.update(_record_state_dict(child, f"{prefix}{name}."))
+    return out
+
+
+_FLOW_KEY = re.compile(r"^WN\.(\d+)\.")
+
+
+def _convert_legacy_waveglow(sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """NVIDIA/waveglow key layouts → DeepLearningExamples ``cond_layers.i`` / ``res_skip_layers.i``."""
+    out: dict[str, torch.Tensor] = {}
+    flows = sorted({int(m.group(1)) for k in sd if (m := _FLOW_KEY.match(k))})
+    for key, value in sd.items():
+        if ".cond_layer." not in key and ".res_layers." not in key and ".skip_layers." not in key:
+            out[key] = value
+    for k in flows:
+        p = f"WN.{k}."
+        n_layers = len({key.split(".")[3] for key in sd if key.startswith(p + "in_layers.")})
+        # One fused Conv1d(n_mel*n_group, 2*C*L, 1) per flow; weight norm is per output
+        # channel, so g/v/bias slice exactly into L convs of 2*C outputs.
+        for suffix in ("bias", "weight", "weight_g", "weight_v"):
+            fused = sd.get(f"{p}cond_layer.{suffix}")
+            if fused is None:
+                continue
+            width = fused.shape[0] // n_layers
+            for i in range(n_layers):
+                out[f"{p}cond_layers.{i}.{suffix}"] = fused[i * width:(i + 1) * width].clone()
+        # Oldest layout: separate res_layers (L-1 of C outputs) and skip_layers (L of C outputs).
+        if any(key.startswith(p + "skip_layers.") for key in sd):
+            for i in range(n_layers):
+                for suffix in ("bias", "weight", "weight_g", "weight_v"):
+                    skip = sd.get(f"{p}skip_layers.{i}.{suffix}")
+                    if skip is None:
+                        continue
+                    res = sd.get(f"{p}res_layers.{i}.{suffix}")
+                    merged = skip if res is None else torch.cat([res, skip], dim=0)
+                    out[f"{p}res_skip_layers.{i}.{suffix}"] = merged
+    return out
+
+
+def _count(sd: Mapping[str, Any], pattern: str) -> int:
+    rx = re.compile(pattern)
+    return len({m.group(1) for key in sd if (m := rx.match(key))})
+
+
+def tacotron2_config_from_shapes(sd: Mapping[str, torch.Tensor]) -> dict[str, Any]:
+    """Dimensions of a Tacotron 2 read off its tensors; the rest is the torch.hub default."""
+    cfg = Tacotron2Config().to_dict()
+    n_symbols, emb = sd["embedding.weight"].shape
+    enc_conv = sd["encoder.convolutions.0.0.conv.weight"]
+    post0 = sd["postnet.convolutions.0.0.conv.weight"]
+    n_mel = post0.shape[1]
+    proj = sd["decoder.linear_projection.linear_layer.weight"]
+    location = sd["decoder.attention_layer.location_layer.location_conv.conv.weight"]
+    cfg.update(
+        n_symbols=n_symbols, symbols_embedding_dim=emb,
+        encoder_n_convolutions=_count(sd, r"^encoder\.convolutions\.(\d+)\.0\.conv\.weight$"),
+        encoder_embedding_dim=enc_conv.shape[0], encoder_kernel_size=enc_conv.shape[2],
+        attention_rnn_dim=sd["decoder.attention_rnn.weight_hh"].shape[1],
+        decoder_rnn_dim=sd["decoder.decoder_rnn.weight_hh"].shape[1],
+        attention_dim=sd["decoder.attention_layer.query_layer.linear_layer.weight"].shape[0],
+        attention_location_n_filters=location.shape[0],
+        attention_location_kernel_size=location.shape[2],
+        prenet_dim=sd["decoder.prenet.layers.0.linear_layer.weight"].shape[0],
+        n_mel_channels=n_mel, n_frames_per_step=proj.shape[0] // n_mel,
+        postnet_embedding_dim=post0.shape[0], postnet_kernel_size=post0.shape[2],
+        postnet_n_convolutions=_count(sd, r"^postnet\.convolutions\.(\d+)\.0\.conv\.weight$"),
+    )
+    return cfg
+
+
+def waveglow_config_from_shapes(sd: Mapping[str, torch.Tensor]) -> dict[str, Any]:
+    """A WaveGlow config (NVIDIA's nested form) read off its tensors."""
+    n_flows = _count(sd, r"^WN\.(\d+)\.")
+    start = sd.get("WN.0.start.weight_v", sd.get("WN.0.start.weight"))
+    in0 = sd.get("WN.0.in_layers.0.weight_v", sd.get("WN.0.in_layers.0.weight"))
+    sizes = [sd[f"convinv.{k}.conv.weight"].shape[0] for k in range(n_flows)]
+    n_group = sizes[0]
+    changes = [k for k in range(1, n_flows) if sizes[k] != sizes[k - 1]]
+    n_early_every = changes[0] if changes else WaveGlowConfig().n_early_every
+    n_early_size = sizes[changes[0] - 1] - sizes[changes[0]] if changes else WaveGlowConfig().n_early_size
+    return {
+        "n_mel_channels": sd["upsample.weight"].shape[0], "n_flows": n_flows, "n_group": n_group,
+        "n_early_every": n_early_every, "n_early_size": n_early_size,
+        "WN_config": {"n_layers": _count(sd, r"^WN\.0\.in_layers\.(\d+)\."),
+                      "kernel_size": in0.shape[2], "n_channels": start.shape[0]},
+    }
+
+
+def detect_layout(obj: Any) -> str:
+    if isinstance(obj, dict):
+        if obj.get("format") == FORMAT:
+            return "tacoglow"
+        if isinstance(obj.get("model"), _Record):
+            return "waveglow-legacy"
+        if isinstance(obj.get("state_dict"), Mapping):
+            return "ngc" if isinstance(obj.get("config"), Mapping) else "tacotron2-standalone"
+        if obj and all(isinstance(v, torch.Tensor) for v in obj.values()):
+            return "state-dict"
+    return "unknown"
+
+
+def inspect_checkpoint(path: str | os.PathLike) -> LoadedCheckpoint:
+    """Read any supported checkpoint into a :class:`LoadedCheckpoint` (no model is built)."""
+    path = Path(path)
+    obj = read_checkpoint(path)
+    layout = detect_layout(obj)
+    audio, text, step, extra = AudioConfig(), {}, None, {}
+    if layout == "tacoglow":
+        sd, config = dict(obj["state_dict"]), dict(obj.get("config") or {})
+        audio = AudioConfig.from_dict(obj["audio"]) if obj.get("audio") else AudioConfig()
+        text, step = dict(obj.get("text") or {}), obj.get("step")
+        extra = {k: v for k, v in obj.items() if k not in ("state_dict", "config", "audio", "text", "step")}
+    elif layout == "waveglow-legacy":
+        sd, config = _record_state_dict(obj["model"]), {}
+        step = obj.get("iteration")
+    elif layout in ("ngc", "tacotron2-standalone"):
+        sd = _strip_prefixes(obj["state_dict"])
+        config = dict(obj.get("config") or {})
+        step = obj.get("iteration", obj.get("epoch"))
+    elif layout == "state-dict":
+        sd, config = _strip_prefixes(obj), {}
+    else:
+        what = type(obj).__name__ if not isinstance(obj, dict) else f"a dict with keys {sorted(obj)[:6]}"
+        raise CheckpointError(
+            f"{path}: holds {what}, not a Tacotron 2 or WaveGlow checkpoint; pass a file saved by tacoglow or NVIDIA")
+    bad = [k for k, v in sd.items() if not isinstance(v, torch.Tensor)]
+    if bad:
+        raise CheckpointError(f"{path}: key '{bad[0]}' of the state dict is not a tensor; the file is damaged")
+    kind = obj.get("model") if layout == "tacoglow" else _kind_of(sd)
+    if kind not in ("tacotron2", "waveglow"):
+        raise CheckpointError(
+            f"{path}: its {len(sd)} tensors are neither a Tacotron 2 nor a WaveGlow (no 'embedding.weight' "
+            "or 'upsample.weight' key); pass a Tacotron 2 or WaveGlow checkpoint")
+    if kind == "waveglow":
+        sd = _convert_legacy_waveglow(sd)
+    if not config:
+        try:
+            config = tacotron2_config_from_shapes(sd) if kind == "tacotron2" else waveglow_config_from_shapes(sd)
+        except (KeyError, IndexError) as error:
+            raise CheckpointError(
+                f"{path}: cannot tell the {kind} dimensions: key {error} is missing; the file is incomplete") from None
+    return LoadedCheckpoint(path=path, layout=layout, kind=kind, state_dict=sd, config=config,
+                            audio=audio, text=text, step=step, extra=extra)
+
+
+# --------------------------------------------------------------------------------------------
+# Building models
+# --------------------------------------------------------------------------------------------
+
+_NAMES = {"tacotron2": "Tacotron 2", "waveglow": "WaveGlow"}
+_LOADERS = {"tacotron2": "--tacotron2 / load_tacotron2", "waveglow": "--waveglow / load_waveglow"}
+
+
+def _check_state_dict(path: Path, model: torch.nn.Module, sd: Mapping[str, torch.Tensor]) -> None:
+    expected = model.state_dict()
+    missing = [k for k in expected if k not in sd]
+    unexpected = [k for k in sd if k not in expected]
+    if missing:
+        raise CheckpointError(
+            f"{path}: key '{missing[0]}' is missing ({len(missing)} missing in all); the file does not match "
+            "this model's layout")
+    if unexpected:
+        raise CheckpointError(
+            f"{path}: unexpected key '{unexpected[0]}' ({len(unexpected)} in all); the file does not match "
+            "this model's layout")
+    for key, tensor in expected.items():
+        got = sd[key]
+        if tuple(got.shape) != tuple(tensor.shape):
+            raise CheckpointError(
+                f"{path}: key '{key}' has shape {tuple(got.shape)} in the file but the model built from its "
+                f"config expects {tuple(tensor.shape)}; the config and weights disagree, fix or re-save the checkpoint")
+        if got.is_floating_point() and not torch.isfinite(got).all():
+            raise CheckpointError(f"{path}: key '{key}' holds NaN or infinite values; the checkpoint is damaged")
+
+
+def _build(loaded: LoadedCheckpoint, want: str) -> torch.nn.Module:
+    path = loaded.path
+    if loaded.kind != want:
+        raise CheckpointError(
+            f"{path}: holds a {_NAMES[loaded.kind]} checkpoint, not a {_NAMES[want]} one; "
+            f"pass it through {_LOADERS[loaded.kind]}")
+    try:
+        if want == "tacotron2":
+            model: torch.nn.Module = Tacotron2(Tacotron2Config.from_dict(loaded.config))
+        else:
+            config = loaded.config
+            cfg = WaveGlowConfig.from_dict(config) if "WN_config" not in config else WaveGlowConfig.from_nvidia(config)
+            model = WaveGlow(cfg)
+    except (TypeError, ValueError) as error:
+        raise CheckpointError(f"{path}: its config cannot build a {_NAMES[want]}: {error}") from None
+    _check_state_dict(path, model, loaded.state_dict)
+    model.load_state_dict(loaded.state_dict, strict=True)
+    return model.eval()
+
+
+def load_tacotron2(path: str | os.PathLike, device: str | torch.device = "cpu") -> Tacotron2:
+    """Build a :class:`Tacotron2` from any supported checkpoint layout, in eval mode."""
+    return _build(inspect_checkpoint(path), "tacotron2").to(device)
+
+
+def load_waveglow(path: str | os.PathLike, device: str | torch.device = "cpu") -> WaveGlow:
+    """Build a :class:`WaveGlow` from any supported checkpoint layout, in eval mode."""
+    return _build(inspect_checkpoint(path), "waveglow").to(device)
+
+
+def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> tuple[torch.nn.Module, LoadedCheckpoint]:
+    """Build whichever model the file holds; returns it with the checkpoint's metadata."""
+    loaded = inspect_checkpoint(path)
+    return _build(loaded, loaded.kind).to(device), loaded
+
+
+# --------------------------------------------------------------------------------------------
+# Writing tacoglow's own layout
+# --------------------------------------------------------------------------------------------
+
+def model_kind(model: torch.nn.Module) -> str:
+    if isinstance(model, Tacotron2):
+        return "tacotron2"
+    if isinstance(model, WaveGlow):
+        return "waveglow"
+    raise TypeError(f"cannot save a {type(model).__name__}: expected Tacotron2 or WaveGlow")
+
+
+def atomic_save(obj: Any, path: str | os.PathLike) -> None:
+    """``torch.save`` to a temporary file in the same folder, then rename: never a half-written file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def checkpoint_dict(model: torch.nn.Module, audio: AudioConfig | None = None, text: Mapping[str, Any] | None = None,
+                    step: int | None = None, dtype: torch.dtype | None = None, **extra: Any) -> dict[str, Any]:
+    """A self-describing checkpoint: model type, config, audio settings, text front-end, step."""
+    kind = model_kind(model)
+    sd = model.state_dict()
+    if dtype is not None:
+        sd = {k: (v.to(dtype) if v.is_floating_point() else v) for k, v in sd.items()}
+    sd = {k: v.detach().cpu().contiguous() for k, v in sd.items()}
+    return {
+        "format": FORMAT, "format_version": FORMAT_VERSION, "model": kind,
+        "config": model.config.to_dict(), "audio": (audio or AudioConfig()).to_dict(),
+        "text": dict(text or {}), "step": step, "state_dict": sd, **extra,
+    }
+
+
+def save_model(model: torch.nn.Module, path: str | os.PathLike, audio: AudioConfig | None = None,
+               text: Mapping[str, Any] | None = None, step: int | None = None, dtype: torch.dtype | None = None,
+               **extra: Any) -> None:
+    """Write ``model`` in tacoglow's layout (loads with ``weights_only=True``), atomically."""
+    atomic_save(checkpoint_dict(model, audio=audio, text=text, step=step, dtype=dtype, **extra), path)

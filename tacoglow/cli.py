@@ -1,0 +1,184 @@
+"""Command line: ``tacoglow synthesize | info`` — a thin layer over :class:`tacoglow.Synthesizer`."""
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+import torch
+
+log = logging.getLogger("tacoglow")
+
+
+def _add_synthesize(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("synthesize", help="speak text into a WAV file",
+                       description="Speak TEXT (or each line of --input) into 16-bit PCM WAV.")
+    p.add_argument("text", nargs="?", help="text to speak; '-' reads standard input")
+    p.add_argument("-i", "--input", type=Path, help="text file: one utterance per line, written to the -o folder")
+    p.add_argument("-o", "--output", required=True,
+                   help="WAV file ('-' writes to standard output), or a folder with --input")
+    p.add_argument("--tacotron2", type=Path, help="Tacotron 2 checkpoint (default: the installed voice)")
+    p.add_argument("--waveglow", type=Path, help="WaveGlow checkpoint (default: the installed voice's vocoder)")
+    p.add_argument("--vocoder", choices=("auto", "waveglow", "griffin-lim"), default="auto",
+                   help="'auto': WaveGlow when one is given or installed, else Griffin-Lim")
+    p.add_argument("--sigma", type=float, default=None, help="WaveGlow noise scale (default 0.9, as NVIDIA's script)")
+    p.add_argument("--denoise", type=float, default=None,
+                   help="WaveGlow denoiser strength (default 0.01, as NVIDIA's script; 0 turns it off)")
+    p.add_argument("--griffin-lim-iters", type=int, default=60, help="Griffin-Lim iterations (default 60)")
+    p.add_argument("--seed", type=int, default=None, help="random seed: the same seed gives the same audio")
+    p.add_argument("--no-normalize", dest="normalize", action="store_false",
+                   help="feed text to NVIDIA's english_cleaners exactly as the reference does")
+    p.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda (default cpu)")
+    p.add_argument("--threads", type=int, default=None, help="CPU threads for torch")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def _load_synthesizer(args: argparse.Namespace):
+    from .hub import default_checkpoints
+    from .synthesizer import Synthesizer
+
+    tacotron2, waveglow = args.tacotron2, args.waveglow
+    if tacotron2 is None:
+        tacotron2, default_waveglow = default_checkpoints()
+        waveglow = waveglow or default_waveglow
+    if args.vocoder == "griffin-lim":
+        waveglow = None
+    elif args.vocoder == "waveglow" and waveglow is None:
+        raise ValueError("--vocoder waveglow needs a WaveGlow checkpoint: pass --waveglow FILE")
+    options = {}
+    if args.sigma is not None:
+        options["sigma"] = args.sigma
+    if args.denoise is not None:
+        options["denoiser_strength"] = args.denoise
+    synth = Synthesizer.from_checkpoints(tacotron2, waveglow, device=args.device,
+                                         griffin_lim_iters=args.griffin_lim_iters, **options)
+    if not args.normalize:
+        synth.normalize = False
+    return synth
+
+
+def _synthesize(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from .audio import save_wav, wav_bytes
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.input is None and args.text is None:
+        raise ValueError("give TEXT to speak, '-' to read standard input, or --input FILE")
+    if args.input is not None and args.text is not None:
+        raise ValueError("give either TEXT or --input FILE, not both")
+    if args.input is not None:
+        if not args.input.is_file():
+            raise FileNotFoundError(f"{args.input}: no such text file")
+        lines = [line.strip() for line in args.input.read_text(encoding="utf-8").splitlines()]
+        lines = [line for line in lines if line]
+        if not lines:
+            raise ValueError(f"{args.input}: has no text lines")
+        out_dir = Path(args.output)
+        if out_dir.exists() and not out_dir.is_dir():
+            raise ValueError(f"{out_dir}: with --input, -o must be a folder")
+    else:
+        text = sys.stdin.read() if args.text == "-" else args.text
+        if not text.strip():
+            raise ValueError("text is empty: give at least one word to speak")
+    synth = _load_synthesizer(args)
+
+    if args.input is not None:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        width = max(4, len(str(len(lines))))
+        for n, line in enumerate(tqdm(lines, desc="synthesizing", unit="line", disable=args.quiet), start=1):
+            speech = synth.synthesize(line, seed=None if args.seed is None else args.seed + n - 1)
+            save_wav(out_dir / f"{n:0{width}d}.wav", speech.audio, speech.sample_rate)
+        log.info("wrote %d files to %s", len(lines), out_dir)
+        return 0
+
+    bars: list = []
+
+    def progress(done: int, total: int) -> None:
+        # A bar only for texts of several sentences; created on first use so errors stay one line.
+        if total < 2 or args.quiet:
+            return
+        if not bars:
+            bars.append(tqdm(total=total, desc="synthesizing", unit="sentence"))
+        bars[0].update(done - bars[0].n)
+
+    try:
+        speech = synth.synthesize(text, seed=args.seed, progress=progress)
+    finally:
+        for bar in bars:
+            bar.close()
+    for s in speech.sentences:
+        if s.stopped_by == "cap":
+            print(f"tacoglow: warning: {s.text[:50]!r} was cut at the decoding cap", file=sys.stderr)
+    if args.output == "-":
+        sys.stdout.buffer.write(wav_bytes(speech.audio, speech.sample_rate))
+        sys.stdout.buffer.flush()
+    else:
+        save_wav(args.output, speech.audio, speech.sample_rate)
+        if not args.quiet:
+            print(f"wrote {args.output}: {speech.duration:.2f} s at {speech.sample_rate} Hz (seed {speech.seed})",
+                  file=sys.stderr)
+    return 0
+
+
+def _add_info(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("info", help="describe a checkpoint", description="Show a checkpoint's layout, config and size.")
+    p.add_argument("checkpoint", type=Path)
+
+
+def _info(args: argparse.Namespace) -> int:
+    from .checkpoint import inspect_checkpoint
+
+    loaded = inspect_checkpoint(args.checkpoint)
+    n_params = sum(v.numel() for k, v in loaded.state_dict.items()
+                   if v.is_floating_point() and "running_" not in k)
+    dtypes = sorted({str(v.dtype).replace("torch.", "") for v in loaded.state_dict.values()})
+    print(f"file:       {loaded.path}")
+    print(f"model:      {loaded.kind}")
+    print(f"layout:     {loaded.layout}")
+    print(f"parameters: {n_params:,} in {len(loaded.state_dict)} tensors ({', '.join(dtypes)})")
+    if loaded.step is not None:
+        print(f"step:       {loaded.step}")
+    print("config:")
+    for key, value in loaded.config.items():
+        print(f"  {key}: {value}")
+    print("audio:")
+    for key, value in loaded.audio.to_dict().items():
+        print(f"  {key}: {value}")
+    if loaded.text:
+        print("text:")
+        for key, value in loaded.text.items():
+            print(f"  {key}: {value}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="tacoglow", description="Tacotron 2 + WaveGlow text-to-speech.")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log details")
+    sub = parser.add_subparsers(dest="command", required=True)
+    _add_synthesize(sub)
+    _add_info(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="tacoglow: %(levelname)s: %(message)s")
+    commands = {"synthesize": _synthesize, "info": _info}
+    try:
+        return commands[args.command](args)
+    except KeyboardInterrupt:
+        print("tacoglow: interrupted", file=sys.stderr)
+        return 130
+    except (ValueError, FileNotFoundError, RuntimeError, OSError) as error:
+        message = str(error).splitlines()[0] if str(error) else type(error).__name__
+        print(f"tacoglow: error: {message}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,480 @@
+"""Dataset preparation: transcripts and recordings in, model-rate wavs, mel features and an index out.
+
+`prepare_dataset(DATA_DIR, OUT_DIR)` reads one of two input layouts:
+
+* LJSpeech: `DATA_DIR/metadata.csv` with `id|text|normalized text` rows (two-column `id|text` rows are also
+  accepted) and the audio in `DATA_DIR/wavs/<id>.wav`.
+* A `path|text` filelist, as NVIDIA's training scripts use: DATA_DIR is the filelist itself, or a folder
+  holding exactly one `*.txt` filelist (and no metadata.csv). Paths are relative to the filelist's folder;
+  a clip's id is its file name without the extension.
+
+and writes
+
+    OUT_DIR/dataset.json     format, version, AudioConfig, text front-end, summary (written last)
+    OUT_DIR/train.jsonl      one clip per line: {"id", "text", "ids", "wav", "mel", "frames", "samples"}
+    OUT_DIR/val.jsonl
+    OUT_DIR/wavs/<id>.wav    16-bit PCM mono at the model's sampling rate
+    OUT_DIR/mels/<id>.pt     float32 (n_mel_channels, frames) log mel of exactly that wav (torch.save)
+    OUT_DIR/skipped.tsv      id or file:line <TAB> reason <TAB> detail
+    OUT_DIR/summary.txt      clips, hours, characters, split sizes, longest clips, skips by reason
+
+Text: the normalized column when a row has one, otherwise tacoglow's `normalize_text` of the text; the
+result is what `english_cleaners` is given, and is stored with its ids. Audio may have any rate, channel
+count or format soundfile can read (the format is recognised by content, not by extension).
+
+Clips are skipped, never fatal, with one reason each: missing file, unreadable audio, empty audio,
+non-finite samples, silent audio, too short, too long, empty text, no speakable text, malformed line,
+invalid id, duplicate id. Clipped recordings are kept and counted. Characters that the cleaners' output has
+no symbol for are dropped, as in training, and counted in the summary; a text left with no letters is
+skipped.
+
+The validation split is a seeded shuffle of the kept ids, so it depends only on the seed and on which clips
+were kept. An OUT_DIR that already holds files is refused unless `force=True`, which deletes the outputs of
+the previous run (and refuses if the folder holds anything else); there is no partial resume, since one
+pass over LJSpeech takes minutes.
+"""
+from __future__ import annotations
+
+import argparse
+import collections
+import json
+import logging
+import math
+import random
+import re
+import shutil
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import soundfile
+import torch
+
+from .audio import AudioConfig, _resample, mel_spectrogram, save_wav
+from .text import NORMALIZER_VERSION, TEXT_FRONTEND_VERSION, normalize_text, text_to_sequence
+from .text.cleaners import english_cleaners
+from .text.symbols import FIRST_LETTER_ID, PAD, SYMBOL_TO_ID
+
+__all__ = ["prepare_dataset", "add_prepare_arguments", "run_prepare", "DATASET_FORMAT", "DATASET_VERSION"]
+
+log = logging.getLogger(__name__)
+
+DATASET_FORMAT = "tacoglow-dataset"
+DATASET_VERSION = 1
+CLEANERS = ["english_cleaners"]
+# Everything prepare_dataset writes into OUT_DIR; force=True deletes only these.
+_OUTPUT_NAMES = frozenset({"dataset.json", "train.jsonl", "val.jsonl", "skipped.tsv", "summary.txt",
+                           "wavs", "mels"})
+
+SILENT_PEAK = 1e-3  # -60 dBFS: a recording whose loudest sample is below this holds no speech
+CLIP_LEVEL = 0.999  # a sample at or beyond this magnitude sits at full scale...
+CLIP_RUN = 3  # ...and this many in a row, of one sign, mean the recording was clipped
+TRIM_TOP_DB = 40.0  # silence trimming: frames this far below the loudest frame are silence
+TRIM_MARGIN_SECONDS = 0.05  # kept on each side of the trimmed speech so onsets and decays survive
+
+
+@dataclass(frozen=True)
+class _Row:
+    """One transcript line: where the audio is and the text english_cleaners will see."""
+
+    key: str  # id for an LJSpeech row, the file path for a filelist row; names the row in skipped.tsv
+    id: str
+    path: Path
+    text: str
+    source: str  # "normalized-column" or "normalizer"
+
+
+class _Skip(Exception):
+    def __init__(self, reason: str, detail: str = "") -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.detail = detail
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Reading transcripts
+# ---------------------------------------------------------------------------------------------------------
+
+_INVALID_ID_RE = re.compile(r"[/\\\x00-\x1f]")
+
+
+def _read_lines(path: Path) -> list[tuple[int, str]]:
+    text = path.read_text(encoding="utf-8-sig")
+    return [(n, line) for n, line in enumerate(text.splitlines(), start=1) if line.strip()]
+
+
+def _text_and_source(raw: str, normalized: str | None) -> tuple[str, str]:
+    if normalized is not None and normalized.strip():
+        return normalized.strip(), "normalized-column"
+    return normalize_text(raw.strip()), "normalizer"
+
+
+def _read_ljspeech(data_dir: Path) -> tuple[list[_Row], list[tuple[str, str, str]]]:
+    metadata = data_dir / "metadata.csv"
+    rows, skipped = [], []
+    for line_number, line in _read_lines(metadata):
+        fields = line.split("|")
+        if len(fields) not in (2, 3):
+            skipped.append((f"{metadata.name}:{line_number}", "malformed line",
+                            f"expected id|text or id|text|normalized text, got {len(fields)} fields"))
+            continue
+        clip_id = fields[0].strip()
+        text, source = _text_and_source(fields[1], fields[2] if len(fields) == 3 else None)
+        rows.append(_Row(clip_id, clip_id, data_dir / "wavs" / f"{clip_id}.wav", text, source))
+    return rows, skipped
+
+
+def _read_filelist(filelist: Path) -> tuple[list[_Row], list[tuple[str, str, str]]]:
+    rows, skipped = [], []
+    for line_number, line in _read_lines(filelist):
+        fields = line.split("|")
+        if len(fields) != 2:
+            skipped.append((f"{filelist.name}:{line_number}", "malformed line",
+                            f"expected path|text, got {len(fields)} fields"))
+            continue
+        relative = fields[0].strip()
+        text, source = _text_and_source(fields[1], None)
+        rows.append(_Row(relative, Path(relative).stem, filelist.parent / relative, text, source))
+    return rows, skipped
+
+
+def _read_source(data_dir: Path) -> tuple[list[_Row], list[tuple[str, str, str]], Path]:
+    """Rows, malformed lines and the folder the audio paths live under."""
+    if data_dir.is_file():
+        return (*_read_filelist(data_dir), data_dir.parent)
+    if not data_dir.is_dir():
+        raise FileNotFoundError(f"{data_dir}: no such dataset folder or filelist")
+    if (data_dir / "metadata.csv").is_file():
+        return (*_read_ljspeech(data_dir), data_dir)
+    filelists = sorted(data_dir.glob("*.txt"))
+    if len(filelists) == 1:
+        return (*_read_filelist(filelists[0]), data_dir)
+    if not filelists:
+        raise FileNotFoundError(f"{data_dir}: found neither metadata.csv (LJSpeech layout) nor a *.txt filelist")
+    raise ValueError(f"{data_dir}: holds {len(filelists)} *.txt filelists "
+                     f"({', '.join(f.name for f in filelists[:4])}); pass the one to use as DATA_DIR")
+
+
+# ---------------------------------------------------------------------------------------------------------
+# One clip
+# ---------------------------------------------------------------------------------------------------------
+
+def _text_ids(text: str) -> tuple[list[int], str]:
+    """(ids, characters the cleaners produce that have no symbol); raises _Skip when nothing is speakable."""
+    if not text.strip():
+        raise _Skip("empty text")
+    ids = text_to_sequence(text, CLEANERS)
+    plain = re.sub(r"\{[^}]*\}", " ", text)  # ARPAbet in braces maps to phones, not characters
+    dropped = "".join(ch for ch in english_cleaners(plain) if ch not in SYMBOL_TO_ID or ch == PAD)
+    if not any(i >= FIRST_LETTER_ID for i in ids):
+        raise _Skip("no speakable text", f"{text[:60]!r} has no letters or phones after cleaning")
+    return ids, dropped
+
+
+def _is_clipped(audio: np.ndarray) -> bool:
+    """True when CLIP_RUN consecutive samples sit at full scale with one sign (flat-topped waveform)."""
+    for sign in (1.0, -1.0):
+        at_limit = (sign * audio >= CLIP_LEVEL).astype(np.int32)
+        if at_limit.sum() >= CLIP_RUN:
+            run = np.convolve(at_limit, np.ones(CLIP_RUN, dtype=np.int32), mode="valid")
+            if run.max() >= CLIP_RUN:
+                return True
+    return False
+
+
+def _load_audio(path: Path, config: AudioConfig, trim_silence: bool,
+                max_seconds: float | None) -> tuple[np.ndarray, bool]:
+    """The recording as mono float32 in [-1, 1] at config.sampling_rate, and whether it was clipped."""
+    if not path.is_file():
+        raise _Skip("missing file", str(path))
+    try:
+        info = soundfile.info(str(path))
+        # Without trimming the length is known before reading: a long file costs nothing.
+        if not trim_silence and max_seconds is not None and info.duration > max_seconds:
+            raise _Skip("too long", f"{info.duration:.2f} s > {max_seconds:g} s")
+        data, rate = soundfile.read(str(path), dtype="float32", always_2d=True)  # (samples, channels)
+    except (RuntimeError, ValueError, OSError) as error:  # LibsndfileError is a RuntimeError
+        raise _Skip("unreadable audio", str(error).splitlines()[0] if str(error) else type(error).__name__)
+    if data.size == 0:
+        raise _Skip("empty audio", f"{info.format} file with no samples")
+    if not np.isfinite(data).all():
+        raise _Skip("non-finite samples", "NaN or infinite samples")
+    audio = data.mean(axis=1)
+    peak = float(np.abs(audio).max())
+    if peak < SILENT_PEAK:
+        raise _Skip("silent audio", f"peak {peak:.2g}")
+    clipped = peak > 1.0 or _is_clipped(audio)
+    if rate != config.sampling_rate:
+        audio = _resample(np.ascontiguousarray(audio, dtype=np.float32), rate, config.sampling_rate)
+    audio = np.clip(audio, -1.0, 1.0)  # float files beyond full scale; resampling overshoot
+    if trim_silence:
+        import librosa
+
+        _, (start, end) = librosa.effects.trim(audio, top_db=TRIM_TOP_DB, frame_length=config.win_length,
+                                               hop_length=config.hop_length)
+        margin = round(TRIM_MARGIN_SECONDS * config.sampling_rate)
+        audio = audio[max(0, start - margin):min(len(audio), end + margin)]
+    seconds = len(audio) / config.sampling_rate
+    if max_seconds is not None and seconds > max_seconds:
+        raise _Skip("too long", f"{seconds:.2f} s > {max_seconds:g} s")
+    if len(audio) <= config.filter_length:
+        raise _Skip("too short", f"{len(audio)} samples; a mel frame needs more than {config.filter_length}")
+    return audio, clipped
+
+
+def _write_clip(audio: np.ndarray, wav_path: Path, mel_path: Path, config: AudioConfig) -> tuple[int, int]:
+    """Write the wav, then the mel of the wav as written (16-bit), so training reads back the same numbers.
+
+    Returns (samples, frames).
+    """
+    save_wav(wav_path, audio, config.sampling_rate)
+    written, _ = soundfile.read(str(wav_path), dtype="float32")  # int16 / 32768, as load_wav reads it
+    mel = mel_spectrogram(torch.from_numpy(written), config)  # (n_mel_channels, frames)
+    torch.save(mel.contiguous(), mel_path)
+    return len(written), mel.size(1)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The whole dataset
+# ---------------------------------------------------------------------------------------------------------
+
+def _claim_output(out_dir: Path, source_dir: Path, force: bool) -> None:
+    if out_dir.resolve() == source_dir.resolve():
+        raise ValueError(f"OUT_DIR {out_dir} is the source folder; its wavs/ would be overwritten. "
+                         "Choose another folder")
+    if out_dir.exists() and not out_dir.is_dir():
+        raise ValueError(f"OUT_DIR {out_dir} exists and is not a folder")
+    existing = sorted(out_dir.iterdir()) if out_dir.is_dir() else []
+    if existing:
+        if not force:
+            raise ValueError(f"OUT_DIR {out_dir} is not empty; pass --force to replace the dataset prepared there")
+        foreign = [entry.name for entry in existing if entry.name not in _OUTPUT_NAMES]
+        if foreign:
+            raise ValueError(f"refusing to clear OUT_DIR {out_dir}: it holds files that dataset preparation does "
+                             f"not write ({', '.join(foreign[:5])})")
+        for entry in existing:
+            shutil.rmtree(entry) if entry.is_dir() and not entry.is_symlink() else entry.unlink()
+    (out_dir / "wavs").mkdir(parents=True, exist_ok=True)
+    (out_dir / "mels").mkdir(exist_ok=True)
+
+
+def _choose_validation(ids: list[str], val_fraction: float, val_count: int | None,
+                       val_ids: Iterable[str] | None, seed: int) -> set[str]:
+    if val_ids is not None:
+        wanted = {i.strip() for i in val_ids if i.strip()}
+        missing = wanted.difference(ids)
+        if missing:
+            log.warning("%d of %d validation ids are not among the prepared clips (skipped or absent), e.g. %s",
+                        len(missing), len(wanted), sorted(missing)[0])
+        return wanted.intersection(ids)
+    if val_count is None:
+        val_count = math.ceil(val_fraction * len(ids)) if val_fraction > 0 else 0
+    if len(ids) > 1 and val_count >= len(ids):
+        log.warning("validation set of %d would leave no training clips; using %d", val_count, len(ids) - 1)
+    val_count = min(val_count, len(ids) - 1) if len(ids) > 1 else 0
+    order = sorted(ids)
+    random.Random(seed).shuffle(order)
+    return set(order[:val_count])
+
+
+def _write_jsonl(path: Path, items: list[dict[str, Any]]) -> None:
+    with open(path, "w", encoding="utf-8") as f:
+        for item in items:
+            f.write(json.dumps(item, ensure_ascii=False) + "\n")
+
+
+def _summary_text(summary: dict[str, Any], out_dir: Path) -> str:
+    lines = [f"dataset {out_dir}",
+             f"clips       {summary['clips']} ({summary['train']} train, {summary['val']} validation)",
+             f"audio       {summary['hours']:.3f} hours ({summary['seconds']:.1f} s)",
+             f"characters  {summary['characters']}",
+             f"clipped     {summary['clipped']} clips kept despite clipping"]
+    if summary["dropped_characters"]:
+        dropped = ", ".join(f"{ch!r}×{n}" for ch, n in summary["dropped_characters"].items())
+        lines.append(f"dropped     characters without a symbol: {dropped}")
+    lines.append("longest clips:")
+    lines += [f"  {item['id']}  {item['seconds']:.2f} s" for item in summary["longest"]]
+    lines.append(f"skipped     {summary['skipped']}")
+    lines += [f"  {reason}: {count}" for reason, count in summary["skipped_by_reason"].items()]
+    return "\n".join(lines) + "\n"
+
+
+def prepare_dataset(
+    data_dir: str | Path,
+    out_dir: str | Path,
+    *,
+    audio: AudioConfig = AudioConfig(),
+    val_fraction: float = 0.02,
+    val_count: int | None = None,
+    val_ids: Iterable[str] | None = None,
+    trim_silence: bool = False,
+    max_seconds: float | None = 15.0,
+    seed: int = 1234,
+    force: bool = False,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Prepare DATA_DIR (LJSpeech layout or a `path|text` filelist) as a training set in OUT_DIR.
+
+    Args:
+        audio: signal settings; wavs are written at `audio.sampling_rate` and mels computed with them.
+        val_fraction: share of the kept clips, rounded up, that forms the validation set.
+        val_count: validation set size; overrides `val_fraction`.
+        val_ids: exactly these ids form the validation set; overrides both.
+        trim_silence: cut leading and trailing silence (TRIM_TOP_DB below the peak, TRIM_MARGIN_SECONDS kept).
+        max_seconds: clips longer than this (after trimming) are skipped; None keeps all.
+        seed: seed of the validation shuffle.
+        force: replace a dataset already prepared in OUT_DIR.
+        progress: show a progress bar.
+
+    Returns:
+        The summary stored in dataset.json: clips, train, val, seconds, hours, characters, clipped,
+        longest, skipped, skipped_by_reason, dropped_characters, text_sources.
+
+    Raises FileNotFoundError when DATA_DIR has no recognised layout, ValueError for unusable arguments or an
+    OUT_DIR that cannot be claimed.
+    """
+    from tqdm import tqdm
+
+    data_dir, out_dir = Path(data_dir), Path(out_dir)
+    if not 0 <= val_fraction < 1:
+        raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction}")
+    if val_count is not None and val_count < 0:
+        raise ValueError(f"val_count must be >= 0, got {val_count}")
+    if max_seconds is not None and max_seconds <= 0:
+        raise ValueError(f"max_seconds must be positive, got {max_seconds}")
+    rows, skipped, source_dir = _read_source(data_dir)
+    _claim_output(out_dir, source_dir, force)
+
+    items: list[dict[str, Any]] = []
+    seen: set[str] = set()
+    clipped = 0
+    dropped: collections.Counter[str] = collections.Counter()
+    sources: collections.Counter[str] = collections.Counter()
+    for row in tqdm(rows, desc="preparing", unit="clip", disable=not progress):
+        try:
+            if not row.id or row.id in (".", "..") or _INVALID_ID_RE.search(row.id):
+                raise _Skip("invalid id", f"{row.id!r} cannot name a file")
+            if row.id in seen:
+                raise _Skip("duplicate id", f"{row.id} appears earlier")
+            seen.add(row.id)
+            ids, dropped_here = _text_ids(row.text)
+            samples, is_clipped = _load_audio(row.path, audio, trim_silence, max_seconds)
+            wav, mel = f"wavs/{row.id}.wav", f"mels/{row.id}.pt"
+            n_samples, frames = _write_clip(samples, out_dir / wav, out_dir / mel, audio)
+        except _Skip as skip:
+            skipped.append((row.key, skip.reason, skip.detail))
+            continue
+        clipped += is_clipped
+        dropped.update(dropped_here)
+        sources[row.source] += 1
+        items.append({"id": row.id, "text": row.text, "ids": ids, "wav": wav, "mel": mel,
+                      "frames": frames, "samples": n_samples})
+    if not items:
+        raise ValueError(f"no usable clips in {data_dir}: all {len(skipped)} were skipped "
+                         f"(see {out_dir / 'skipped.tsv'})")
+    _write_skipped(out_dir / "skipped.tsv", skipped)
+
+    validation = _choose_validation([item["id"] for item in items], val_fraction, val_count, val_ids, seed)
+    train = [item for item in items if item["id"] not in validation]
+    val = [item for item in items if item["id"] in validation]
+    _write_jsonl(out_dir / "train.jsonl", train)
+    _write_jsonl(out_dir / "val.jsonl", val)
+
+    seconds = sum(item["samples"] for item in items) / audio.sampling_rate
+    longest = sorted(items, key=lambda item: -item["samples"])[:5]
+    summary = {
+        "clips": len(items),
+        "train": len(train),
+        "val": len(val),
+        "seconds": round(seconds, 3),
+        "hours": round(seconds / 3600, 4),
+        "characters": sum(len(item["text"]) for item in items),
+        "clipped": clipped,
+        "longest": [{"id": item["id"], "seconds": round(item["samples"] / audio.sampling_rate, 3)}
+                    for item in longest],
+        "skipped": len(skipped),
+        "skipped_by_reason": dict(collections.Counter(reason for _, reason, _ in skipped).most_common()),
+        "dropped_characters": dict(dropped.most_common()),
+        "text_sources": dict(sources),
+    }
+    text_source = next(iter(sources)) if len(sources) == 1 else "mixed"
+    dataset = {
+        "format": DATASET_FORMAT,
+        "version": DATASET_VERSION,
+        "audio": audio.to_dict(),
+        "text": {"source": text_source,
+                 "normalizer_version": NORMALIZER_VERSION if sources["normalizer"] else None,
+                 "cleaners": CLEANERS,
+                 "frontend": TEXT_FRONTEND_VERSION},
+        "trim_silence": trim_silence,
+        "source_dir": str(data_dir.resolve()),
+        "summary": summary,
+    }
+    (out_dir / "summary.txt").write_text(_summary_text(summary, out_dir), encoding="utf-8")
+    # Written last: a dataset.json means the folder is complete.
+    (out_dir / "dataset.json").write_text(json.dumps(dataset, indent=2, ensure_ascii=False) + "\n",
+                                          encoding="utf-8")
+    log.info("prepared %d clips (%.2f h) in %s; skipped %d", len(items), seconds / 3600, out_dir, len(skipped))
+    return summary
+
+
+def _write_skipped(path: Path, skipped: list[tuple[str, str, str]]) -> None:
+    with open(path, "w", encoding="utf-8") as f:
+        for key, reason, detail in skipped:
+            f.write("\t".join(field.replace("\t", " ").replace("\n", " ") for field in (key, reason, detail))
+                    + "\n")
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Command line: `tacoglow prepare DATA_DIR OUT_DIR`
+# ---------------------------------------------------------------------------------------------------------
+
+def add_prepare_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("data_dir", type=Path, metavar="DATA_DIR",
+                        help="LJSpeech-layout folder (metadata.csv + wavs/), a 'path|text' filelist, "
+                             "or a folder holding exactly one *.txt filelist")
+    parser.add_argument("out_dir", type=Path, metavar="OUT_DIR", help="folder for the prepared dataset")
+    split = parser.add_mutually_exclusive_group()
+    split.add_argument("--val-fraction", type=float, default=0.02,
+                       help="share of clips held out for validation (default 0.02)")
+    split.add_argument("--val-count", type=int, help="number of clips held out for validation")
+    split.add_argument("--val-ids", type=Path, metavar="FILE",
+                       help="file of clip ids, one per line, that form the validation set")
+    parser.add_argument("--trim-silence", action="store_true", help="cut leading and trailing silence")
+    parser.add_argument("--max-seconds", type=float, default=15.0,
+                        help="skip clips longer than this (default 15; 0 keeps all)")
+    parser.add_argument("--seed", type=int, default=1234, help="seed of the validation split (default 1234)")
+    parser.add_argument("--audio-config", type=Path, metavar="JSON",
+                        help="AudioConfig fields as JSON, or a dataset.json whose 'audio' to reuse "
+                             "(default: NVIDIA's 22050 Hz settings)")
+    parser.add_argument("--force", action="store_true", help="replace a dataset already prepared in OUT_DIR")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def run_prepare(args: argparse.Namespace) -> int:
+    audio = AudioConfig()
+    if args.audio_config is not None:
+        with open(args.audio_config, encoding="utf-8") as f:
+            fields = json.load(f)
+        audio = AudioConfig.from_dict(fields.get("audio", fields) if isinstance(fields, dict) else fields)
+    val_ids = None
+    if args.val_ids is not None:
+        val_ids = args.val_ids.read_text(encoding="utf-8").split()
+    summary = prepare_dataset(
+        args.data_dir, args.out_dir, audio=audio, val_fraction=args.val_fraction, val_count=args.val_count,
+        val_ids=val_ids, trim_silence=args.trim_silence, max_seconds=args.max_seconds or None, seed=args.seed,
+        force=args.force, progress=not args.quiet)
+    print(_summary_text(summary, args.out_dir), end="")
+    return 0
+
+
+if __name__ == "__main__":
+    import sys
+
+    _parser = argparse.ArgumentParser(prog="python -m tacoglow.data",
+                                      description="Prepare a dataset (same as `tacoglow prepare`).")
+    add_prepare_arguments(_parser)
+    logging.basicConfig(level=logging.INFO, format="tacoglow: %(levelname)s: %(message)s")
+    sys.exit(run_prepare(_parser.parse_args()))

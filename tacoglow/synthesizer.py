@@ -1,0 +1,323 @@
+"""Text → waveform: one library class that the CLI, the server and the benchmarks stand on.
+
+Layers, each usable on its own::
+
+    Synthesizer.synthesize(text)          # whole text → one waveform (sentences batched)
+      └─ Synthesizer.stream(text)         # the same, yielded sentence by sentence
+           └─ Synthesizer.synthesize_ids  # token ids → mels (one Tacotron 2 batch)
+                └─ Synthesizer.vocode     # mel → audio (WaveGlow or Griffin-Lim)
+
+Randomness: Tacotron 2's prenet keeps dropout on at inference and WaveGlow samples noise, so
+every request gets its own generators, derived from its seed (one for Tacotron 2 and one for
+the vocoder, per sentence). A request's audio therefore depends only on its text and seed, not
+on what else shares its batch, and ``seed`` reproduces it exactly.
+
+Defaults: ``sigma=0.9`` and ``denoiser_strength=0.01`` are the values of NVIDIA's inference
+script (``-s 0.9 -d 0.01``); the torch.hub example uses ``sigma=1.0`` and no denoiser.
+"""
+from __future__ import annotations
+
+import logging
+import math
+import secrets
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterator, Protocol, Sequence
+
+import torch
+
+from .audio import AudioConfig, griffin_lim
+from .checkpoint import CheckpointError, LoadedCheckpoint, _build, inspect_checkpoint
+from .tacotron2 import Tacotron2
+from .text import prepare_text, split_sentences
+from .waveglow import Denoiser, WaveGlow
+
+log = logging.getLogger(__name__)
+
+DEFAULT_SIGMA = 0.9
+DEFAULT_DENOISER_STRENGTH = 0.01
+# Relative decoding cap: a confused model must not babble for max_decoder_steps on "Hi".
+# LJSpeech-style speech runs at about 6 mel frames per input symbol; 20 leaves ample room.
+DEFAULT_FRAMES_PER_SYMBOL = 20.0
+DEFAULT_MIN_FRAMES = 100
+_GOLDEN = 0x9E3779B97F4A7C15  # spreads consecutive sentence indices over the seed space
+
+
+class SynthesisError(RuntimeError):
+    """Synthesis produced something unusable (e.g. NaN in a mel); the message says which sentence."""
+
+
+class Vocoder(Protocol):
+    audio: AudioConfig
+
+    def __call__(self, mel: torch.Tensor, generator: torch.Generator | None = None, **options) -> torch.Tensor:
+        """mel (1, n_mel, frames) → audio (1, frames * hop_length)."""
+
+
+class WaveGlowVocoder:
+    """WaveGlow with weight norm folded, plus NVIDIA's bias-removing denoiser."""
+
+    name = "waveglow"
+
+    def __init__(self, waveglow: WaveGlow, sigma: float = DEFAULT_SIGMA,
+                 denoiser_strength: float = DEFAULT_DENOISER_STRENGTH, audio: AudioConfig | None = None):
+        self.waveglow = waveglow.remove_weightnorm().eval()
+        self.sigma = sigma
+        self.denoiser_strength = denoiser_strength
+        self.audio = audio or AudioConfig()
+        self._denoiser: Denoiser | None = None
+
+    @property
+    def denoiser(self) -> Denoiser:
+        if self._denoiser is None:
+            # The reference denoiser draws (unused, σ=0) noise from the global RNG; keep the
+            # caller's global random state untouched.
+            with torch.random.fork_rng(devices=[]):
+                self._denoiser = Denoiser(self.waveglow).eval()
+        return self._denoiser
+
+    @torch.inference_mode()
+    def __call__(self, mel: torch.Tensor, generator: torch.Generator | None = None,
+                 sigma: float | None = None, denoiser_strength: float | None = None) -> torch.Tensor:
+        sigma = self.sigma if sigma is None else sigma
+        strength = self.denoiser_strength if denoiser_strength is None else denoiser_strength
+        audio = self.waveglow.infer(mel, sigma=sigma, generator=generator).float()
+        if strength > 0:
+            audio = self.denoiser(audio, strength=strength).squeeze(1)
+        return audio
+
+
+class GriffinLimVocoder:
+    """Vocoder-free fallback: Griffin-Lim phase reconstruction from the predicted mel."""
+
+    name = "griffin-lim"
+
+    def __init__(self, audio: AudioConfig | None = None, n_iters: int = 60):
+        self.audio = audio or AudioConfig()
+        self.n_iters = n_iters
+
+    def __call__(self, mel: torch.Tensor, generator: torch.Generator | None = None, **options) -> torch.Tensor:
+        return griffin_lim(mel.float(), self.audio, n_iters=self.n_iters, generator=generator)
+
+
+@dataclass
+class SentenceResult:
+    """One sentence: its mel, alignment, why decoding stopped, and its audio."""
+
+    text: str
+    ids: list[int]
+    mel: torch.Tensor            # (n_mel, frames), postnet output without the stop frame
+    alignment: torch.Tensor      # (decoder steps, len(ids))
+    stopped_by: str              # "gate": the stop token fired; "cap": the step cap ended it
+    audio: torch.Tensor | None = None  # (frames * hop_length,) float32
+
+    @property
+    def mel_length(self) -> int:
+        return int(self.mel.shape[-1])
+
+
+@dataclass
+class Speech:
+    """A whole request: float32 audio in [-1, 1] at ``sample_rate``, and its sentences."""
+
+    audio: torch.Tensor
+    sample_rate: int
+    sentences: list[SentenceResult] = field(default_factory=list)
+    seed: int = 0
+
+    @property
+    def duration(self) -> float:
+        return self.audio.numel() / self.sample_rate
+
+
+def _seeded(seed: int, index: int, stream: int) -> torch.Generator:
+    g = torch.Generator()
+    g.manual_seed((seed + index * _GOLDEN + stream * 0x632BE59BD9B4E019) % (1 << 63))
+    return g
+
+
+class Synthesizer:
+    """Text → speech with a Tacotron 2 and a vocoder (WaveGlow or Griffin-Lim).
+
+    Args:
+        tacotron2: the acoustic model (eval mode is set here).
+        vocoder: a :class:`WaveGlowVocoder`, :class:`GriffinLimVocoder` or anything with the
+            same call; ``None`` means Griffin-Lim.
+        audio: the audio settings both models were trained with (checked against the vocoder's).
+        normalize: run :func:`tacoglow.text.normalize_text` before the cleaners (currency,
+            times, units, ...); ``False`` feeds text to ``english_cleaners`` exactly as NVIDIA does.
+        frames_per_symbol, min_frames: the relative decoding cap, ``min_frames +
+            frames_per_symbol * len(ids)`` mel frames, never above the model's ``max_decoder_steps``.
+        max_chars: longer sentences are split further so none is cut off by the cap.
+        sentence_pause: seconds of silence between sentences in :meth:`synthesize`.
+        batch_size: sentences per Tacotron 2 batch.
+    """
+
+    def __init__(self, tacotron2: Tacotron2, vocoder: Vocoder | None = None, *, audio: AudioConfig | None = None,
+                 device: str | torch.device = "cpu", normalize: bool = True,
+                 cleaners: Sequence[str] = ("english_cleaners",),
+                 frames_per_symbol: float = DEFAULT_FRAMES_PER_SYMBOL, min_frames: int = DEFAULT_MIN_FRAMES,
+                 max_chars: int | None = None, sentence_pause: float = 0.2, batch_size: int = 8):
+        self.device = torch.device(device)
+        self.tacotron2 = tacotron2.eval().to(self.device)
+        self.audio = audio or AudioConfig()
+        self.vocoder = vocoder if vocoder is not None else GriffinLimVocoder(self.audio)
+        if getattr(self.vocoder, "audio", self.audio) != self.audio:
+            raise ValueError(f"the Tacotron 2 and the vocoder disagree on audio settings: "
+                             f"{self.audio} vs {self.vocoder.audio}; use a pair trained on the same features")
+        if isinstance(self.vocoder, WaveGlowVocoder):
+            self.vocoder.waveglow.to(self.device)
+        self.normalize = normalize
+        self.cleaners = tuple(cleaners)
+        self.frames_per_symbol = frames_per_symbol
+        self.min_frames = min_frames
+        config = self.tacotron2.config
+        # ~7 frames per character of speech: keep sentences short enough for the step cap.
+        self.max_chars = max_chars or max(40, int(config.max_decoder_steps * config.n_frames_per_step / 7))
+        self.sentence_pause = sentence_pause
+        self.batch_size = batch_size
+
+    # ---------------------------------------------------------------- construction
+    @classmethod
+    def from_checkpoints(cls, tacotron2: str | Path, waveglow: str | Path | None = None, *,
+                         device: str | torch.device = "cpu", sigma: float = DEFAULT_SIGMA,
+                         denoiser_strength: float = DEFAULT_DENOISER_STRENGTH, griffin_lim_iters: int = 60,
+                         **kwargs) -> "Synthesizer":
+        """Load a Tacotron 2 and (optionally) a WaveGlow from any supported checkpoint layout."""
+        t2 = inspect_checkpoint(tacotron2)
+        model = _build(t2, "tacotron2")
+        if waveglow is None:
+            vocoder: Vocoder = GriffinLimVocoder(t2.audio, n_iters=griffin_lim_iters)
+        else:
+            wg = inspect_checkpoint(waveglow)
+            _check_audio_pair(t2, wg)
+            vocoder = WaveGlowVocoder(_build(wg, "waveglow"), sigma=sigma, denoiser_strength=denoiser_strength,
+                                      audio=t2.audio)
+        kwargs.setdefault("normalize", t2.text.get("normalize", True))
+        return cls(model, vocoder, audio=t2.audio, device=device, **kwargs)
+
+    # ---------------------------------------------------------------- text
+    def text_to_ids(self, text: str) -> list[int]:
+        """Normalised, cleaned symbol ids; ``ValueError`` for empty or unspeakable text."""
+        return prepare_text(text, normalize=self.normalize, cleaners=self.cleaners)
+
+    def split(self, text: str) -> list[str]:
+        """The sentences of ``text`` that will be decoded one by one."""
+        if not text or not text.strip():
+            raise ValueError("text is empty: give at least one word to speak")
+        return split_sentences(text, max_chars=self.max_chars)
+
+    def step_cap(self, n_ids: int) -> int:
+        frames = self.min_frames + self.frames_per_symbol * n_ids
+        steps = math.ceil(frames / self.tacotron2.config.n_frames_per_step)
+        return int(min(self.tacotron2.config.max_decoder_steps, steps))
+
+    # ---------------------------------------------------------------- stages
+    @torch.inference_mode()
+    def synthesize_ids(self, ids: Sequence[Sequence[int]], generators: Sequence[torch.Generator],
+                       texts: Sequence[str] | None = None) -> list[SentenceResult]:
+        """Token ids → mels, as one Tacotron 2 batch; results in input order."""
+        lengths = torch.tensor([len(x) for x in ids], dtype=torch.long)
+        padded = torch.zeros(len(ids), int(lengths.max()), dtype=torch.long)
+        for i, x in enumerate(ids):
+            padded[i, :len(x)] = torch.tensor(x, dtype=torch.long)
+        caps = torch.tensor([self.step_cap(len(x)) for x in ids], dtype=torch.long)
+        out = self.tacotron2.infer_detailed(padded.to(self.device), lengths, generator=list(generators),
+                                            max_decoder_steps=caps)
+        results = []
+        r = self.tacotron2.config.n_frames_per_step
+        for i in range(len(ids)):
+            n = int(out.mel_lengths[i])
+            mel = out.mel_postnet[i, :, :n]
+            text = texts[i] if texts is not None else ""
+            if not torch.isfinite(mel).all():
+                raise SynthesisError(f"Tacotron 2 produced NaN or infinite values for {text[:60]!r}; "
+                                     "the checkpoint is damaged or was trained on other features")
+            stopped_by = "gate" if bool(out.gate_stopped[i]) else "cap"
+            if stopped_by == "cap":
+                log.warning("decoding of %r stopped at the step cap (%d frames) without a stop token; "
+                            "the model may not be trained enough for this text", text[:60], n)
+            steps = math.ceil(n / r) + (1 if stopped_by == "gate" else 0)
+            results.append(SentenceResult(text=text, ids=list(ids[i]), mel=mel,
+                                          alignment=out.alignments[i, :steps, :len(ids[i])],
+                                          stopped_by=stopped_by))
+        return results
+
+    @torch.inference_mode()
+    def vocode(self, mel: torch.Tensor, generator: torch.Generator | None = None, **options) -> torch.Tensor:
+        """mel (n_mel, frames) or (1, n_mel, frames) → float32 audio (frames * hop_length,)."""
+        if mel.dim() == 2:
+            mel = mel.unsqueeze(0)
+        frames = mel.shape[-1]
+        if frames == 0:
+            return torch.zeros(0)
+        audio = self.vocoder(mel.to(self.device), generator=generator, **options)[0]
+        return audio[:frames * self.audio.hop_length].float().cpu()
+
+    # ---------------------------------------------------------------- requests
+    def _sentences(self, text: str, seed: int) -> list[tuple[int, int, str, list[int]]]:
+        return [(seed, j, s, self.text_to_ids(s)) for j, s in enumerate(self.split(text))]
+
+    def _decode(self, jobs: Sequence[tuple[int, int, str, list[int]]], **options) -> Iterator[SentenceResult]:
+        """Jobs (seed, sentence index, text, ids) → results with audio, in order, ``batch_size`` at a time."""
+        for start in range(0, len(jobs), self.batch_size):
+            chunk = jobs[start:start + self.batch_size]
+            results = self.synthesize_ids([ids for _, _, _, ids in chunk],
+                                          [_seeded(seed, j, 0) for seed, j, _, _ in chunk],
+                                          texts=[text for _, _, text, _ in chunk])
+            for (seed, j, _, _), result in zip(chunk, results):
+                result.audio = self.vocode(result.mel, generator=_seeded(seed, j, 1), **options)
+                yield result
+
+    def stream(self, text: str, seed: int | None = None, **options) -> Iterator[SentenceResult]:
+        """Yield each sentence with its audio as soon as it is ready (Tacotron 2 runs in batches)."""
+        seed = _new_seed() if seed is None else int(seed)
+        yield from self._decode(self._sentences(text, seed), **options)
+
+    def _join(self, sentences: list[SentenceResult], seed: int) -> Speech:
+        pause = torch.zeros(int(round(self.sentence_pause * self.audio.sampling_rate)))
+        pieces: list[torch.Tensor] = []
+        for k, s in enumerate(sentences):
+            if k:
+                pieces.append(pause)
+            pieces.append(s.audio)
+        audio = torch.cat(pieces) if pieces else torch.zeros(0)
+        return Speech(audio=audio, sample_rate=self.audio.sampling_rate, sentences=sentences, seed=seed)
+
+    def synthesize(self, text: str, seed: int | None = None,
+                   progress: Callable[[int, int], None] | None = None, **options) -> Speech:
+        """Whole text → one waveform; sentences joined with ``sentence_pause`` seconds of silence.
+
+        ``progress(done, total)`` is called after each sentence; ``options`` go to the vocoder
+        (``sigma``, ``denoiser_strength`` for WaveGlow).
+        """
+        seed = _new_seed() if seed is None else int(seed)
+        jobs = self._sentences(text, seed)
+        results = []
+        for result in self._decode(jobs, **options):
+            results.append(result)
+            if progress is not None:
+                progress(len(results), len(jobs))
+        return self._join(results, seed)
+
+    def synthesize_batch(self, texts: Sequence[str], seeds: Sequence[int | None] | None = None,
+                         **options) -> list[Speech]:
+        """Several requests, their sentences decoded together in Tacotron 2 batches; results in input
+        order, each equal to what :meth:`synthesize` gives for it alone with the same seed."""
+        seeds = [(_new_seed() if s is None else int(s)) for s in (seeds or [None] * len(texts))]
+        if len(seeds) != len(texts):
+            raise ValueError(f"got {len(texts)} texts but {len(seeds)} seeds")
+        jobs = [self._sentences(t, s) for t, s in zip(texts, seeds)]  # validates every text first
+        flat = [job for per_text in jobs for job in per_text]
+        results = iter(list(self._decode(flat, **options)))
+        return [self._join([next(results) for _ in per_text], seed) for per_text, seed in zip(jobs, seeds)]
+
+
+def _new_seed() -> int:
+    return secrets.randbits(63)
+
+
+def _check_audio_pair(t2: LoadedCheckpoint, wg: LoadedCheckpoint) -> None:
+    if t2.audio != wg.audio:
+        raise CheckpointError(f"{t2.path} and {wg.path} were trained on different audio settings "
+                              f"({t2.audio} vs {wg.audio}); use a matching Tacotron 2 / WaveGlow pair")

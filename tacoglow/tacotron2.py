@@ -1,0 +1,545 @@
+"""Tacotron 2: text ids -> mel spectrogram (Shen et al., 2018), compatible with NVIDIA's checkpoints.
+
+Block diagram, in data-flow order:
+
+    ids -> embedding -> _Encoder (3 conv + BiLSTM) -> memory
+    previous frame -> _Prenet -> attention LSTM -> _Attention (location-sensitive) -> context
+    [attention state, context] -> decoder LSTM -> linear projection (mel frame) + gate (stop logit)
+    mel -> _Postnet (5 conv) -> residual -> mel_postnet
+
+Module and parameter names follow NVIDIA's DeepLearningExamples implementation, so its state dicts load
+with ``strict=True`` (after stripping any ``module.`` prefix). Numbers follow the reference too: with the
+same weights, inputs and seed, ``infer`` and ``forward`` reproduce it on CPU (see ``tests/``).
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+from typing import Any, Callable, NamedTuple, Sequence
+
+import torch
+from torch import Tensor, nn
+from torch.nn import functional as F
+
+__all__ = ["Tacotron2", "Tacotron2Config", "Tacotron2Output"]
+
+# The prenet keeps dropout on at inference too (paper, section 2.2); NVIDIA hard-codes p = 0.5.
+_PRENET_DROPOUT = 0.5
+# Encoder and postnet convolutions use dropout 0.5 in training (NVIDIA hard-codes it as well).
+_CONV_DROPOUT = 0.5
+# Padded gate logits when mask_padding is on: sigmoid(1e3) = 1, i.e. "stopped" (NVIDIA's value).
+_PADDED_GATE_LOGIT = 1e3
+
+
+@dataclass
+class Tacotron2Config:
+    """Tacotron 2 hyperparameters. Field names are NVIDIA's constructor arguments; defaults are the
+    torch.hub (``pretrained=False``) configuration, which is also what the published checkpoints use
+    apart from ``max_decoder_steps`` (the DLE command line uses 2000)."""
+
+    # Zero padded mel frames (gate logits set to 1e3) in the teacher-forced outputs.
+    mask_padding: bool = False
+    n_mel_channels: int = 80
+    n_symbols: int = 148
+    symbols_embedding_dim: int = 512
+    # Encoder
+    encoder_kernel_size: int = 5
+    encoder_n_convolutions: int = 3
+    encoder_embedding_dim: int = 512
+    # Attention
+    attention_rnn_dim: int = 1024
+    attention_dim: int = 128
+    attention_location_n_filters: int = 32
+    attention_location_kernel_size: int = 31
+    # Decoder. n_frames_per_step r > 1 predicts r frames per decoder step (not in NVIDIA's published
+    # models; r = 1 keeps checkpoint compatibility).
+    n_frames_per_step: int = 1
+    decoder_rnn_dim: int = 1024
+    prenet_dim: int = 256
+    max_decoder_steps: int = 1000
+    # An item stops at the first step where sigmoid(gate) > gate_threshold.
+    gate_threshold: float = 0.5
+    p_attention_dropout: float = 0.1
+    p_decoder_dropout: float = 0.1
+    # Postnet
+    postnet_embedding_dim: int = 512
+    postnet_kernel_size: int = 5
+    postnet_n_convolutions: int = 5
+    # Run every inference to max_decoder_steps instead of stopping when all items have stopped.
+    decoder_no_early_stopping: bool = False
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "Tacotron2Config":
+        """Build from a dict such as NVIDIA's checkpoint ``config``; unknown keys raise ValueError."""
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ValueError(f"unknown Tacotron2Config keys: {', '.join(unknown)}")
+        return cls(**d)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class Tacotron2Output:
+    """Result of :meth:`Tacotron2.infer_detailed`, in input order.
+
+    mel_postnet: (B, n_mel_channels, T_out) float. mel_lengths: (B,) int32, frames before the stop
+    frame (the cap for items that never stopped). alignments: (B, T_out / r, T_in) attention weights per
+    decoder step. gate_stopped: (B,) bool, True where the gate fired, False where the item hit its cap.
+    """
+
+    mel_postnet: Tensor
+    mel_lengths: Tensor
+    alignments: Tensor
+    gate_stopped: Tensor
+
+
+# --------------------------------------------------------------------------------------------------
+# Layers with NVIDIA's initialisation (xavier uniform with a per-activation gain); the wrapper
+# attributes ``linear_layer`` and ``conv`` exist only to keep the reference's state-dict keys.
+
+
+class _LinearNorm(nn.Module):
+    def __init__(self, in_dim: int, out_dim: int, bias: bool = True, w_init_gain: str = "linear"):
+        super().__init__()
+        self.linear_layer = nn.Linear(in_dim, out_dim, bias=bias)
+        nn.init.xavier_uniform_(self.linear_layer.weight, gain=nn.init.calculate_gain(w_init_gain))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.linear_layer(x)
+
+
+class _ConvNorm(nn.Module):
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, bias: bool = True,
+                 w_init_gain: str = "linear"):
+        super().__init__()
+        assert kernel_size % 2 == 1, "'same' padding needs an odd kernel"
+        self.conv = nn.Conv1d(in_channels, out_channels, kernel_size, padding=(kernel_size - 1) // 2,
+                              bias=bias)
+        nn.init.xavier_uniform_(self.conv.weight, gain=nn.init.calculate_gain(w_init_gain))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.conv(x)
+
+
+def _padding_mask(lengths: Tensor, width: int) -> Tensor:
+    """(B,) lengths -> (B, width) bool, True on padded positions."""
+    return torch.arange(width, device=lengths.device) >= lengths.unsqueeze(1)
+
+
+def _keep_mask(shape: Sequence[int], like: Tensor, generator: torch.Generator | None) -> Tensor:
+    """Dropout mask for p = 0.5 with kept entries scaled by 1 / (1 - p) = 2, in ``like``'s dtype/device.
+
+    Drawn as uniform float64 < 0.5: on CPU this gives exactly the mask of ``bernoulli_(0.5)`` that
+    ``F.dropout`` uses in the reference, on any CPU vendor, and accepts a caller's generator. Without a
+    generator the default generator of ``like``'s device is used.
+    """
+    device = generator.device if generator is not None else like.device
+    keep = torch.rand(tuple(shape), dtype=torch.float64, device=device, generator=generator) < 0.5
+    return keep.to(device=like.device, dtype=like.dtype) * (1.0 / (1.0 - _PRENET_DROPOUT))
+
+
+# --------------------------------------------------------------------------------------------------
+
+
+class _Encoder(nn.Module):
+    """3 x (conv 5, batch norm, ReLU, dropout) then a 1-layer BiLSTM (paper, section 2.1)."""
+
+    def __init__(self, cfg: Tacotron2Config):
+        super().__init__()
+        dim = cfg.encoder_embedding_dim
+        self.convolutions = nn.ModuleList(
+            nn.Sequential(_ConvNorm(dim, dim, cfg.encoder_kernel_size, w_init_gain="relu"), nn.BatchNorm1d(dim))
+            for _ in range(cfg.encoder_n_convolutions))
+        self.lstm = nn.LSTM(dim, dim // 2, num_layers=1, batch_first=True, bidirectional=True)
+
+    def forward(self, x: Tensor, lengths: Tensor, keep: Tensor | None = None) -> Tensor:
+        """x: (B, C, T) embedded text; lengths: (B,) int64 on CPU; keep: optional (B, 1, T) 0/1 mask that
+        zeroes padding after each conv, so that no item sees its padding (batch-independent results).
+        Returns the memory (B, max(lengths), C); rows are zero past each length."""
+        for conv in self.convolutions:
+            x = F.dropout(F.relu(conv(x)), _CONV_DROPOUT, self.training)
+            if keep is not None:
+                x = x * keep
+        packed = nn.utils.rnn.pack_padded_sequence(x.transpose(1, 2), lengths, batch_first=True,
+                                                   enforce_sorted=False)
+        outputs, _ = self.lstm(packed)
+        memory, _ = nn.utils.rnn.pad_packed_sequence(outputs, batch_first=True)
+        return memory
+
+
+class _LocationLayer(nn.Module):
+    """Features of the previous and cumulative attention weights: conv then projection to attention_dim."""
+
+    def __init__(self, n_filters: int, kernel_size: int, attention_dim: int):
+        super().__init__()
+        self.location_conv = _ConvNorm(2, n_filters, kernel_size, bias=False)
+        self.location_dense = _LinearNorm(n_filters, attention_dim, bias=False, w_init_gain="tanh")
+
+    def forward(self, weights_cat: Tensor) -> Tensor:
+        """(B, 2, T_in) -> (B, T_in, attention_dim)."""
+        return self.location_dense(self.location_conv(weights_cat).transpose(1, 2))
+
+
+class _Attention(nn.Module):
+    """Location-sensitive additive attention (Chorowski et al., 2015)."""
+
+    def __init__(self, cfg: Tacotron2Config):
+        super().__init__()
+        self.query_layer = _LinearNorm(cfg.attention_rnn_dim, cfg.attention_dim, bias=False, w_init_gain="tanh")
+        self.memory_layer = _LinearNorm(cfg.encoder_embedding_dim, cfg.attention_dim, bias=False,
+                                        w_init_gain="tanh")
+        self.v = _LinearNorm(cfg.attention_dim, 1, bias=False)
+        self.location_layer = _LocationLayer(cfg.attention_location_n_filters,
+                                             cfg.attention_location_kernel_size, cfg.attention_dim)
+
+    def forward(self, query: Tensor, memory: Tensor, processed_memory: Tensor, weights_cat: Tensor,
+                mask: Tensor) -> tuple[Tensor, Tensor]:
+        """query (B, attention_rnn_dim); memory (B, T_in, C); processed_memory (B, T_in, attention_dim),
+        i.e. memory_layer(memory), computed once per utterance; weights_cat (B, 2, T_in); mask (B, T_in),
+        True on padding. Returns context (B, C) and weights (B, T_in)."""
+        # Summed in the reference's order (query + location + memory) to keep its rounding.
+        energies = self.v(torch.tanh(
+            self.query_layer(query.unsqueeze(1)) + self.location_layer(weights_cat) + processed_memory))
+        weights = F.softmax(energies.squeeze(2).masked_fill(mask, float("-inf")), dim=1)
+        context = torch.bmm(weights.unsqueeze(1), memory).squeeze(1)
+        return context, weights
+
+
+class _Prenet(nn.Module):
+    """Two bias-free ReLU layers with dropout 0.5 that stays on at inference (paper, section 2.2): the
+    noise is what lets the autoregressive decoder generalise. Masks are passed in, so the caller decides
+    which random numbers feed them (shared or per-item generators)."""
+
+    def __init__(self, in_dim: int, dim: int):
+        super().__init__()
+        self.layers = nn.ModuleList([_LinearNorm(in_dim, dim, bias=False), _LinearNorm(dim, dim, bias=False)])
+
+    def forward(self, x: Tensor, draw_mask: Callable[[Tensor], Tensor]) -> Tensor:
+        """x: (..., in_dim) -> (..., dim). ``draw_mask(h)`` returns the scaled keep-mask for activation h;
+        it is called for layer 0, then layer 1 (the reference's order of draws)."""
+        for layer in self.layers:
+            h = F.relu(layer(x))
+            x = h * draw_mask(h)
+        return x
+
+
+class _DecoderState(NamedTuple):
+    attention_hidden: Tensor  # (B, attention_rnn_dim)
+    attention_cell: Tensor
+    decoder_hidden: Tensor  # (B, decoder_rnn_dim)
+    decoder_cell: Tensor
+    attention_weights: Tensor  # (B, T_in)
+    attention_weights_cum: Tensor  # (B, T_in)
+    attention_context: Tensor  # (B, encoder_embedding_dim)
+
+
+class _Decoder(nn.Module):
+    """Autoregressive decoder: prenet -> attention LSTM -> attention -> decoder LSTM -> frame + gate."""
+
+    def __init__(self, cfg: Tacotron2Config):
+        super().__init__()
+        self.cfg = cfg
+        frame_dim = cfg.n_mel_channels * cfg.n_frames_per_step  # r frames are predicted (and fed back) at once
+        context_dim = cfg.encoder_embedding_dim
+        self.prenet = _Prenet(frame_dim, cfg.prenet_dim)
+        self.attention_rnn = nn.LSTMCell(cfg.prenet_dim + context_dim, cfg.attention_rnn_dim)
+        self.attention_layer = _Attention(cfg)
+        self.decoder_rnn = nn.LSTMCell(cfg.attention_rnn_dim + context_dim, cfg.decoder_rnn_dim)
+        self.linear_projection = _LinearNorm(cfg.decoder_rnn_dim + context_dim, frame_dim)
+        self.gate_layer = _LinearNorm(cfg.decoder_rnn_dim + context_dim, 1, w_init_gain="sigmoid")
+
+    def initial_state(self, memory: Tensor) -> _DecoderState:
+        b, t_in, c = memory.shape
+        zeros = memory.new_zeros
+        return _DecoderState(zeros(b, self.cfg.attention_rnn_dim), zeros(b, self.cfg.attention_rnn_dim),
+                             zeros(b, self.cfg.decoder_rnn_dim), zeros(b, self.cfg.decoder_rnn_dim),
+                             zeros(b, t_in), zeros(b, t_in), zeros(b, c))
+
+    def step(self, prenet_out: Tensor, s: _DecoderState, memory: Tensor, processed_memory: Tensor,
+             mask: Tensor) -> tuple[Tensor, Tensor, _DecoderState]:
+        """One decoder step. prenet_out (B, prenet_dim) -> frame (B, n_mel * r), gate logit (B, 1), state."""
+        cfg = self.cfg
+        h, c = self.attention_rnn(torch.cat((prenet_out, s.attention_context), -1),
+                                  (s.attention_hidden, s.attention_cell))
+        h = F.dropout(h, cfg.p_attention_dropout, self.training)
+        weights_cat = torch.stack((s.attention_weights, s.attention_weights_cum), dim=1)  # (B, 2, T_in)
+        context, weights = self.attention_layer(h, memory, processed_memory, weights_cat, mask)
+        dh, dc = self.decoder_rnn(torch.cat((h, context), -1), (s.decoder_hidden, s.decoder_cell))
+        dh = F.dropout(dh, cfg.p_decoder_dropout, self.training)
+        out = torch.cat((dh, context), dim=1)
+        state = _DecoderState(h, c, dh, dc, weights, s.attention_weights_cum + weights, context)
+        return self.linear_projection(out), self.gate_layer(out), state
+
+    def teacher_forced(self, memory: Tensor, mels: Tensor, mask: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """memory (B, T_in, C); mels (B, n_mel, T) with T a multiple of r; mask (B, T_in) True on padding.
+        Returns mel (B, n_mel, T), gate logits (B, T / r), alignments (B, T / r, T_in)."""
+        b, n_mel, t = mels.shape
+        r = self.cfg.n_frames_per_step
+        # Step inputs: the go frame (zeros), then each group of r target frames: (T / r + 1, B, n_mel * r).
+        # The last group is never consumed but goes through the prenet, as in the reference: its dropout
+        # masks are drawn for all T / r + 1 inputs at once, layer 0 then layer 1.
+        frames = mels.transpose(1, 2).reshape(b, t // r, n_mel * r).transpose(0, 1)
+        inputs = torch.cat((memory.new_zeros(1, b, n_mel * r), frames), dim=0)
+        inputs = self.prenet(inputs, lambda h: _keep_mask(h.shape, h, None))
+
+        processed_memory = self.attention_layer.memory_layer(memory)
+        state = self.initial_state(memory)
+        mel_steps, gates, alignments = [], [], []
+        for i in range(t // r):
+            frame, gate, state = self.step(inputs[i], state, memory, processed_memory, mask)
+            mel_steps.append(frame)
+            gates.append(gate.squeeze(1))
+            alignments.append(state.attention_weights)
+        mel = torch.stack(mel_steps, dim=1).reshape(b, t, n_mel).transpose(1, 2)  # (B, n_mel, T)
+        return mel, torch.stack(gates, dim=1), torch.stack(alignments, dim=1)
+
+    def infer(self, memory: Tensor, mask: Tensor, caps: Tensor,
+              rng: torch.Generator | list[torch.Generator] | None) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+        """Free-running decoding. memory (B, T_in, C); mask (B, T_in) True on padding; caps (B,) int64 on
+        CPU, the most steps per item; rng: None or one generator (one (B, prenet_dim) mask per layer per
+        step), or one generator per item (each active item draws its own (1, prenet_dim) masks).
+
+        Returns frames (B, n_mel, steps * r), gate logits (B, steps), alignments (B, steps, T_in),
+        step_lengths (B,) int32 = steps before the stop step (or the cap), stopped (B,) bool.
+        """
+        cfg = self.cfg
+        b = memory.size(0)
+        device = memory.device
+        caps = caps.to(device)
+        max_steps = int(caps.max())
+        processed_memory = self.attention_layer.memory_layer(memory)  # once, not per step
+        state = self.initial_state(memory)
+        frame = memory.new_zeros(b, cfg.n_mel_channels * cfg.n_frames_per_step)  # go frame
+
+        # Buffers grow by doubling up to max_steps: no per-step concatenation, no 1000-step allocation
+        # for a 30-step utterance.
+        capacity = min(max_steps, 64)
+        frames = memory.new_empty(capacity, b, frame.size(1))
+        gates = memory.new_empty(capacity, b)
+        alignments = memory.new_empty(capacity, b, memory.size(1))
+
+        not_finished = torch.ones(b, dtype=torch.bool, device=device)
+        stopped = torch.zeros(b, dtype=torch.bool, device=device)
+        step_lengths = torch.zeros(b, dtype=torch.int32, device=device)
+        per_item = isinstance(rng, list)
+        active: list[bool] = []  # per-item mode: items still drawing masks at this step
+
+        def draw(h: Tensor) -> Tensor:
+            if not per_item:
+                return _keep_mask(h.shape, h, rng)
+            # Items that are done draw nothing, so each generator advances exactly as it does when its
+            # item is decoded alone.
+            mask_ = h.new_zeros(h.shape)
+            for i in range(b):
+                if active[i]:
+                    mask_[i:i + 1] = _keep_mask((1, h.size(1)), h, rng[i])
+            return mask_
+
+        steps = 0
+        while True:
+            if per_item:
+                active = (not_finished if not cfg.decoder_no_early_stopping else steps < caps).tolist()
+            frame_out, gate, state = self.step(self.prenet(frame, draw), state, memory, processed_memory, mask)
+            if steps == capacity:
+                capacity = min(2 * capacity, max_steps)
+                frames, gates, alignments = (_grow(x, capacity) for x in (frames, gates, alignments))
+            frames[steps] = frame_out
+            gates[steps] = gate.squeeze(1)
+            alignments[steps] = state.attention_weights
+            steps += 1
+
+            # The reference keeps going while sigmoid(gate) <= threshold (NaN counts as stopped).
+            fired = ~torch.le(torch.sigmoid(gate.squeeze(1)), cfg.gate_threshold)
+            stopped |= not_finished & fired
+            not_finished &= ~fired
+            step_lengths += not_finished.to(torch.int32)
+            not_finished &= steps < caps
+            if not cfg.decoder_no_early_stopping and not bool(not_finished.any()):
+                break
+            if steps == max_steps:
+                break
+            frame = frame_out  # fed back before the postnet, as in the paper
+
+        # (steps, B, n_mel * r) -> (B, n_mel, steps * r); the r frames of a step are contiguous.
+        mel = frames[:steps].transpose(0, 1).contiguous().view(b, -1, cfg.n_mel_channels).transpose(1, 2)
+        return mel, gates[:steps].t(), alignments[:steps].transpose(0, 1), step_lengths, stopped
+
+
+def _grow(buffer: Tensor, capacity: int) -> Tensor:
+    """Extends dim 0 of an output buffer to ``capacity`` rows (new rows uninitialised)."""
+    extra = buffer.new_empty((capacity - buffer.size(0),) + tuple(buffer.shape[1:]))
+    return torch.cat((buffer, extra), dim=0)
+
+
+class _Postnet(nn.Module):
+    """5 convolutions (tanh on all but the last) predicting a residual that refines the mel (section 2.2)."""
+
+    def __init__(self, cfg: Tacotron2Config):
+        super().__init__()
+        n_mel, dim, k = cfg.n_mel_channels, cfg.postnet_embedding_dim, cfg.postnet_kernel_size
+        dims = [n_mel] + [dim] * (cfg.postnet_n_convolutions - 1) + [n_mel]
+        self.convolutions = nn.ModuleList(
+            nn.Sequential(_ConvNorm(c_in, c_out, k, w_init_gain="tanh" if i < len(dims) - 2 else "linear"),
+                          nn.BatchNorm1d(c_out))
+            for i, (c_in, c_out) in enumerate(zip(dims[:-1], dims[1:])))
+
+    def forward(self, x: Tensor, keep: Tensor | None = None) -> Tensor:
+        """x: (B, n_mel, T) -> residual (B, n_mel, T). keep: optional (B, 1, T) 0/1 mask applied after
+        every layer, so that frames past an item's end never leak into its last frames."""
+        last = len(self.convolutions) - 1
+        for i, conv in enumerate(self.convolutions):
+            x = conv(x)
+            x = F.dropout(torch.tanh(x) if i < last else x, _CONV_DROPOUT, self.training)
+            if keep is not None:
+                x = x * keep
+        return x
+
+
+# --------------------------------------------------------------------------------------------------
+
+
+class Tacotron2(nn.Module):
+    """Tacotron 2 spectrogram predictor with NVIDIA's module layout and numerics.
+
+    ``forward`` is teacher forcing (training); ``infer``/``infer_detailed`` generate. Like the reference,
+    the prenet's dropout stays on in ``eval()`` mode, so generation consumes random numbers: two masks
+    per decoder step (layer 0, then layer 1).
+    """
+
+    def __init__(self, config: Tacotron2Config | None = None):
+        super().__init__()
+        cfg = config if config is not None else Tacotron2Config()
+        if cfg.n_frames_per_step < 1:
+            raise ValueError("n_frames_per_step must be >= 1")
+        self.config = cfg
+        self.embedding = nn.Embedding(cfg.n_symbols, cfg.symbols_embedding_dim)
+        # Uniform with the variance of xavier for an (n_symbols, dim) matrix (NVIDIA's init).
+        bound = 3.0 ** 0.5 * (2.0 / (cfg.n_symbols + cfg.symbols_embedding_dim)) ** 0.5
+        nn.init.uniform_(self.embedding.weight, -bound, bound)
+        self.encoder = _Encoder(cfg)
+        self.decoder = _Decoder(cfg)
+        self.postnet = _Postnet(cfg)
+
+    def forward(self, text: Tensor, text_lengths: Tensor, mels: Tensor,
+                mel_lengths: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """Teacher-forced pass (the reference's training path).
+
+        Args:
+            text: (B, T_in) int64 symbol ids, zero-padded; any order of lengths.
+            text_lengths: (B,) valid ids per item (any device/integer dtype).
+            mels: (B, n_mel_channels, T) target frames, zero-padded.
+            mel_lengths: (B,) valid frames per item; used only when ``config.mask_padding``.
+
+        Returns:
+            mel (B, n_mel_channels, T'), mel_postnet (B, n_mel_channels, T'), gate logits (B, T' / r) and
+            alignments (B, T' / r, max(text_lengths)), where T' is T rounded up to a multiple of
+            r = n_frames_per_step (the targets are zero-padded to it).
+        """
+        cfg = self.config
+        r = cfg.n_frames_per_step
+        if mels.size(2) % r:
+            mels = F.pad(mels, (0, r - mels.size(2) % r))
+        text_lengths = torch.as_tensor(text_lengths).to("cpu", torch.int64)
+        memory = self.encoder(self.embedding(text).transpose(1, 2), text_lengths)
+        mask = _padding_mask(text_lengths.to(memory.device), memory.size(1))
+        mel, gate, alignments = self.decoder.teacher_forced(memory, mels, mask)
+        mel_postnet = mel + self.postnet(mel)
+
+        if cfg.mask_padding:
+            mel_lengths = torch.as_tensor(mel_lengths).to(mel.device, torch.int64)
+            frame_pad = _padding_mask(mel_lengths, mel.size(2))  # (B, T')
+            mel = mel.masked_fill(frame_pad.unsqueeze(1), 0.0)
+            mel_postnet = mel_postnet.masked_fill(frame_pad.unsqueeze(1), 0.0)
+            # A step is padding when all of its r frames are (with r = 1: exactly the reference).
+            gate = gate.masked_fill(frame_pad[:, ::r], _PADDED_GATE_LOGIT)
+        return mel, mel_postnet, gate, alignments
+
+    def infer(self, sequences: Tensor, lengths: Tensor,
+              generator: torch.Generator | Sequence[torch.Generator] | None = None) -> tuple[Tensor, Tensor, Tensor]:
+        """Generate mels, stopping items by the gate (up to ``config.max_decoder_steps`` steps).
+
+        Args / semantics: see :meth:`infer_detailed`.
+
+        Returns:
+            mel_postnet (B, n_mel_channels, T_out), mel_lengths (B,) int32 frames before each item's stop
+            frame, alignments (B, T_out / r, T_in), all in input order.
+        """
+        out = self.infer_detailed(sequences, lengths, generator)
+        return out.mel_postnet, out.mel_lengths, out.alignments
+
+    @torch.no_grad()
+    def infer_detailed(self, sequences: Tensor, lengths: Tensor,
+                       generator: torch.Generator | Sequence[torch.Generator] | None = None,
+                       max_decoder_steps: int | Tensor | None = None) -> Tacotron2Output:
+        """Generate mels with the reference's stopping rule, plus per-item caps and stop flags.
+
+        Args:
+            sequences: (B, T_in) int64 symbol ids, zero-padded; items in any order of length.
+            lengths: (B,) valid ids per item, >= 1 (any device/integer dtype).
+            generator: where prenet dropout draws come from.
+                ``None`` or one ``torch.Generator``: the reference mode, one (B, prenet_dim) mask per layer
+                per step over the batch sorted by length (descending, stable); ``None`` means the default
+                generator of the model's device. Each item then equals the reference's result for the
+                sorted batch, and padding affects items as in the reference.
+                A sequence of B generators (input order): each item draws its own (1, prenet_dim) masks
+                and is isolated from the rest of the batch (text padding and the frames after its stop
+                are zeroed), so item i equals what it gives alone in a batch of 1 with that generator.
+            max_decoder_steps: the most decoder steps, for all items (int) or per item ((B,) tensor,
+                input order); default ``config.max_decoder_steps``.
+
+        Returns:
+            :class:`Tacotron2Output`, in input order. T_out = (steps run) * r; an item's frames past its
+            stop frame are the decoder's continuation (reference mode) or zeros (per-item generators).
+        """
+        cfg = self.config
+        r = cfg.n_frames_per_step
+        b = sequences.size(0)
+        lengths = torch.as_tensor(lengths).to("cpu", torch.int64)
+        if lengths.shape != (b,) or bool((lengths < 1).any()) or int(lengths.max()) > sequences.size(1):
+            raise ValueError(f"lengths must be (B,) = ({b},) values in [1, {sequences.size(1)}]")
+        caps = torch.as_tensor(cfg.max_decoder_steps if max_decoder_steps is None else max_decoder_steps)
+        caps = caps.to("cpu", torch.int64).expand(b).clone()
+        if bool((caps < 1).any()):
+            raise ValueError("max_decoder_steps must be >= 1")
+        isolated = generator is not None and not isinstance(generator, torch.Generator)
+        if isolated and len(generator) != b:
+            raise ValueError(f"expected {b} generators (one per item), got {len(generator)}")
+
+        # The reference requires batches sorted by length, and its dropout rows follow that order.
+        order = torch.sort(lengths, descending=True, stable=True).indices
+        lengths, caps = lengths[order], caps[order]
+        rng = [generator[i] for i in order.tolist()] if isolated else generator
+        device = self.embedding.weight.device
+        sequences = sequences[order.to(sequences.device)]
+
+        x = self.embedding(sequences).transpose(1, 2)  # (B, C, T_in)
+        keep_text = None
+        if isolated:
+            # The reference embeds the pad id (0) as a non-zero vector and convolves across it; zeroing
+            # padding reproduces the zero padding an item sees when it is alone.
+            keep_text = (~_padding_mask(lengths.to(device), x.size(2))).unsqueeze(1).to(x.dtype)
+            x = x * keep_text
+        memory = self.encoder(x, lengths, keep_text)  # (B, max(lengths), C)
+        mask = _padding_mask(lengths.to(device), memory.size(1))
+        mel, _, alignments, step_lengths, stopped = self.decoder.infer(memory, mask, caps, rng)
+
+        keep_frames = None
+        if isolated:
+            # Frames an item would not have produced alone: after its stop step (the stop step itself is
+            # returned, as in the reference), or after its cap.
+            kept_steps = caps.to(device) if cfg.decoder_no_early_stopping else step_lengths.long() + stopped.long()
+            keep_steps = ~_padding_mask(kept_steps, alignments.size(1))  # (B, steps)
+            alignments = alignments * keep_steps.unsqueeze(2).to(alignments.dtype)
+            keep_frames = keep_steps.repeat_interleave(r, dim=1).unsqueeze(1).to(mel.dtype)  # (B, 1, T_out)
+            mel = mel * keep_frames
+        mel_postnet = mel + self.postnet(mel, keep_frames)
+
+        inverse = torch.argsort(order).to(device)
+        return Tacotron2Output(
+            mel_postnet=mel_postnet[inverse],
+            mel_lengths=(step_lengths * r)[inverse],
+            alignments=alignments[inverse],
+            gate_stopped=stopped[inverse],
+        )

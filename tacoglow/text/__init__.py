@@ -1,0 +1,20 @@
+"""Text front-end: normalization, the reference cleaners, and the 148-symbol alphabet."""
+from .normalize import NORMALIZER_VERSION, normalize_text
+from .sentences import split_sentences
+from .symbols import PAD_ID, prepare_text, sequence_to_text, symbols, text_to_sequence
+
+# Names the cleaner pipeline whose output checkpoints were trained on; bump the number if
+# text_to_sequence ever changes its ids for some input.
+TEXT_FRONTEND_VERSION = "english_cleaners/1"
+
+__all__ = [
+    "NORMALIZER_VERSION",
+    "PAD_ID",
+    "TEXT_FRONTEND_VERSION",
+    "normalize_text",
+    "prepare_text",
+    "sequence_to_text",
+    "split_sentences",
+    "symbols",
+    "text_to_sequence",
+]

@@ -1,0 +1,99 @@
+"""The command line: WAV output, checkpoint info, and one-line errors on bad input."""
+import subprocess
+import sys
+import zipfile
+
+import pytest
+import soundfile as sf
+import torch
+
+from conftest import REPO, fixture_path
+
+T2 = str(fixture_path("tacotron2_small_ngc.pt"))
+WG = str(fixture_path("waveglow_small_ngc.pt"))
+
+
+def run(*args, stdin=None, env_extra=None):
+    env = {"PATH": "/usr/bin:/bin", "TACOGLOW_OFFLINE": "1", "OMP_NUM_THREADS": "1", "TORCH_HOME": "/nonexistent-torch-home"}
+    env.update(env_extra or {})
+    return subprocess.run([sys.executable, "-m", "tacoglow", *args], capture_output=True, cwd=REPO,
+                          input=stdin, env=env, timeout=300)
+
+
+def test_synthesize_writes_pcm16_of_mel_length_times_hop(tmp_path):
+    from tacoglow import Synthesizer
+
+    out = tmp_path / "out.wav"
+    text = "Hello world, how are you?"
+    r = run("synthesize", text, "-o", str(out), "--tacotron2", T2, "--waveglow", WG, "--seed", "7", "--threads", "1")
+    assert r.returncode == 0, r.stderr.decode()
+    info = sf.info(out)
+    assert (info.samplerate, info.channels, info.subtype) == (22050, 1, "PCM_16")
+    synth = Synthesizer.from_checkpoints(T2, WG)
+    speech = synth.synthesize(text, seed=7)
+    assert len(speech.sentences) == 1
+    assert info.frames == speech.sentences[0].mel_length * 256
+    data, _ = sf.read(out, dtype="int16")
+    expected = torch.from_numpy(data).float() / 32768
+    # loud samples are clipped, never wrapped around
+    reference = speech.audio.clamp(-1, 1)
+    assert (expected - reference).abs().max() < 2 / 32768 + 1e-6
+
+
+def test_stdout_and_stdin(tmp_path):
+    r = run("synthesize", "-", "-o", "-", "--tacotron2", T2, "--vocoder", "griffin-lim", "--seed", "1",
+            stdin=b"Testing standard input.")
+    assert r.returncode == 0, r.stderr.decode()
+    assert r.stdout[:4] == b"RIFF" and r.stdout[8:12] == b"WAVE"
+
+
+def test_lines_file_to_folder(tmp_path):
+    lines = tmp_path / "lines.txt"
+    lines.write_text("First line.\n\nSecond line here.\n")
+    r = run("synthesize", "-i", str(lines), "-o", str(tmp_path / "outdir"), "--tacotron2", T2,
+            "--vocoder", "griffin-lim", "--quiet")
+    assert r.returncode == 0, r.stderr.decode()
+    assert sorted(p.name for p in (tmp_path / "outdir").iterdir()) == ["0001.wav", "0002.wav"]
+
+
+def test_info():
+    r = run("info", T2)
+    assert r.returncode == 0
+    out = r.stdout.decode()
+    assert "tacotron2" in out and "ngc" in out and "symbols_embedding_dim: 64" in out
+    r = run("info", str(fixture_path("waveglow_small_legacy_nonzip.pt")))
+    assert r.returncode == 0 and "waveglow-legacy" in r.stdout.decode()
+
+
+def _bad(tmp_path):
+    truncated = tmp_path / "truncated.pt"
+    truncated.write_bytes(fixture_path("tacotron2_small_ngc.pt").read_bytes()[:5000])
+    corrupt = tmp_path / "corrupt.pt"
+    corrupt.write_bytes(b"\x00garbage" * 100)
+    ckpt = torch.load(T2)
+    ckpt["state_dict"]["module.embedding.weight"] = torch.zeros(148, 3)
+    shape = tmp_path / "shape.pt"
+    torch.save(ckpt, shape)
+    return {
+        "missing": (["synthesize", "hi", "-o", str(tmp_path / "a.wav"), "--tacotron2", str(tmp_path / "missing.pt")], "missing.pt"),
+        "truncated": (["synthesize", "hi", "-o", str(tmp_path / "a.wav"), "--tacotron2", str(truncated)], "truncated.pt"),
+        "corrupt": (["synthesize", "hi", "-o", str(tmp_path / "a.wav"), "--tacotron2", str(corrupt)], "corrupt.pt"),
+        "wrong type": (["synthesize", "hi", "-o", str(tmp_path / "a.wav"), "--tacotron2", WG], "not a Tacotron 2"),
+        "shape": (["synthesize", "hi", "-o", str(tmp_path / "a.wav"), "--tacotron2", str(shape)], "embedding.weight"),
+        "empty text": (["synthesize", "   ", "-o", str(tmp_path / "a.wav"), "--tacotron2", T2], "empty"),
+        "unspeakable": (["synthesize", "\U0001F600\U0001F680", "-o", str(tmp_path / "a.wav"), "--tacotron2", T2], "no characters"),
+        "no voice": (["synthesize", "hi", "-o", str(tmp_path / "a.wav")], "nvidia_tacotron2pyt_fp16_20190427"),
+    }
+
+
+@pytest.mark.parametrize("case", ["missing", "truncated", "corrupt", "wrong type", "shape", "empty text",
+                                  "unspeakable", "no voice"])
+def test_bad_input_gives_one_line_error(tmp_path, case):
+    args, needle = _bad(tmp_path)[case]
+    r = run(*args)
+    err = r.stderr.decode()
+    assert r.returncode == 1, err
+    assert "Traceback" not in err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("tacoglow: error:"), err
+    assert needle in lines[0]

@@ -1,0 +1,79 @@
+"""NVIDIA's torch.hub usage works offline against this repository."""
+import shutil
+
+import pytest
+import torch
+
+from conftest import REPO, fixture_path, rel_err
+
+
+@pytest.fixture
+def torch_home(tmp_path, monkeypatch):
+    """NVIDIA-layout files under NVIDIA's own names in a temporary $TORCH_HOME/checkpoints."""
+    home = tmp_path / "torch_home"
+    (home / "checkpoints").mkdir(parents=True)
+    shutil.copy(fixture_path("tacotron2_small_ngc.pt"), home / "checkpoints" / "nvidia_tacotron2pyt_fp16_20190427")
+    shutil.copy(fixture_path("waveglow_small_ngc.pt"), home / "checkpoints" / "nvidia_waveglowpyt_fp16_20190427")
+    monkeypatch.setenv("TORCH_HOME", str(home))
+    monkeypatch.setenv("TACOGLOW_OFFLINE", "1")
+    return home
+
+
+def test_hub_example_runs_offline(torch_home):
+    tacotron2 = torch.hub.load(str(REPO), "nvidia_tacotron2", source="local", model_math="fp16")
+    waveglow = torch.hub.load(str(REPO), "nvidia_waveglow", source="local", model_math="fp16")
+    waveglow = waveglow.remove_weightnorm(waveglow)
+    waveglow = waveglow.eval()
+    tacotron2 = tacotron2.eval()
+    utils = torch.hub.load(str(REPO), "nvidia_tts_utils", source="local")
+    sequences, lengths = utils.prepare_input_sequence(["Hello world, this is a test.", "Hi."])
+    assert sequences.dtype == torch.int64 and lengths.tolist() == sorted(lengths.tolist(), reverse=True)
+    assert sequences.device.type == ("cuda" if torch.cuda.is_available() else "cpu")
+    torch.manual_seed(0)
+    with torch.no_grad():
+        mel, mel_lengths, alignments = tacotron2.infer(sequences, lengths)
+        audio = waveglow.infer(mel)
+    assert mel.shape[0] == 2 and mel.shape[1] == 80
+    assert audio.shape == (2, mel.shape[2] * 256)
+    assert torch.isfinite(audio).all()
+
+
+def test_hub_models_equal_direct_loading(torch_home):
+    tacotron2 = torch.hub.load(str(REPO), "nvidia_tacotron2", source="local", model_math="fp16").eval()
+    case = torch.load(fixture_path("tacotron2_small_cases.pt"))["cases"][2]
+    torch.manual_seed(case["seed"])
+    mel, mel_lengths, _ = tacotron2.infer(case["text_padded"], case["input_lengths"])
+    assert torch.equal(mel_lengths, case["mel_lengths"]) and rel_err(mel, case["mel"]) < 1e-4
+
+
+def test_prepare_input_sequence_matches_reference_ids():
+    from tacoglow.hub import TTSUtils
+    from tacoglow.text import text_to_sequence
+
+    padded, lengths = TTSUtils.prepare_input_sequence(["a", "Dr. Smith paid $5.", "hello"], cpu_run=True)
+    expected = [text_to_sequence(t, ["english_cleaners"]) for t in ["Dr. Smith paid $5.", "hello", "a"]]
+    assert lengths.tolist() == [len(e) for e in expected]
+    for row, ids in zip(padded, expected):
+        assert row[:len(ids)].tolist() == ids and not row[len(ids):].any()
+
+
+def test_offline_without_files_says_which_file_to_put_where(tmp_path, monkeypatch):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    monkeypatch.setenv("TACOGLOW_OFFLINE", "1")
+    with pytest.raises(FileNotFoundError) as e:
+        torch.hub.load(str(REPO), "nvidia_waveglow", source="local", model_math="fp16")
+    message = str(e.value)
+    assert "nvidia_waveglowpyt_fp16_20190427" in message and str(tmp_path / "checkpoints") in message
+
+
+def test_checkpoint_argument_and_untrained_models(tmp_path):
+    model = torch.hub.load(str(REPO), "nvidia_tacotron2", source="local",
+                           checkpoint=str(fixture_path("tacotron2_small_standalone.pt")))
+    assert model.config.encoder_embedding_dim == 64
+    fresh = torch.hub.load(str(REPO), "nvidia_tacotron2", source="local", pretrained=False,
+                           symbols_embedding_dim=32, encoder_embedding_dim=32, decoder_rnn_dim=48,
+                           attention_rnn_dim=48, postnet_embedding_dim=16, prenet_dim=16)
+    assert fresh.embedding.weight.shape == (148, 32)
+    wg = torch.hub.load(str(REPO), "nvidia_waveglow", source="local", pretrained=False,
+                        n_flows=4, WN_config={"n_layers": 2, "n_channels": 8, "kernel_size": 3})
+    assert wg.config.n_flows == 4 and wg.config.n_channels == 8

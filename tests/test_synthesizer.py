@@ -1,0 +1,81 @@
+"""The Synthesizer: seeds, batches in input order, sentence streaming, stop reasons."""
+import pytest
+import torch
+
+from tacoglow import GriffinLimVocoder, Synthesizer, load_tacotron2, load_waveglow
+from tacoglow.synthesizer import WaveGlowVocoder
+from conftest import fixture_path
+
+TEXTS = ["Hello there. How are you today?", "A short one.", "The third request has three sentences. Yes! Really."]
+
+
+@pytest.fixture(scope="module")
+def synth():
+    return Synthesizer.from_checkpoints(fixture_path("tacotron2_small_ngc.pt"), fixture_path("waveglow_small_ngc.pt"))
+
+
+def test_same_seed_same_audio_and_global_rng_untouched(synth):
+    state = torch.get_rng_state()
+    a = synth.synthesize("Testing one two three.", seed=11)
+    b = synth.synthesize("Testing one two three.", seed=11)
+    c = synth.synthesize("Testing one two three.", seed=12)
+    assert torch.equal(a.audio, b.audio)
+    assert not torch.equal(a.audio, c.audio) or a.audio.numel() == 0
+    assert torch.equal(state, torch.get_rng_state())
+
+
+def test_batch_keeps_input_order_and_equals_single_requests(synth):
+    batch = synth.synthesize_batch(TEXTS, seeds=[1, 2, 3])
+    for text, seed, speech in zip(TEXTS, [1, 2, 3], batch):
+        alone = synth.synthesize(text, seed=seed)
+        assert [s.text for s in speech.sentences] == [s.text for s in alone.sentences]
+        assert speech.audio.shape == alone.audio.shape
+        assert torch.allclose(speech.audio, alone.audio, atol=1e-4)
+
+
+def test_stream_yields_sentences_with_audio_and_stop_reason(synth):
+    pieces = list(synth.stream(TEXTS[2], seed=5))
+    assert [p.text for p in pieces] == ["The third request has three sentences.", "Yes!", "Really."]
+    whole = synth.synthesize(TEXTS[2], seed=5)
+    for p, s in zip(pieces, whole.sentences):
+        assert p.stopped_by in ("gate", "cap")
+        assert p.audio.numel() == p.mel_length * 256
+        assert torch.equal(p.audio, s.audio)
+        assert p.alignment.shape[1] == len(p.ids)
+
+
+def test_gate_that_never_fires_stops_at_relative_cap(caplog):
+    model = load_tacotron2(fixture_path("tacotron2_small_ngc.pt"))
+    with torch.no_grad():
+        model.decoder.gate_layer.linear_layer.bias.fill_(-1e4)
+    model.config.max_decoder_steps = 2000
+    synth = Synthesizer(model, GriffinLimVocoder(n_iters=2), frames_per_symbol=3.0, min_frames=10)
+    speech = synth.synthesize("abcdefghij", seed=0, )
+    (sentence,) = speech.sentences
+    assert sentence.stopped_by == "cap"
+    assert sentence.mel_length == synth.step_cap(len(sentence.ids)) == 10 + 3 * len(sentence.ids)
+    assert "step cap" in caplog.text
+
+
+def test_empty_and_unspeakable_text(synth):
+    with pytest.raises(ValueError, match="empty"):
+        synth.synthesize("  \n ")
+    with pytest.raises(ValueError, match="no characters"):
+        synth.synthesize("\U0001F600")
+
+
+def test_griffin_lim_fallback_when_no_waveglow():
+    synth = Synthesizer.from_checkpoints(fixture_path("tacotron2_small_ngc.pt"))
+    assert isinstance(synth.vocoder, GriffinLimVocoder)
+    speech = synth.synthesize("Griffin and Lim.", seed=3)
+    assert speech.sample_rate == 22050
+    assert speech.audio.numel() == speech.sentences[0].mel_length * 256
+
+
+def test_vocoder_options_change_waveglow_output(synth):
+    assert isinstance(synth.vocoder, WaveGlowVocoder)
+    a = synth.synthesize("Sigma test.", seed=4, sigma=0.0, denoiser_strength=0.0)
+    b = synth.synthesize("Sigma test.", seed=4, sigma=0.0, denoiser_strength=0.0)
+    c = synth.synthesize("Sigma test.", seed=4, sigma=0.9, denoiser_strength=0.0)
+    assert torch.equal(a.audio, b.audio)
+    assert a.audio.numel() == 0 or not torch.equal(a.audio, c.audio)
