@@ -15,9 +15,7 @@ import os
 from dataclasses import dataclass
 from typing import Any, BinaryIO
 
-import librosa
 import numpy as np
-import scipy.signal
 import soundfile
 import torch
 import torch.nn.functional as F
@@ -95,6 +93,8 @@ class AudioConfig:
 @functools.lru_cache(maxsize=8)
 def _window(filter_length: int, win_length: int) -> np.ndarray:
     """Periodic Hann of win_length, zero-padded to filter_length and centred; float64 (filter_length,)."""
+    import scipy.signal
+
     window = scipy.signal.get_window("hann", win_length, fftbins=True)
     left = (filter_length - win_length) // 2
     return np.pad(window, (left, filter_length - win_length - left))
@@ -215,6 +215,8 @@ def dynamic_range_decompression(x: Tensor, C: float = 1.0) -> Tensor:
 @functools.lru_cache(maxsize=8)
 def _mel_basis_numpy(config: AudioConfig, float64: bool) -> np.ndarray:
     # librosa's defaults are the reference's: Slaney mel scale (htk=False) and area-normalised filters.
+    import librosa  # slow to import: only when a filter bank is first built
+
     return librosa.filters.mel(
         sr=config.sampling_rate, n_fft=config.filter_length, n_mels=config.n_mel_channels,
         fmin=config.mel_fmin, fmax=config.mel_fmax, dtype=np.float64 if float64 else np.float32)
@@ -282,6 +284,8 @@ def _resample(audio: np.ndarray, orig_rate: int, target_rate: int) -> np.ndarray
     if soxr is not None:
         return soxr.resample(audio, orig_rate, target_rate).astype(np.float32, copy=False)
     g = math.gcd(orig_rate, target_rate)
+    import scipy.signal
+
     return scipy.signal.resample_poly(audio, target_rate // g, orig_rate // g).astype(np.float32, copy=False)
 
 

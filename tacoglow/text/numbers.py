@@ -21,9 +21,14 @@ from __future__ import annotations
 import re
 from functools import lru_cache
 
-import inflect
 
-_inflect = inflect.engine()
+
+@lru_cache(maxsize=1)
+def _engine():
+    # inflect takes about a second to import: load it only when a number is read.
+    import inflect
+
+    return inflect.engine()
 
 # inflect names groups up to "decillion" (10**33), so 36 significant digits is its limit.
 MAX_NAMED_DIGITS = 36
@@ -160,8 +165,8 @@ def _expand_ordinal_text(token: str) -> str:
     if len(digits.lstrip("0")) > MAX_NAMED_DIGITS:
         return _spelled_ordinal(digits.lstrip("0"))
     try:
-        return _inflect.number_to_words(token)
-    except inflect.NumOutOfRangeError:
+        return _engine().number_to_words(token)
+    except _out_of_range():
         return _spelled_ordinal(digits.lstrip("0") or "0")
 
 
@@ -184,11 +189,11 @@ def _expand_number_text(digits: str) -> str:
         if value == 2000:
             return "two thousand"
         if 2000 < value < 2010:
-            return "two thousand " + _inflect.number_to_words(value % 100)
+            return "two thousand " + _engine().number_to_words(value % 100)
         if value % 100 == 0:
-            return _inflect.number_to_words(value // 100) + " hundred"
-        return _inflect.number_to_words(value, andword="", zero="oh", group=2).replace(", ", " ")
-    return _inflect.number_to_words(value, andword="")
+            return _engine().number_to_words(value // 100) + " hundred"
+        return _engine().number_to_words(value, andword="", zero="oh", group=2).replace(", ", " ")
+    return _engine().number_to_words(value, andword="")
 
 
 _cached_number = lru_cache(maxsize=8192)(_expand_number_text)
@@ -213,3 +218,9 @@ def normalize_numbers(text: str) -> str:
     text = _DECIMAL_RE.sub(lambda m: m.group(1).replace(".", " point "), text)
     text = _ORDINAL_RE.sub(_expand_ordinal, text)
     return _NUMBER_RE.sub(_expand_number, text)
+
+
+def _out_of_range() -> type:
+    import inflect
+
+    return inflect.NumOutOfRangeError
