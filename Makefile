@@ -21,5 +21,9 @@ demo: $(BIN)/.installed
 test: $(BIN)/.installed
 	TACOGLOW_OFFLINE=1 $(BIN)/python -m pytest
 
+# Text front-end fuzzing: 5 properties x 2,500 generated cases, per-case time limit.
+fuzz: $(BIN)/.installed
+	TACOGLOW_FUZZ_EXAMPLES=2500 $(BIN)/python -m pytest -s tests/test_text_fuzz.py
+
 clean:
 	rm -rf $(VENV) *.egg-info .pytest_cache hello.wav

@@ -154,12 +154,27 @@ def _info(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_prepare(sub: argparse._SubParsersAction) -> None:
+    from .data import add_prepare_arguments
+
+    p = sub.add_parser("prepare", help="prepare a corpus for training",
+                       description="Resample, compute mels once, split train/validation, record what was skipped.")
+    add_prepare_arguments(p)
+
+
+def _prepare(args: argparse.Namespace) -> int:
+    from .data import run_prepare
+
+    return run_prepare(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tacoglow", description="Tacotron 2 + WaveGlow text-to-speech.")
     parser.add_argument("-v", "--verbose", action="store_true", help="log details")
     sub = parser.add_subparsers(dest="command", required=True)
     _add_synthesize(sub)
     _add_info(sub)
+    _add_prepare(sub)
     return parser
 
 
@@ -168,7 +183,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="tacoglow: %(levelname)s: %(message)s")
-    commands = {"synthesize": _synthesize, "info": _info}
+    commands = {"synthesize": _synthesize, "info": _info, "prepare": _prepare}
     try:
         return commands[args.command](args)
     except KeyboardInterrupt:

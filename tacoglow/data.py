@@ -48,6 +48,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import librosa
 import numpy as np
 import soundfile
 import torch
@@ -210,8 +211,6 @@ def _load_audio(path: Path, config: AudioConfig, trim_silence: bool,
         audio = _resample(np.ascontiguousarray(audio, dtype=np.float32), rate, config.sampling_rate)
     audio = np.clip(audio, -1.0, 1.0)  # float files beyond full scale; resampling overshoot
     if trim_silence:
-        import librosa
-
         _, (start, end) = librosa.effects.trim(audio, top_db=TRIM_TOP_DB, frame_length=config.win_length,
                                                hop_length=config.hop_length)
         margin = round(TRIM_MARGIN_SECONDS * config.sampling_rate)

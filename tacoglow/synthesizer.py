@@ -147,7 +147,8 @@ class Synthesizer:
         normalize: run :func:`tacoglow.text.normalize_text` before the cleaners (currency,
             times, units, ...); ``False`` feeds text to ``english_cleaners`` exactly as NVIDIA does.
         frames_per_symbol, min_frames: the relative decoding cap, ``min_frames +
-            frames_per_symbol * len(ids)`` mel frames, never above the model's ``max_decoder_steps``.
+            frames_per_symbol * len(ids)`` mel frames, never above the model's ``max_decoder_steps``;
+            ``frames_per_symbol=None`` keeps the reference's behaviour (``max_decoder_steps`` only).
         max_chars: longer sentences are split further so none is cut off by the cap.
         sentence_pause: seconds of silence between sentences in :meth:`synthesize`.
         batch_size: sentences per Tacotron 2 batch.
@@ -156,7 +157,7 @@ class Synthesizer:
     def __init__(self, tacotron2: Tacotron2, vocoder: Vocoder | None = None, *, audio: AudioConfig | None = None,
                  device: str | torch.device = "cpu", normalize: bool = True,
                  cleaners: Sequence[str] = ("english_cleaners",),
-                 frames_per_symbol: float = DEFAULT_FRAMES_PER_SYMBOL, min_frames: int = DEFAULT_MIN_FRAMES,
+                 frames_per_symbol: float | None = DEFAULT_FRAMES_PER_SYMBOL, min_frames: int = DEFAULT_MIN_FRAMES,
                  max_chars: int | None = None, sentence_pause: float = 0.2, batch_size: int = 8):
         self.device = torch.device(device)
         self.tacotron2 = tacotron2.eval().to(self.device)
@@ -208,9 +209,12 @@ class Synthesizer:
         return split_sentences(text, max_chars=self.max_chars)
 
     def step_cap(self, n_ids: int) -> int:
+        """Decoder steps allowed for an input of ``n_ids`` symbols."""
+        config = self.tacotron2.config
+        if self.frames_per_symbol is None:  # the reference's behaviour: only max_decoder_steps
+            return config.max_decoder_steps
         frames = self.min_frames + self.frames_per_symbol * n_ids
-        steps = math.ceil(frames / self.tacotron2.config.n_frames_per_step)
-        return int(min(self.tacotron2.config.max_decoder_steps, steps))
+        return int(min(config.max_decoder_steps, math.ceil(frames / config.n_frames_per_step)))
 
     # ---------------------------------------------------------------- stages
     @torch.inference_mode()

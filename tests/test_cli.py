@@ -97,3 +97,10 @@ def test_bad_input_gives_one_line_error(tmp_path, case):
     lines = [line for line in err.splitlines() if line.strip()]
     assert len(lines) == 1 and lines[0].startswith("tacoglow: error:"), err
     assert needle in lines[0]
+
+
+def test_prepare_missing_corpus_is_one_line_error(tmp_path):
+    r = run("prepare", str(tmp_path / "no_corpus"), str(tmp_path / "out"))
+    err = r.stderr.decode()
+    assert r.returncode == 1 and "Traceback" not in err
+    assert err.strip().startswith("tacoglow: error:") and "no_corpus" in err and len(err.strip().splitlines()) == 1

@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from tacoglow import GriffinLimVocoder, Synthesizer, load_tacotron2, load_waveglow
-from tacoglow.synthesizer import WaveGlowVocoder
+from tacoglow.synthesizer import SynthesisError, WaveGlowVocoder
 from conftest import fixture_path
 
 TEXTS = ["Hello there. How are you today?", "A short one.", "The third request has three sentences. Yes! Really."]
@@ -55,6 +55,30 @@ def test_gate_that_never_fires_stops_at_relative_cap(caplog):
     assert sentence.stopped_by == "cap"
     assert sentence.mel_length == synth.step_cap(len(sentence.ids)) == 10 + 3 * len(sentence.ids)
     assert "step cap" in caplog.text
+
+
+def test_reference_behaviour_runs_to_max_decoder_steps_when_asked():
+    model = load_tacotron2(fixture_path("tacotron2_small_ngc.pt"))
+    with torch.no_grad():
+        model.decoder.gate_layer.linear_layer.bias.fill_(-1e4)
+    synth = Synthesizer(model, GriffinLimVocoder(n_iters=1), frames_per_symbol=None)
+    (sentence,) = synth.synthesize("abcdefghij", seed=0).sentences
+    assert sentence.stopped_by == "cap" and sentence.mel_length == model.config.max_decoder_steps == 80
+
+
+def test_nan_mel_never_reaches_the_vocoder():
+    model = load_tacotron2(fixture_path("tacotron2_small_ngc.pt"))
+    with torch.no_grad():
+        model.decoder.gate_layer.linear_layer.bias.fill_(-1e4)  # decode until the cap
+        model.postnet.convolutions[-1][0].conv.bias.fill_(float("nan"))
+
+    class Untouchable(GriffinLimVocoder):
+        def __call__(self, mel, generator=None, **options):
+            raise AssertionError("the vocoder was called with a broken mel")
+
+    synth = Synthesizer(model, Untouchable())
+    with pytest.raises(SynthesisError, match="NaN"):
+        synth.synthesize("A perfectly normal sentence that should decode for a while.", seed=1)
 
 
 def test_empty_and_unspeakable_text(synth):

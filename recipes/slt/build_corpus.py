@@ -52,9 +52,14 @@ class Phrase:
 
 
 def label_text(text: str) -> str:
-    """tacoglow's front-end reading of `text`, keeping only characters the model has symbols for."""
+    """tacoglow's front-end reading of `text`, keeping only characters the model has symbols for.
+
+    Punctuation glued between two words becomes a space: the cleaners turn "12:47" into
+    "twelve:forty-seven", which Festival would spell out letter by letter.
+    """
     cleaned = english_cleaners(normalize_text(text))
     kept = "".join(ch if ch in SPEAKABLE else " " for ch in cleaned)
+    kept = re.sub(r"(?<=[a-z])[:;,!?()]+(?=[a-z])", " ", kept)
     return re.sub(r"\s+", " ", kept).strip()
 
 
@@ -162,6 +167,16 @@ def synthesize(phrases: list[Phrase], out_dir: Path, workers: int, chunk_size: i
     wav_dir.mkdir(parents=True, exist_ok=True)
     work_root = out_dir / ".festival"
     shutil.rmtree(work_root, ignore_errors=True)  # leftovers of an interrupted run
+    # A wav made for another label (an earlier version of this recipe) is made again.
+    metadata = out_dir / "metadata.csv"
+    made_for = {}
+    if metadata.is_file():
+        made_for = dict(line.split("|")[0::2] for line in metadata.read_text(encoding="utf-8").splitlines())
+    stale = [p for p in phrases if made_for.get(p.id, p.label) != p.label]
+    for phrase in stale:
+        (wav_dir / f"{phrase.id}.wav").unlink(missing_ok=True)
+    if stale:
+        log.info("%d wavs were made for an older label; synthesizing them again", len(stale))
     pending = [p for p in phrases if not (wav_dir / f"{p.id}.wav").exists()]
     log.info("%d of %d phrases to synthesize with %d festival workers", len(pending), len(phrases), workers)
     chunks = [pending[i:i + chunk_size] for i in range(0, len(pending), chunk_size)]
