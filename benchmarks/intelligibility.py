@@ -1,0 +1,365 @@
+"""Intelligibility of tacoglow against its Festival teacher: word error rate by a speech recogniser, and speed.
+
+    python benchmarks/intelligibility.py                                  # default voice (and the teacher)
+    python benchmarks/intelligibility.py --tacotron2 T2.pt --waveglow WG.pt --threads 2
+    python benchmarks/intelligibility.py --tacotron2 T2.pt --vocoder griffin-lim --limit 10
+
+Both systems speak the `id|text` sentences of `--sentences` (LJSpeech's 100 validation sentences by default).
+tacoglow's `Synthesizer` gets the sentence as written; the teacher (Festival's CMU ARCTIC SLT HTS voice, the
+voice `recipes/slt/build_corpus.py` builds the training corpus from) gets the label that recipe would give it:
+tacoglow's front-end reading of the sentence, so both speak the same words. PocketSphinx (its bundled US English
+acoustic model, language model and dictionary) transcribes the audio, resampled to 16 kHz mono int16.
+
+WER is total word errors (substitutions + deletions + insertions of a word-level Levenshtein alignment) over
+total reference words. The reference is the label; reference and transcript are normalised alike: lower case,
+hyphens split words ("thirty-five" -> "thirty five", as the recogniser's dictionary mostly has the parts),
+apostrophes inside a word are kept ("o'donnell", "buxton's"), every other character is dropped; the
+recogniser's abbreviations ("mr", "dr") are spelled out by the front end's own table, as the label spells
+them. A sentence that fails to synthesize counts all its words as deletions. The recogniser has its own error
+rate, so the teacher's WER is the floor a voice trained on the teacher can be expected to reach, not zero.
+
+Compute seconds are CPU seconds (this process for tacoglow with `--threads` torch threads; the Festival
+processes for the teacher), so other load on the machine inflates them less than wall time; real-time factor
+is compute seconds over audio seconds. Teacher wavs are cached in `--teacher-cache` with the rate measured
+when they were made; a run that only reads the cache reports that rate.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import math
+import os
+import re
+import resource
+import shutil
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import soundfile
+import torch
+from scipy.signal import resample_poly
+
+from tacoglow.text.cleaners import expand_abbreviations
+
+REPO = Path(__file__).resolve().parents[1]
+ASR_RATE = 16000
+
+
+def _load_recipe():
+    """`recipes/slt/build_corpus.py` as a module: its label function and Festival driver are reused as is."""
+    path = REPO / "recipes" / "slt" / "build_corpus.py"
+    spec = importlib.util.spec_from_file_location("build_corpus", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up while the class is built
+    spec.loader.exec_module(module)
+    return module
+
+
+recipe = _load_recipe()
+
+
+# ---------------------------------------------------------------- scoring
+def words(text: str) -> list[str]:
+    """Lower-case words: hyphens split, inner apostrophes kept, all else dropped."""
+    # PocketSphinx's fillers and alternate-pronunciation marks: "<sil>", "[NOISE]", "read(2)"
+    text = re.sub(r"<[^>]*>|\[[^\]]*\]|\(\d+\)", " ", text.lower())
+    text = re.sub(r"[^a-z' ]+", " ", text.replace("-", " "))
+    return [w for w in (token.strip("'") for token in text.split()) if w]
+
+
+def hypothesis_words(transcript: str) -> list[str]:
+    """`words` of a transcript, with the recogniser's abbreviations ("mr", "dr") spelled out by tacoglow's
+    front-end table, as the reference label spells them."""
+    return [expand_abbreviations(f"{w}.").rstrip(".") for w in words(transcript)]
+
+
+def word_errors(reference: list[str], hypothesis: list[str]) -> tuple[int, int, int]:
+    """(substitutions, deletions, insertions) of a minimum-edit word alignment."""
+    # prev[j]: (cost, subs, dels, ins) aligning reference[:i] with hypothesis[:j]
+    prev = [(j, 0, 0, j) for j in range(len(hypothesis) + 1)]
+    for i, ref_word in enumerate(reference, start=1):
+        row = [(i, 0, i, 0)]
+        for j, hyp_word in enumerate(hypothesis, start=1):
+            diagonal, up, left = prev[j - 1], prev[j], row[j - 1]
+            hit = ref_word == hyp_word
+            row.append(min((diagonal[0] + (not hit), diagonal[1] + (not hit), diagonal[2], diagonal[3]),
+                           (up[0] + 1, up[1], up[2] + 1, up[3]),
+                           (left[0] + 1, left[1], left[2], left[3] + 1)))
+        prev = row
+    return prev[-1][1:]
+
+
+class Recognizer:
+    """PocketSphinx with its bundled US English model; one decoder reused for every utterance."""
+
+    def __init__(self):
+        from pocketsphinx import Decoder  # the bench extra
+        self.decoder = Decoder(samprate=ASR_RATE)
+
+    def __call__(self, audio: np.ndarray, sample_rate: int) -> str:
+        if audio.ndim == 2:
+            audio = audio.mean(axis=1)
+        if sample_rate != ASR_RATE:
+            g = math.gcd(sample_rate, ASR_RATE)
+            audio = resample_poly(audio, ASR_RATE // g, sample_rate // g)
+        pcm = (np.clip(audio, -1.0, 1.0) * 32767).astype(np.int16)
+        self.decoder.start_utt()
+        self.decoder.process_raw(pcm.tobytes(), full_utt=True)
+        self.decoder.end_utt()
+        hypothesis = self.decoder.hyp()
+        return hypothesis.hypstr if hypothesis is not None else ""
+
+
+# ---------------------------------------------------------------- systems
+@dataclass
+class Sentence:
+    id: str
+    text: str
+    label: str
+    wav: Path | None = None          # None: synthesis failed
+    audio_s: float = 0.0
+    compute_s: float | None = None   # CPU seconds, where measured per sentence
+    hypothesis: str = ""
+    errors: int = 0
+    reference_words: int = 0
+
+
+@dataclass
+class SystemResult:
+    name: str
+    sentences: list[Sentence]
+    compute_s: float | None
+    threads: int
+    compute_note: str = "measured"
+    asr_cpu_s: float = 0.0
+    substitutions: int = 0
+    deletions: int = 0
+    insertions: int = 0
+    details: dict = field(default_factory=dict)
+
+    @property
+    def errors(self) -> int:
+        return self.substitutions + self.deletions + self.insertions
+
+    @property
+    def reference_words(self) -> int:
+        return sum(s.reference_words for s in self.sentences)
+
+    @property
+    def wer(self) -> float:
+        return self.errors / max(self.reference_words, 1)
+
+    @property
+    def audio_s(self) -> float:
+        return sum(s.audio_s for s in self.sentences)
+
+    @property
+    def rtf(self) -> float | None:
+        return None if self.compute_s is None or not self.audio_s else self.compute_s / self.audio_s
+
+
+def read_sentences(path: Path, limit: int | None) -> list[Sentence]:
+    sentences = []
+    for line_number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        if not line.strip():
+            continue
+        fields = line.split("|")
+        if len(fields) < 2:
+            raise SystemExit(f"{path}:{line_number}: expected 'id|text', got {line[:60]!r}")
+        text = fields[1].strip()
+        sentences.append(Sentence(fields[0].strip(), text, recipe.label_text(text)))
+    return sentences[:limit]
+
+
+def _children_cpu_s() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def run_teacher(sentences: list[Sentence], cache: Path, workers: int) -> SystemResult:
+    """Festival speaks each label into `cache/wavs` (cached); CPU time of the Festival processes is the compute."""
+    if shutil.which("festival") is None:
+        raise SystemExit("festival is not installed: apt-get install -y festival festvox-us-slt-hts")
+    cache.mkdir(parents=True, exist_ok=True)
+    wav_dir, metadata, timing_file = cache / "wavs", cache / "metadata.csv", cache / "timing.json"
+    phrases = [recipe.Phrase(s.id, s.text, s.label) for s in sentences]
+    pending = [p.id for p in phrases if not (wav_dir / f"{p.id}.wav").exists()]
+    chunk_size = max(1, math.ceil(len(phrases) / workers))
+    cpu_before = _children_cpu_s()
+    failed = set(recipe.synthesize(phrases, cache, workers, chunk_size))  # also remakes wavs of changed labels
+    cpu_s = _children_cpu_s() - cpu_before
+
+    # metadata.csv (id|text|label) lets the recipe notice a label that changed since a wav was made.
+    known = {}
+    if metadata.is_file():
+        known = {line.split("|")[0]: line for line in metadata.read_text(encoding="utf-8").splitlines()}
+    known.update({p.id: f"{p.id}|{p.text}|{p.label}" for p in phrases if p.id not in failed})
+    metadata.write_text("".join(f"{line}\n" for line in known.values()), encoding="utf-8")
+
+    for s in sentences:
+        if s.id not in failed:
+            s.wav = wav_dir / f"{s.id}.wav"
+            s.audio_s = soundfile.info(str(s.wav)).duration
+    made_now = [s for s in sentences if s.id in pending and s.wav is not None]
+    timing = json.loads(timing_file.read_text()) if timing_file.is_file() else {"cpu_s": 0.0, "audio_s": 0.0}
+    if made_now:
+        timing = {"cpu_s": timing["cpu_s"] + cpu_s, "audio_s": timing["audio_s"] + sum(s.audio_s for s in made_now)}
+        timing_file.write_text(json.dumps(timing, indent=1) + "\n")
+    audio_s = sum(s.audio_s for s in sentences)
+    if len(made_now) == len([s for s in sentences if s.wav is not None]):
+        compute_s, note = cpu_s, "measured"
+    elif timing["audio_s"]:
+        compute_s, note = timing["cpu_s"] / timing["audio_s"] * audio_s, "cached wavs: rate measured when made"
+    else:
+        compute_s, note = None, "cached wavs without timing"
+    return SystemResult("teacher (festival slt hts)", sentences, compute_s, 1, note,
+                        details={"workers": workers, "cache": str(cache)})
+
+
+def run_tacoglow(sentences: list[Sentence], synthesizer, name: str, out_dir: Path, threads: int,
+                 seed: int) -> SystemResult:
+    """Each sentence through `Synthesizer.synthesize`, one at a time, timed in CPU seconds of this process."""
+    wav_dir = out_dir / "wavs"
+    wav_dir.mkdir(parents=True, exist_ok=True)
+    synthesizer.synthesize("Warm up.", seed=seed)  # first calls allocate; keep them out of the timing
+    for k, s in enumerate(sentences):
+        start = time.process_time()
+        try:
+            speech = synthesizer.synthesize(s.text, seed=seed + k)
+        except (ValueError, RuntimeError) as error:
+            print(f"  {s.id}: synthesis failed ({error}); all its words count as deleted", file=sys.stderr)
+            continue
+        s.compute_s = time.process_time() - start
+        s.audio_s = speech.duration
+        s.wav = wav_dir / f"{s.id}.wav"
+        soundfile.write(str(s.wav), speech.audio.numpy(), speech.sample_rate, subtype="PCM_16")
+        print(f"  tacoglow {k + 1}/{len(sentences)} {s.id}: {s.audio_s:.1f} s audio in {s.compute_s:.2f} CPU s",
+              file=sys.stderr)
+    compute_s = sum(s.compute_s or 0.0 for s in sentences)
+    return SystemResult(name, sentences, compute_s, threads, details={"wavs": str(wav_dir), "seed": seed})
+
+
+def score(result: SystemResult, recognizer: Recognizer) -> None:
+    start = time.process_time()
+    for s in result.sentences:
+        reference = words(s.label)
+        if s.wav is not None:
+            audio, sample_rate = soundfile.read(str(s.wav), dtype="float32")
+            s.hypothesis = recognizer(audio, sample_rate)
+        subs, dels, ins = word_errors(reference, hypothesis_words(s.hypothesis))
+        s.errors, s.reference_words = subs + dels + ins, len(reference)
+        result.substitutions += subs
+        result.deletions += dels
+        result.insertions += ins
+    result.asr_cpu_s = time.process_time() - start
+
+
+# ---------------------------------------------------------------- report
+def _fmt(value: float | None, spec: str) -> str:
+    return "-" if value is None else format(value, spec)
+
+
+def report(results: list[SystemResult], worst: int) -> None:
+    print(f"\n{'system':<34} {'WER':>7} {'sentences':>9} {'audio s':>8} {'compute s':>10} {'RTF':>6} threads")
+    for r in results:
+        done = sum(s.wav is not None for s in r.sentences)
+        print(f"{r.name:<34} {r.wer:>7.1%} {f'{done}/{len(r.sentences)}':>9} {r.audio_s:>8.1f} "
+              f"{_fmt(r.compute_s, '.1f'):>10} {_fmt(r.rtf, '.3f'):>6} {r.threads:>7}")
+    for r in results:
+        print(f"\n{r.name}: {r.errors} errors ({r.substitutions} sub, {r.deletions} del, {r.insertions} ins) "
+              f"in {r.reference_words} words; compute {r.compute_note}; "
+              f"ASR {r.asr_cpu_s:.1f} CPU s ({r.asr_cpu_s / max(r.audio_s, 1e-9):.2f} per audio s)")
+        ranked = sorted(r.sentences, key=lambda s: (-s.errors / max(s.reference_words, 1), s.id))
+        for s in ranked[:worst]:
+            print(f"  {s.id} {s.errors / max(s.reference_words, 1):6.1%}  ref: {' '.join(words(s.label))}")
+            print(f"  {'':>18}  hyp: {' '.join(hypothesis_words(s.hypothesis)) or '(nothing)'}")
+
+
+def write_json(results: list[SystemResult], args: argparse.Namespace, path: Path) -> None:
+    payload = {
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "sentences_file": str(args.sentences),
+        "limit": args.limit,
+        "cpus": os.cpu_count(),
+        "load_average_1min": os.getloadavg()[0],
+        "normalization": "lower case; hyphens split words; inner apostrophes kept; other characters dropped; "
+                         "recognised abbreviations expanded by tacoglow's table",
+        "asr": "pocketsphinx default en-us model, 16 kHz mono int16",
+        "systems": [{
+            "name": r.name, "wer": r.wer, "errors": r.errors, "substitutions": r.substitutions,
+            "deletions": r.deletions, "insertions": r.insertions, "reference_words": r.reference_words,
+            "sentences": len(r.sentences), "synthesized": sum(s.wav is not None for s in r.sentences),
+            "audio_s": r.audio_s, "compute_s": r.compute_s, "rtf": r.rtf, "threads": r.threads,
+            "compute_note": r.compute_note, "asr_cpu_s": r.asr_cpu_s, **r.details,
+            "per_sentence": [{**asdict(s), "wav": None if s.wav is None else str(s.wav)} for s in r.sentences],
+        } for r in results],
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(payload, indent=1) + "\n", encoding="utf-8")
+
+
+def load_synthesizer(args: argparse.Namespace):
+    """(Synthesizer, name) for the named or default checkpoints; None when no voice is available."""
+    from tacoglow.hub import NotAvailableError, default_checkpoints
+    from tacoglow.synthesizer import Synthesizer
+
+    tacotron2, waveglow = args.tacotron2, args.waveglow
+    if tacotron2 is None:
+        try:
+            tacotron2, default_waveglow = default_checkpoints()
+        except NotAvailableError as error:
+            print(f"tacoglow: no default voice, so only the teacher is measured.\n  {error}", file=sys.stderr)
+            return None
+        waveglow = waveglow or default_waveglow
+    vocoder = args.vocoder or ("waveglow" if waveglow else "griffin-lim")
+    if vocoder == "waveglow" and waveglow is None:
+        raise SystemExit("--vocoder waveglow needs a WaveGlow checkpoint (--waveglow FILE)")
+    synthesizer = Synthesizer.from_checkpoints(tacotron2, waveglow if vocoder == "waveglow" else None)
+    return synthesizer, f"tacoglow ({vocoder})"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--tacotron2", type=Path, help="Tacotron 2 checkpoint (default: the default voice)")
+    parser.add_argument("--waveglow", type=Path, help="WaveGlow checkpoint")
+    parser.add_argument("--vocoder", choices=["griffin-lim", "waveglow"],
+                        help="default: WaveGlow when a WaveGlow checkpoint is known, else Griffin-Lim")
+    parser.add_argument("--sentences", type=Path, default=REPO.parent / "shared" / "data" / "ljspeech_val.txt",
+                        help="'id|text' sentences (default: LJSpeech's 100 validation sentences)")
+    parser.add_argument("--limit", type=int, help="only the first N sentences")
+    parser.add_argument("--out", type=Path, default=REPO / "runs" / "intelligibility",
+                        help="folder for results.json and tacoglow's wavs")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads, and Festival processes (default 1)")
+    parser.add_argument("--teacher-cache", type=Path, default=REPO / "corpora" / "teacher_val",
+                        help="teacher wavs, made once")
+    parser.add_argument("--seed", type=int, default=1234, help="tacoglow's seed for the first sentence")
+    parser.add_argument("--worst", type=int, default=5, help="worst sentences listed per system")
+    args = parser.parse_args(argv)
+    if not args.sentences.is_file():
+        raise SystemExit(f"{args.sentences}: sentence list not found")
+    torch.set_num_threads(args.threads)
+    print(f"torch {torch.__version__}, {args.threads} thread(s), {os.cpu_count()} CPUs, "
+          f"load average {os.getloadavg()[0]:.2f} at start", file=sys.stderr)
+
+    recognizer = Recognizer()
+    results = []
+    loaded = load_synthesizer(args)
+    if loaded is not None:
+        synthesizer, name = loaded
+        results.append(run_tacoglow(read_sentences(args.sentences, args.limit), synthesizer, name,
+                                    args.out / "tacoglow", args.threads, args.seed))
+    results.append(run_teacher(read_sentences(args.sentences, args.limit), args.teacher_cache, args.threads))
+    for result in results:
+        score(result, recognizer)
+    report(results, args.worst)
+    write_json(results, args, args.out / "results.json")
+    print(f"\nwrote {args.out / 'results.json'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
