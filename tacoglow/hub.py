@@ -78,14 +78,16 @@ def fetch_nvidia_checkpoint(model: str, math: str = "fp32", force_reload: bool =
     url = NVIDIA_URLS[(model, math)]
     log.info("downloading %s to %s", url, target)
     target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{name}.")
     try:
-        with urllib.request.urlopen(url, timeout=DOWNLOAD_TIMEOUT_S) as response:
-            fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{name}.")
-            with os.fdopen(fd, "wb") as f:
-                shutil.copyfileobj(response, f)
-        os.replace(tmp, target)
+        with urllib.request.urlopen(url, timeout=DOWNLOAD_TIMEOUT_S) as response, os.fdopen(fd, "wb") as f:
+            shutil.copyfileobj(response, f)
+        os.replace(tmp, target)  # never leave a half-downloaded file under NVIDIA's name
     except OSError as error:
         raise NotAvailableError(f"could not download {name} ({error}): {how_to_get(model, math)}") from None
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
     return target
 
 
@@ -104,9 +106,11 @@ def default_checkpoints() -> tuple[Path, Path | None]:
         return bundled, (vocoder if vocoder.is_file() else None)
     tacotron2 = find_nvidia_checkpoint("tacotron2")
     if tacotron2 is None:
+        t2, wg = nvidia_file_name("tacotron2", "fp16"), nvidia_file_name("waveglow", "fp16")
         raise NotAvailableError(
-            f"no voice is installed: {how_to_get('tacotron2')} and {how_to_get('waveglow')} "
-            "(--tacotron2 FILE --waveglow FILE)")
+            f"no voice is installed: put NVIDIA's {t2} and {wg} (from {NVIDIA_URLS[('tacotron2', 'fp16')]} "
+            f"and {NVIDIA_URLS[('waveglow', 'fp16')]}) in {checkpoint_dirs()[0]}, "
+            "or pass --tacotron2 FILE [--waveglow FILE]")
     return tacotron2, find_nvidia_checkpoint("waveglow")
 
 
