@@ -80,7 +80,7 @@ def fetch_nvidia_checkpoint(model: str, math: str = "fp32", force_reload: bool =
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{name}.")
     try:
-        with urllib.request.urlopen(url, timeout=DOWNLOAD_TIMEOUT_S) as response, os.fdopen(fd, "wb") as f:
+        with os.fdopen(fd, "wb") as f, urllib.request.urlopen(url, timeout=DOWNLOAD_TIMEOUT_S) as response:
             shutil.copyfileobj(response, f)
         os.replace(tmp, target)  # never leave a half-downloaded file under NVIDIA's name
     except OSError as error:

@@ -22,7 +22,7 @@ import math
 import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator, Protocol, Sequence
+from typing import Callable, Iterator, NamedTuple, Protocol, Sequence
 
 import torch
 
@@ -134,6 +134,23 @@ def _seeded(seed: int, index: int, stream: int) -> torch.Generator:
     g = torch.Generator()
     g.manual_seed((seed + index * _GOLDEN + stream * 0x632BE59BD9B4E019) % (1 << 63))
     return g
+
+
+class SentenceJob(NamedTuple):
+    """One sentence of one request, with everything that makes its audio reproducible.
+
+    Jobs from different requests can share a Tacotron 2 batch (:meth:`Synthesizer.decode_jobs`):
+    each draws its randomness only from its own generators.
+    """
+
+    seed: int
+    index: int      # position of the sentence in its request
+    text: str
+    ids: list[int]
+
+    def generator(self, stream: int) -> torch.Generator:
+        """A fresh generator for this sentence: stream 0 feeds Tacotron 2's prenet, 1 the vocoder."""
+        return _seeded(self.seed, self.index, stream)
 
 
 class Synthesizer:
@@ -248,29 +265,44 @@ class Synthesizer:
         return results
 
     @torch.inference_mode()
-    def vocode(self, mel: torch.Tensor, generator: torch.Generator | None = None, **options) -> torch.Tensor:
-        """mel (n_mel, frames) or (1, n_mel, frames) → float32 audio (frames * hop_length,)."""
+    def vocode(self, mel: torch.Tensor, generator: torch.Generator | None = None, *,
+               vocoder: Vocoder | None = None, **options) -> torch.Tensor:
+        """mel (n_mel, frames) or (1, n_mel, frames) → float32 audio (frames * hop_length,).
+
+        ``vocoder`` overrides the synthesizer's own for this call (e.g. Griffin-Lim beside WaveGlow).
+        """
         if mel.dim() == 2:
             mel = mel.unsqueeze(0)
         frames = mel.shape[-1]
         if frames == 0:
             return torch.zeros(0)
-        audio = self.vocoder(mel.to(self.device), generator=generator, **options)[0]
+        vocoder = self.vocoder if vocoder is None else vocoder
+        audio = vocoder(mel.to(self.device), generator=generator, **options)[0]
         return audio[:frames * self.audio.hop_length].float().cpu()
 
-    # ---------------------------------------------------------------- requests
-    def _sentences(self, text: str, seed: int) -> list[tuple[int, int, str, list[int]]]:
-        return [(seed, j, s, self.text_to_ids(s)) for j, s in enumerate(self.split(text))]
+    # ---------------------------------------------------------------- sentence jobs
+    def sentence_jobs(self, text: str, seed: int) -> list[SentenceJob]:
+        """The sentences of ``text`` as jobs; ``ValueError`` for empty or unspeakable text."""
+        return [SentenceJob(seed, j, s, self.text_to_ids(s)) for j, s in enumerate(self.split(text))]
 
-    def _decode(self, jobs: Sequence[tuple[int, int, str, list[int]]], **options) -> Iterator[SentenceResult]:
-        """Jobs (seed, sentence index, text, ids) → results with audio, in order, ``batch_size`` at a time."""
+    def decode_jobs(self, jobs: Sequence[SentenceJob]) -> list[SentenceResult]:
+        """Jobs from any number of requests → mels (no audio yet), as one Tacotron 2 batch, in order.
+
+        Each result equals what its request gets alone; vocode it with ``generator=job.generator(1)``.
+        """
+        return self.synthesize_ids([job.ids for job in jobs], [job.generator(0) for job in jobs],
+                                   texts=[job.text for job in jobs])
+
+    # ---------------------------------------------------------------- requests
+    def _sentences(self, text: str, seed: int) -> list[SentenceJob]:
+        return self.sentence_jobs(text, seed)
+
+    def _decode(self, jobs: Sequence[SentenceJob], **options) -> Iterator[SentenceResult]:
+        """Jobs → results with audio, in order, ``batch_size`` at a time."""
         for start in range(0, len(jobs), self.batch_size):
             chunk = jobs[start:start + self.batch_size]
-            results = self.synthesize_ids([ids for _, _, _, ids in chunk],
-                                          [_seeded(seed, j, 0) for seed, j, _, _ in chunk],
-                                          texts=[text for _, _, text, _ in chunk])
-            for (seed, j, _, _), result in zip(chunk, results):
-                result.audio = self.vocode(result.mel, generator=_seeded(seed, j, 1), **options)
+            for job, result in zip(chunk, self.decode_jobs(chunk)):
+                result.audio = self.vocode(result.mel, generator=job.generator(1), **options)
                 yield result
 
     def stream(self, text: str, seed: int | None = None, **options) -> Iterator[SentenceResult]:
