@@ -168,6 +168,20 @@ def _prepare(args: argparse.Namespace) -> int:
     return run_prepare(args)
 
 
+def _add_train(sub: argparse._SubParsersAction) -> None:
+    from .train import add_train_arguments
+
+    p = sub.add_parser("train", help="train Tacotron 2 or WaveGlow on a prepared corpus",
+                       description="Train Tacotron 2 or WaveGlow; an existing run folder is resumed.")
+    add_train_arguments(p)
+
+
+def _train(args: argparse.Namespace) -> int:
+    from .train import run_train
+
+    return run_train(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tacoglow", description="Tacotron 2 + WaveGlow text-to-speech.")
     parser.add_argument("-v", "--verbose", action="store_true", help="log details")
@@ -175,6 +189,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_synthesize(sub)
     _add_info(sub)
     _add_prepare(sub)
+    _add_train(sub)
     return parser
 
 
@@ -183,7 +198,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="tacoglow: %(levelname)s: %(message)s")
-    commands = {"synthesize": _synthesize, "info": _info, "prepare": _prepare}
+    commands = {"synthesize": _synthesize, "info": _info, "prepare": _prepare, "train": _train}
     try:
         return commands[args.command](args)
     except KeyboardInterrupt:

@@ -1,0 +1,368 @@
+"""Training: tiny models overfit a tiny synthetic corpus; runs resume exactly, stop cleanly on SIGTERM,
+skip non-finite steps, shard over processes, and leave checkpoints the synthesizer loads."""
+import dataclasses
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from tacoglow import train as T
+from tacoglow.audio import AudioConfig, load_wav, mel_spectrogram, save_wav
+from tacoglow.checkpoint import inspect_checkpoint, load_tacotron2, load_waveglow
+from tacoglow.synthesizer import Synthesizer
+from tacoglow.text import TEXT_FRONTEND_VERSION, text_to_sequence
+
+REPO = Path(__file__).resolve().parents[1]
+TEXTS = ["a cat", "the sun", "big dog", "red hat", "one two", "hi there", "go home", "blue sea"]
+
+# A Tacotron 2 small enough to take ~20 ms per step here; r = 2 as the CPU preset uses r > 1.
+TINY_TACOTRON2 = dict(symbols_embedding_dim=32, encoder_embedding_dim=32, encoder_n_convolutions=1,
+                      attention_rnn_dim=64, attention_dim=16, attention_location_n_filters=4,
+                      attention_location_kernel_size=5, decoder_rnn_dim=64, prenet_dim=32,
+                      postnet_embedding_dim=16, postnet_n_convolutions=2, n_frames_per_step=2,
+                      max_decoder_steps=40)
+TINY_WAVEGLOW = dict(n_flows=4, n_group=8, n_early_every=2, n_early_size=2, n_layers=2, n_channels=16)
+
+
+def tiny_config(model="tacotron2", **overrides) -> T.TrainConfig:
+    base = dict(model=model, model_config=TINY_TACOTRON2 if model == "tacotron2" else TINY_WAVEGLOW,
+                learning_rate=3e-3, anneal_at=[], batch_size=3, masked_loss=True, gate_pos_weight=3.0,
+                guided_attention_weight=1.0, guided_attention_half_life=50, segment_length=4096,
+                max_steps=6, epochs=None, log_every=1, val_every=1000, val_items=2, checkpoint_every=1000)
+    if model == "waveglow":
+        base.update(learning_rate=1e-3, grad_clip=None, weight_decay=0.0)
+    return T.TrainConfig(**{**base, **overrides})
+
+
+def _tone(index: int, seconds: float, rate: int) -> np.ndarray:
+    """A distinct sound per clip: a chirp between two partials, with a soft attack and release."""
+    t = np.arange(int(seconds * rate)) / rate
+    f0, f1 = 200 + 90 * index, 260 + 70 * index
+    phase = 2 * np.pi * (f0 * t + (f1 - f0) * t ** 2 / (2 * seconds))
+    envelope = np.minimum(1.0, np.minimum(t, seconds - t) / 0.03)
+    return (0.3 * envelope * (np.sin(phase) + 0.3 * np.sin(2.7 * phase))).astype(np.float32)
+
+
+def make_corpus(root: Path) -> Path:
+    """A prepared-dataset folder (the layout `tacoglow prepare` writes): 6 training and 2 validation clips."""
+    audio = AudioConfig()
+    (root / "wavs").mkdir()
+    (root / "mels").mkdir()
+    items = []
+    for i, text in enumerate(TEXTS):
+        clip_id = f"clip{i:02d}"
+        wav_path, mel_path = root / "wavs" / f"{clip_id}.wav", root / "mels" / f"{clip_id}.pt"
+        save_wav(wav_path, _tone(i, 0.12 + 0.04 * len(text), audio.sampling_rate), audio.sampling_rate)
+        samples = load_wav(wav_path, audio.sampling_rate)
+        mel = mel_spectrogram(samples, audio)
+        torch.save(mel.contiguous(), mel_path)
+        items.append({"id": clip_id, "text": text, "ids": text_to_sequence(text), "wav": f"wavs/{clip_id}.wav",
+                      "mel": f"mels/{clip_id}.pt", "frames": mel.size(1), "samples": samples.numel()})
+    for name, part in (("train.jsonl", items[:6]), ("val.jsonl", items[6:])):
+        (root / name).write_text("".join(json.dumps(x) + "\n" for x in part))
+    (root / "dataset.json").write_text(json.dumps({
+        "format": "tacoglow-dataset", "version": 1, "audio": audio.to_dict(),
+        "text": {"source": "text", "normalizer_version": None, "cleaners": ["english_cleaners"],
+                 "frontend": TEXT_FRONTEND_VERSION}}))
+    return root
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory) -> Path:
+    return make_corpus(tmp_path_factory.mktemp("corpus"))
+
+
+def read_log(run: Path, split="train") -> list[dict]:
+    lines = [line for line in (run / "log.jsonl").read_text().split("\n")[:-1]]  # complete lines only
+    return [r for r in map(json.loads, lines) if r["split"] == split]
+
+
+# --- pure pieces ------------------------------------------------------------------------------------------
+
+
+def test_bucket_batches_are_deterministic_similar_in_length_and_sharded():
+    lengths = [int(x) for x in np.random.default_rng(0).integers(50, 800, size=200)]
+    a = T.bucket_batches(lengths, 8, seed=1, epoch=3, bucket_batches=5)
+    assert a == T.bucket_batches(lengths, 8, seed=1, epoch=3, bucket_batches=5)
+    assert a != T.bucket_batches(lengths, 8, seed=1, epoch=4, bucket_batches=5)
+    assert len(a) == 25 and all(len(b) == 8 for b in a) and len({i for b in a for i in b}) == 200
+    spread = np.mean([max(lengths[i] for i in b) - min(lengths[i] for i in b) for b in a])
+    assert spread < 150  # random batches of 8 would spread ~550 frames
+    shards = [T.bucket_batches(lengths, 8, seed=1, epoch=3, bucket_batches=5, rank=r, world_size=3) for r in range(3)]
+    assert [len(s) for s in shards] == [8, 8, 8]  # 25 batches: the last one is dropped so all ranks take 8
+    assert sorted(map(sorted, sum(shards, []))) == sorted(map(sorted, a[:24]))
+
+
+def test_text_mel_batch_pads_to_r_and_has_one_gate_target_per_step():
+    clips = [T.Clip("x", [5, 6, 7], Path("x"), Path("x"), 5, 0), T.Clip("y", [8, 9], Path("y"), Path("y"), 2, 0)]
+    batch = T.collate_text_mel(clips, [torch.ones(80, 5), torch.ones(80, 2)], r=3)
+    assert batch.mels.shape == (2, 80, 6) and batch.gate.shape == (2, 2)
+    assert batch.gate.tolist() == [[0, 1], [1, 1]]  # the step holding the last real frame and after
+    assert batch.step_lengths.tolist() == [2, 1] and batch.text.tolist() == [[5, 6, 7], [8, 9, 0]]
+    assert batch.to("cpu").ids == ["x", "y"]
+
+
+def test_guided_attention_and_scores_prefer_the_diagonal():
+    steps, width = 12, 6
+    diagonal = torch.zeros(1, steps, width)
+    diagonal[0, torch.arange(steps), torch.arange(steps) * width // steps] = 1.0
+    uniform = torch.full((1, steps, width), 1.0 / width)
+    lengths, step_lengths = torch.tensor([width]), torch.tensor([steps])
+    assert T.guided_attention_loss(diagonal, lengths, step_lengths) < 0.1
+    assert T.guided_attention_loss(uniform, lengths, step_lengths) > 0.4
+    focus, diag = T.attention_scores(diagonal, lengths, step_lengths)
+    assert focus.item() == 1.0 and diag.item() > 0.9
+    focus, diag = T.attention_scores(uniform, lengths, step_lengths)
+    assert focus.item() == pytest.approx(1 / 6) and diag.item() < 0.6
+
+
+def test_learning_rate_schedule_follows_the_reference():
+    cfg = T.TrainConfig()  # NVIDIA: x0.1 at epochs 500, 1000, 1500
+    assert [T.learning_rate_at(cfg, 0, e) for e in (0, 499, 500, 1000, 1500)] == pytest.approx(
+        [1e-3, 1e-3, 1e-4, 1e-5, 1e-6])
+    amp_recipe = dataclasses.replace(cfg, anneal_factor=0.3)  # the AMP platforms' alternating schedule
+    assert [T.learning_rate_at(amp_recipe, 0, e) for e in (0, 500, 1000, 1500)] == pytest.approx(
+        [1e-3, 3e-4, 1e-4, 3e-5])
+
+
+def test_presets_and_config_files(tmp_path):
+    nvidia = T.load_train_config("nvidia", "tacotron2")
+    assert (nvidia.learning_rate, nvidia.weight_decay, nvidia.grad_clip, nvidia.batch_size) == (1e-3, 1e-6, 1.0, 48)
+    assert nvidia.model_config == {} and nvidia.anneal_at == [500, 1000, 1500]
+    small = T.load_train_config("small", "tacotron2")
+    assert small.model_config["n_frames_per_step"] in (2, 3) and small.guided_attention_weight > 0
+    assert T.load_train_config("nvidia", "waveglow").learning_rate == 1e-4
+    path = tmp_path / "c.json"
+    path.write_text(json.dumps({"batch_size": 7, "model_config": {"n_frames_per_step": 2}}))
+    assert T.load_train_config(str(path), "tacotron2").batch_size == 7
+    path.write_text(json.dumps({"batch_sise": 7}))
+    with pytest.raises(ValueError, match="batch_sise"):
+        T.load_train_config(path, "tacotron2")
+
+
+# --- training runs ----------------------------------------------------------------------------------------
+
+
+def test_tacotron2_overfits_and_its_checkpoint_loads_everywhere(corpus, tmp_path):
+    torch.set_num_threads(1)
+    run = tmp_path / "t2"
+    cfg = tiny_config(max_steps=60, val_every=60, checkpoint_every=30, keep_checkpoints=1, log_every=1)
+    path = T.train_tacotron2(corpus, run, cfg)
+    losses = [r["mel_loss"] + r["postnet_loss"] for r in read_log(run)]
+    assert len(losses) == 60
+    # Log mels of these tones start ~30 from a fresh model's outputs; 60 steps take them below a tenth.
+    assert np.mean(losses[-5:]) < np.mean(losses[:3]) / 10
+    val = read_log(run, "val")[-1]
+    assert val["step"] == 60 and math.isfinite(val["loss"]) and 0 < val["attention_focus"] <= 1
+    assert 0 < val["diagonality"] <= 1 and val["infer_frames_ratio"] > 0
+    for name in ("alignment", "mel", "inference"):
+        assert (run / "plots" / f"step_0000060_{name}.png").stat().st_size > 1000
+    assert json.loads((run / "config.json").read_text())["model_config"] == TINY_TACOTRON2
+
+    assert path == run / "checkpoints" / "step_0000060.pt"
+    assert [p.name for p in (run / "checkpoints").iterdir()] == ["step_0000060.pt"]  # keep_checkpoints=1
+    raw = torch.load(path, weights_only=True)
+    assert raw["format"] == "tacoglow" and raw["step"] == 60 and raw["training"]["state"]["step"] == 60
+    assert raw["text"]["frontend"] == TEXT_FRONTEND_VERSION and raw["train_config"]["batch_size"] == 3
+    assert isinstance(raw["training"]["rng"][0]["numpy"]["keys"], torch.Tensor)
+    model = load_tacotron2(path)
+    assert model.config.n_frames_per_step == 2 and model.config.symbols_embedding_dim == 32
+    shipped = tmp_path / "voice.pt"
+    T.export_checkpoint(path, shipped)
+    assert "training" not in torch.load(shipped, weights_only=True)
+    assert shipped.stat().st_size < path.stat().st_size / 2
+    assert all(torch.equal(a, b) for a, b in zip(load_tacotron2(shipped).state_dict().values(),
+                                                 model.state_dict().values()))
+    synth = Synthesizer.from_checkpoints(path, griffin_lim_iters=2)  # the training checkpoint itself
+    speech = synth.synthesize("a cat", seed=0)
+    assert speech.audio.numel() > 0 and torch.isfinite(speech.audio).all()
+
+
+def test_resumed_run_continues_the_same_loss_curve(corpus, tmp_path):
+    torch.set_num_threads(1)
+    cfg = tiny_config(checkpoint_every=3, bucket_batches=1)
+    T.train_tacotron2(corpus, tmp_path / "straight", cfg, max_steps=6)
+    T.train_tacotron2(corpus, tmp_path / "resumed", cfg, max_steps=3)
+    with (tmp_path / "resumed" / "log.jsonl").open("a") as f:  # as if killed after logging step 4, mid-line
+        f.write(json.dumps({"split": "train", "step": 4, "loss": 1.0}) + '\n{"split": "tr')
+    torch.manual_seed(999)  # whatever happens in between must not matter
+    np.random.seed(999)
+    T.train_tacotron2(corpus, tmp_path / "resumed", max_steps=6)  # the run's own config.json
+    straight, resumed = read_log(tmp_path / "straight"), read_log(tmp_path / "resumed")
+    assert [r["step"] for r in resumed] == [1, 2, 3, 4, 5, 6]
+    assert [r["loss"] for r in resumed] == [r["loss"] for r in straight]
+    assert [r["epoch"] for r in resumed] == [r["epoch"] for r in straight]
+    a = torch.load(tmp_path / "straight" / "checkpoints" / "step_0000006.pt", weights_only=True)
+    b = torch.load(tmp_path / "resumed" / "checkpoints" / "step_0000006.pt", weights_only=True)
+    assert all(torch.equal(a["state_dict"][k], b["state_dict"][k]) for k in a["state_dict"])
+    with pytest.raises(T.TrainingError, match="batch_size"):  # other settings on an existing run
+        T.train_tacotron2(corpus, tmp_path / "resumed", dataclasses.replace(cfg, batch_size=2), max_steps=7)
+
+
+def test_nonfinite_losses_are_skipped_then_stop_the_run(corpus, tmp_path, monkeypatch):
+    torch.set_num_threads(1)
+    real_loss = T.tacotron2_loss
+    poisoned = {2, 3}  # 0-based steps whose loss becomes NaN
+
+    def loss_with_nan(outputs, batch, cfg, step):
+        losses = real_loss(outputs, batch, cfg, step)
+        if step in poisoned:
+            losses["loss"] = losses["loss"] * float("nan")
+        return losses
+
+    monkeypatch.setattr(T, "tacotron2_loss", loss_with_nan)
+    run = tmp_path / "nan"
+    T.train_tacotron2(corpus, run, tiny_config(max_steps=6, checkpoint_every=2, keep_checkpoints=10))
+    records = read_log(run)
+    assert [r["skipped"] for r in records] == [False, False, True, True, False, False]
+    assert records[-1]["nonfinite_total"] == 2 and records[2]["loss"] is None
+    # Steps 3 and 4 were skipped: the weights after step 4 are those after step 2.
+    a = torch.load(run / "checkpoints" / "step_0000002.pt", weights_only=True)["state_dict"]
+    b = torch.load(run / "checkpoints" / "step_0000004.pt", weights_only=True)["state_dict"]
+    assert all(torch.equal(a[k], b[k]) for k in a if "running_" not in k and "num_batches" not in k)
+
+    poisoned.clear()
+    poisoned.update(range(4, 100))  # from the 5th step on, every loss is NaN
+    with pytest.raises(T.TrainingError, match=r"stopped at step 7: .* 3 steps in a row \(steps 5-7\)"):
+        T.train_tacotron2(corpus, tmp_path / "nan2", tiny_config(max_steps=50, max_nonfinite=3))
+    assert T.latest_checkpoint(tmp_path / "nan2").name == "step_0000007.pt"  # the good weights are kept
+
+
+def test_grad_scaler_skips_steps_with_infinite_gradients():
+    torch.manual_seed(0)
+    model = torch.nn.Linear(4, 1)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    scaler = torch.amp.GradScaler("cpu", init_scale=2.0 ** 10, growth_interval=1000)
+    x = torch.ones(2, 4)
+    before = [p.detach().clone() for p in model.parameters()]
+    # A finite loss whose scaled gradients overflow float32: the scaler skips the update and halves its scale.
+    result = T.backward_and_step({"loss": model(x).sum() * 3e35}, model, optimizer, scaler, grad_clip=1.0)
+    assert result.scaler_skipped and not result.skipped
+    assert all(torch.equal(a, p) for a, p in zip(before, model.parameters()))
+    assert scaler.get_scale() == 2.0 ** 9
+    result = T.backward_and_step({"loss": model(x).sum()}, model, optimizer, scaler, grad_clip=1.0)
+    assert not result.scaler_skipped and not result.skipped and scaler.get_scale() == 2.0 ** 9
+    assert not all(torch.equal(a, p) for a, p in zip(before, model.parameters()))
+    assert result.grad_norm == pytest.approx(math.sqrt(4 * 2 ** 2 + 2 ** 2))  # unscaled before clipping
+    # A non-finite loss is skipped (and counted) whatever the scaler says.
+    result = T.backward_and_step({"loss": model(x).sum() * float("inf")}, model, optimizer, scaler, grad_clip=1.0)
+    assert result.skipped and not math.isfinite(result.stats["loss"])
+
+
+def test_waveglow_overfits_and_loads(corpus, tmp_path):
+    torch.set_num_threads(1)
+    run = tmp_path / "wg"
+    path = T.train_waveglow(corpus, run, tiny_config("waveglow", max_steps=40, val_every=40, batch_size=2))
+    losses = [r["loss"] for r in read_log(run)]
+    # The NLL per sample starts near 0 and goes well below it as the flow learns the tones.
+    assert np.mean(losses[-5:]) < np.mean(losses[:3]) - 1.0
+    assert math.isfinite(read_log(run, "val")[-1]["loss"])
+    model = load_waveglow(path)
+    assert model.config.n_flows == 4 and inspect_checkpoint(path).audio == AudioConfig()
+    audio = model.infer(torch.zeros(1, 80, 4), sigma=0.5)
+    assert audio.shape == (1, 1024) and torch.isfinite(audio).all()
+
+
+def test_bf16_autocast_trains_on_cpu(corpus, tmp_path):
+    torch.set_num_threads(1)
+    run = tmp_path / "bf16"
+    T.train_tacotron2(corpus, run, tiny_config(max_steps=2), amp="bf16")
+    assert all(math.isfinite(r["loss"]) for r in read_log(run))
+    with pytest.raises(T.TrainingError, match="fp16"):
+        T.train_tacotron2(corpus, tmp_path / "fp16", tiny_config(max_steps=1), amp="fp16", device="cpu")
+
+
+def _child_env() -> dict:
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(REPO))
+    env.pop("WORLD_SIZE", None)
+    return env
+
+
+def test_sigterm_saves_a_checkpoint_and_exits_cleanly(corpus, tmp_path):
+    run = tmp_path / "term"
+    config = tmp_path / "tiny.json"
+    config.write_text(json.dumps(tiny_config(max_steps=100_000, checkpoint_every=100_000).to_dict()))
+    child = subprocess.Popen([sys.executable, "-m", "tacoglow.train", "tacotron2", "--data", str(corpus),
+                              "--run", str(run), "--config", str(config), "--threads", "1"],
+                             env=_child_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 60
+        while not ((run / "log.jsonl").exists() and len(read_log(run)) >= 3):
+            assert child.poll() is None and time.monotonic() < deadline, child.stdout.read().decode()
+            time.sleep(0.1)
+        child.send_signal(signal.SIGTERM)
+        output = child.communicate(timeout=60)[0].decode()
+    finally:
+        child.kill()
+    assert child.returncode == 0, output
+    path = T.latest_checkpoint(run)
+    steps = len(read_log(run))
+    assert path is not None and path.name == f"step_{steps:07d}.pt", output
+    assert load_tacotron2(path).config.n_frames_per_step == 2
+    assert torch.load(path, weights_only=True)["training"]["state"]["step"] == steps
+    # ... and the run goes on from there, in this process, with the run's own settings.
+    T.train_tacotron2(corpus, run, max_steps=steps + 2, threads=1)
+    assert [r["step"] for r in read_log(run)][-3:] == [steps, steps + 1, steps + 2]
+
+
+def test_two_processes_with_gloo(corpus, tmp_path):
+    run = tmp_path / "ddp"
+    config = tmp_path / "tiny.json"
+    config.write_text(json.dumps(tiny_config(max_steps=3).to_dict()))
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
+    done = subprocess.run(torchrun + ["-m", "tacoglow.train", "tacotron2", "--data", str(corpus), "--run-dir", str(run),
+                                      "--config", str(config), "--device", "cpu"],
+                          env=_child_env(), capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    records = read_log(run)
+    assert [r["step"] for r in records] == [1, 2, 3]  # one writer: rank 0
+    assert all(r["frames_per_second"] > 0 and math.isfinite(r["loss"]) for r in records)
+    path = T.latest_checkpoint(run)
+    raw = torch.load(path, weights_only=True)
+    assert raw["training"]["world_size"] == 2 and len(raw["training"]["rng"]) == 2
+    assert not torch.equal(raw["training"]["rng"][0]["torch"], raw["training"]["rng"][1]["torch"])
+    assert load_tacotron2(path).config.n_frames_per_step == 2
+
+
+def test_warm_start_copies_matching_weights_and_can_drop_the_embedding(corpus, tmp_path):
+    torch.set_num_threads(1)
+    source = T.train_tacotron2(corpus, tmp_path / "source", tiny_config(max_steps=2))
+    start = T.train_tacotron2(corpus, tmp_path / "warm", tiny_config(max_steps=0), warm_start=source,
+                              drop_embedding=True)
+    assert start.name == "step_0000000.pt"
+    a = torch.load(source, weights_only=True)["state_dict"]
+    b = torch.load(start, weights_only=True)["state_dict"]
+    assert not torch.equal(a["embedding.weight"], b["embedding.weight"])
+    assert all(torch.equal(a[k], b[k]) for k in a if k != "embedding.weight")
+    with pytest.raises(T.TrainingError, match="already holds checkpoints"):
+        T.train_tacotron2(corpus, tmp_path / "warm", tiny_config(max_steps=1), resume=False)
+    with pytest.raises(T.TrainingError, match="tensors match"):  # a WaveGlow is no warm start for Tacotron 2
+        wg = T.train_waveglow(corpus, tmp_path / "wg", tiny_config("waveglow", max_steps=0))
+        T.train_tacotron2(corpus, tmp_path / "warm2", tiny_config(max_steps=1), warm_start=wg)
+
+
+def test_command_line_glue(corpus, tmp_path, capsys):
+    import argparse
+
+    parser = argparse.ArgumentParser()
+    T.add_train_arguments(parser)
+    config = tmp_path / "tiny.json"
+    config.write_text(json.dumps(tiny_config("waveglow").to_dict()))
+    run = tmp_path / "cli"
+    args = parser.parse_args(["waveglow", "--data", str(corpus), "--run", str(run), "--config", str(config),
+                              "--max-steps", "2", "--threads", "1", "--device", "cpu", "--amp", "none"])
+    assert T.run_train(args) == 0
+    assert "step_0000002.pt" in capsys.readouterr().err and T.latest_checkpoint(run).name == "step_0000002.pt"
+    if (run / "tensorboard").exists():  # TensorBoard is optional; when installed it gets the same scalars
+        assert any((run / "tensorboard").iterdir())
+    args = parser.parse_args(["tacotron2", "--data", str(tmp_path / "nowhere"), "--run", str(tmp_path / "x")])
+    assert T.run_train(args) == 1
+    assert "no dataset.json" in capsys.readouterr().err
