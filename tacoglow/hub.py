@@ -92,17 +92,19 @@ def fetch_nvidia_checkpoint(model: str, math: str = "fp32", force_reload: bool =
 
 
 BUNDLED_VOICE_DIR = Path(__file__).resolve().parent / "voices" / "default"
+VOICE_DIR_ENV = "TACOGLOW_VOICE_DIR"  # a folder with tacotron2.pt (and optionally waveglow.pt)
 
 
 def default_checkpoints() -> tuple[Path, Path | None]:
     """(Tacotron 2, WaveGlow or None) for synthesis when the user names no checkpoint.
 
-    The voice bundled with the package comes first; otherwise NVIDIA's published pair from the
-    torch.hub cache. Raises :class:`NotAvailableError` saying how to get one.
+    The voice in ``$TACOGLOW_VOICE_DIR`` or, by default, the one bundled with the package comes
+    first; otherwise NVIDIA's published pair from the torch.hub cache. Raises :class:`NotAvailableError` saying how to get one.
     """
-    bundled = BUNDLED_VOICE_DIR / "tacotron2.pt"
+    voice_dir = Path(os.environ.get(VOICE_DIR_ENV) or BUNDLED_VOICE_DIR)
+    bundled = voice_dir / "tacotron2.pt"
     if bundled.is_file():
-        vocoder = BUNDLED_VOICE_DIR / "waveglow.pt"
+        vocoder = voice_dir / "waveglow.pt"
         return bundled, (vocoder if vocoder.is_file() else None)
     tacotron2 = find_nvidia_checkpoint("tacotron2")
     if tacotron2 is None:

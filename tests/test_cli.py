@@ -15,6 +15,8 @@ WG = str(fixture_path("waveglow_small_ngc.pt"))
 
 def run(*args, stdin=None, env_extra=None):
     env = {"PATH": "/usr/bin:/bin", "TACOGLOW_OFFLINE": "1", "OMP_NUM_THREADS": "1", "TORCH_HOME": "/nonexistent-torch-home"}
+    if "no voice" in (env_extra or {}).get("CASE", ""):
+        env["TACOGLOW_VOICE_DIR"] = "/nonexistent-voice"
     env.update(env_extra or {})
     return subprocess.run([sys.executable, "-m", "tacoglow", *args], capture_output=True, cwd=REPO,
                           input=stdin, env=env, timeout=300)
@@ -90,7 +92,7 @@ def _bad(tmp_path):
                                   "unspeakable", "no voice"])
 def test_bad_input_gives_one_line_error(tmp_path, case):
     args, needle = _bad(tmp_path)[case]
-    r = run(*args)
+    r = run(*args, env_extra={"CASE": case})
     err = r.stderr.decode()
     assert r.returncode == 1, err
     assert "Traceback" not in err

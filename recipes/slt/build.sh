@@ -27,11 +27,5 @@ start=$(date +%s)
 "$PYTHON" recipes/slt/build_corpus.py --phrases "$N_PHRASES" --out "$OUT" --workers "$WORKERS" \
     --train-list "$TRAIN_LIST" --val-list "$VAL_LIST"
 
-# `tacoglow prepare` when the installed command line has it, else the same code through its module.
-if "$PYTHON" -m tacoglow prepare --help >/dev/null 2>&1; then
-    PREPARE=("$PYTHON" -m tacoglow prepare)
-else
-    PREPARE=("$PYTHON" -m tacoglow.data)
-fi
-"${PREPARE[@]}" "$OUT" "${OUT}_prepared" --val-ids "$OUT/val_ids.txt" --force
+"$PYTHON" -m tacoglow prepare "$OUT" "${OUT}_prepared" --val-ids "$OUT/val_ids.txt" --force
 echo "built ${OUT}_prepared in $(( $(date +%s) - start )) s"

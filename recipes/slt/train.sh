@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# Continue training the default voice (Tacotron 2, "small" recipe) and export it into the package.
+#
+#   bash recipes/slt/train.sh [MAX_STEPS]          (default 10000 steps in all)
+#
+# Builds the SLT corpus first when it is missing (recipes/slt/build.sh). An existing run folder is
+# resumed exactly (model, optimizer, data order, random state); otherwise a new run starts warm from
+# the shipped voice (tacoglow/voices/default/tacotron2.pt). At the end (or after Ctrl-C, which saves
+# a checkpoint) the newest checkpoint's model is written to the package in fp16.
+# Environment: PYTHON (.venv/bin/python), RUN (runs/slt_t2), DATA (corpora/slt_prepared), THREADS (2).
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+
+MAX_STEPS=${1:-10000}
+PYTHON=${PYTHON:-.venv/bin/python}
+RUN=${RUN:-runs/slt_t2}
+DATA=${DATA:-corpora/slt_prepared}
+THREADS=${THREADS:-2}
+VOICE=tacoglow/voices/default
+
+[ -f "$DATA/dataset.json" ] || bash recipes/slt/build.sh 4000 "${DATA%_prepared}"
+
+args=(tacotron2 --data "$DATA" --run "$RUN" --config small --max-steps "$MAX_STEPS" --threads "$THREADS")
+if ! ls "$RUN"/checkpoints/step_*.pt >/dev/null 2>&1 && [ -f "$VOICE/tacotron2.pt" ]; then
+    args+=(--warm-start "$VOICE/tacotron2.pt")
+fi
+"$PYTHON" -m tacoglow train "${args[@]}" || echo "training stopped (status $?); exporting the newest checkpoint"
+
+"$PYTHON" - "$RUN" "$VOICE/tacotron2.pt" <<'PY'
+import sys
+import torch
+from tacoglow.train import export_checkpoint, latest_checkpoint
+
+run, target = sys.argv[1], sys.argv[2]
+source = latest_checkpoint(run)
+if source is None:
+    sys.exit(f"{run}: no checkpoint to export")
+export_checkpoint(source, target, dtype=torch.float16)
+print(f"exported {source} -> {target}")
+PY
