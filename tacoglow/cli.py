@@ -201,6 +201,9 @@ def main(argv: list[str] | None = None) -> int:
     commands = {"synthesize": _synthesize, "info": _info, "prepare": _prepare, "train": _train}
     try:
         return commands[args.command](args)
+    except BrokenPipeError:  # e.g. `tacoglow info CKPT | head`: the reader left, nothing to report
+        sys.stderr.close()
+        return 0
     except KeyboardInterrupt:
         print("tacoglow: interrupted", file=sys.stderr)
         return 130
