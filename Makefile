@@ -18,7 +18,15 @@ setup: $(BIN)/.installed
 demo: $(BIN)/.installed
 	$(BIN)/tacoglow synthesize "Hello world" -o hello.wav
 
-test: $(BIN)/.installed
+# The web page's browser test drives Debian's Chromium (headless).
+CHROMIUM ?= /usr/bin/chromium
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+$(CHROMIUM):
+	$(SUDO) apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium
+
+test: $(BIN)/.installed $(CHROMIUM)
 	TACOGLOW_OFFLINE=1 $(BIN)/python -m pytest
 
 # Text front-end fuzzing: 5 properties x 2,500 generated cases, per-case time limit.

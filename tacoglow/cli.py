@@ -11,13 +11,8 @@ import torch
 log = logging.getLogger("tacoglow")
 
 
-def _add_synthesize(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("synthesize", help="speak text into a WAV file",
-                       description="Speak TEXT (or each line of --input) into 16-bit PCM WAV.")
-    p.add_argument("text", nargs="?", help="text to speak; '-' reads standard input")
-    p.add_argument("-i", "--input", type=Path, help="text file: one utterance per line, written to the -o folder")
-    p.add_argument("-o", "--output", required=True,
-                   help="WAV file ('-' writes to standard output), or a folder with --input")
+def add_voice_arguments(p: argparse.ArgumentParser) -> None:
+    """Which voice to load and how to run it: shared by ``synthesize`` and ``serve``."""
     p.add_argument("--tacotron2", type=Path, help="Tacotron 2 checkpoint (default: the installed voice)")
     p.add_argument("--waveglow", type=Path, help="WaveGlow checkpoint (default: the installed voice's vocoder)")
     p.add_argument("--vocoder", choices=("auto", "waveglow", "griffin-lim"), default="auto",
@@ -26,15 +21,25 @@ def _add_synthesize(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--denoise", type=float, default=None,
                    help="WaveGlow denoiser strength (default 0.01, as NVIDIA's script; 0 turns it off)")
     p.add_argument("--griffin-lim-iters", type=int, default=60, help="Griffin-Lim iterations (default 60)")
-    p.add_argument("--seed", type=int, default=None, help="random seed: the same seed gives the same audio")
     p.add_argument("--no-normalize", dest="normalize", action="store_false",
                    help="feed text to NVIDIA's english_cleaners exactly as the reference does")
     p.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda (default cpu)")
     p.add_argument("--threads", type=int, default=None, help="CPU threads for torch")
+
+
+def _add_synthesize(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("synthesize", help="speak text into a WAV file",
+                       description="Speak TEXT (or each line of --input) into 16-bit PCM WAV.")
+    p.add_argument("text", nargs="?", help="text to speak; '-' reads standard input")
+    p.add_argument("-i", "--input", type=Path, help="text file: one utterance per line, written to the -o folder")
+    p.add_argument("-o", "--output", required=True,
+                   help="WAV file ('-' writes to standard output), or a folder with --input")
+    add_voice_arguments(p)
+    p.add_argument("--seed", type=int, default=None, help="random seed: the same seed gives the same audio")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
-def _load_synthesizer(args: argparse.Namespace):
+def load_synthesizer(args: argparse.Namespace):
     from .hub import default_checkpoints
     from .synthesizer import Synthesizer
 
@@ -83,7 +88,7 @@ def _synthesize(args: argparse.Namespace) -> int:
         text = sys.stdin.read() if args.text == "-" else args.text
         if not text.strip():
             raise ValueError("text is empty: give at least one word to speak")
-    synth = _load_synthesizer(args)
+    synth = load_synthesizer(args)
 
     if args.input is not None:
         out_dir.mkdir(parents=True, exist_ok=True)
@@ -182,6 +187,21 @@ def _train(args: argparse.Namespace) -> int:
     return run_train(args)
 
 
+def _add_serve(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("serve", help="run the HTTP speech server",
+                       description="Serve speech over HTTP (OpenAI-style /v1/audio/speech, streaming, a web page).")
+    add_voice_arguments(p)
+    from .server import add_serve_arguments
+
+    add_serve_arguments(p)
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from .server import run_serve
+
+    return run_serve(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tacoglow", description="Tacotron 2 + WaveGlow text-to-speech.")
     parser.add_argument("-v", "--verbose", action="store_true", help="log details")
@@ -190,6 +210,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_info(sub)
     _add_prepare(sub)
     _add_train(sub)
+    _add_serve(sub)
     return parser
 
 
@@ -198,7 +219,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="tacoglow: %(levelname)s: %(message)s")
-    commands = {"synthesize": _synthesize, "info": _info, "prepare": _prepare, "train": _train}
+    commands = {"synthesize": _synthesize, "info": _info, "prepare": _prepare, "train": _train, "serve": _serve}
     try:
         return commands[args.command](args)
     except BrokenPipeError:  # e.g. `tacoglow info CKPT | head`: the reader left, nothing to report
