@@ -137,6 +137,23 @@ def test_100k_character_inputs_finish(name):
     check_front_end(LONG[name])
 
 
+def _seconds(text: str) -> float:
+    best = float("inf")
+    for _ in range(3):  # the fastest of three: other load only ever adds time
+        start = time.perf_counter()
+        check_front_end(text)
+        best = min(best, time.perf_counter() - start)
+    return best
+
+
+@pytest.mark.parametrize("name", sorted(LONG))
+def test_time_grows_linearly_with_length(name):
+    # 10x the text must cost about 10x the time; a quadratic path would cost 100x.
+    big = LONG[name]
+    small = big[: len(big) // 10]
+    assert _seconds(big) < 30 * _seconds(small) + 0.05
+
+
 def test_hundreds_of_digits_are_read_out():
     words = normalize_text("Pay $" + "9" * 300 + ".99 now.")
     assert "9" not in words and "dollars" in words
