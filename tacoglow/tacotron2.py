@@ -13,6 +13,7 @@ same weights, inputs and seed, ``infer`` and ``forward`` reproduce it on CPU (se
 """
 from __future__ import annotations
 
+import warnings
 from dataclasses import asdict, dataclass, fields
 from typing import Any, Callable, NamedTuple, Sequence
 
@@ -20,7 +21,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-__all__ = ["Tacotron2", "Tacotron2Config", "Tacotron2Output"]
+__all__ = ["Tacotron2", "Tacotron2Config", "Tacotron2Output", "PRECISIONS"]
 
 # The prenet keeps dropout on at inference too (paper, section 2.2); NVIDIA hard-codes p = 0.5.
 _PRENET_DROPOUT = 0.5
@@ -28,6 +29,12 @@ _PRENET_DROPOUT = 0.5
 _CONV_DROPOUT = 0.5
 # Padded gate logits when mask_padding is on: sigmoid(1e3) = 1, i.e. "stopped" (NVIDIA's value).
 _PADDED_GATE_LOGIT = 1e3
+# How the decoder's LSTM matrices are stored at generation. "fp32" reproduces the reference (up to float
+# rounding); the others trade a little accuracy for speed: "fp16" and "bf16" keep the weights in 16 bits,
+# "int8" in 8 bits with 8-bit activations (benchmarks/inference.py reports the error of each).
+PRECISIONS = ("fp32", "fp16", "bf16", "int8")
+# Decoder steps whose prenet masks are drawn at once (see _PrenetMasks).
+_MASK_CHUNK = 32
 
 
 @dataclass
@@ -235,6 +242,253 @@ class _DecoderState(NamedTuple):
     attention_context: Tensor  # (B, encoder_embedding_dim)
 
 
+# --------------------------------------------------------------------------------------------------
+# Generation. At batch 1 a decoder step multiplies a few vectors by ~18 M weights (NVIDIA's sizes) and
+# is bound by streaming those weights from memory, so generation uses the same parameters rearranged
+# once: each LSTM cell's two matrices side by side (one product instead of two), the projection and gate
+# layers stacked, the location conv and its dense layer composed into one conv, large matrices in the
+# layout the CPU library reads fastest. Results equal the module path up to float rounding.
+
+
+def _onednn_linear_available() -> bool:
+    return (torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_reorder_linear_weight")
+            and hasattr(torch.ops.mkldnn, "_linear_pointwise"))
+
+
+class _PackedLinear:
+    """y = x @ weight.T + bias for one fixed weight, stored for fast products with a few rows.
+
+    In fp32, small weights use the plain product (``F.linear``, as the modules do); large ones on CPU are
+    pre-blocked for oneDNN, whose skinny products read them about twice as fast as the BLAS
+    GEMV. The reduced precisions store the weight in fewer bits: "fp16" (fbgemm, fp32 accumulation),
+    "bf16" (oneDNN; inputs rounded to bf16 too), "int8" (fbgemm dynamic quantization: per-row int8
+    weights, inputs quantized per call).
+    """
+
+    _LARGE = 1 << 19  # elements; below this the call overhead matters more than the weight traffic
+    _ROWS_HINT = 4  # oneDNN's blocking for "a few rows": as fast at batch 1 as a batch-1 hint, and faster above
+
+    def __init__(self, weight: Tensor, bias: Tensor | None, precision: str = "fp32"):
+        self.weight = weight.detach()
+        self.bias = None if bias is None else bias.detach()
+        self.kind = "plain"
+        cpu = weight.device.type == "cpu"
+        if precision == "fp32":
+            if (cpu and weight.numel() >= self._LARGE and weight.dtype == torch.float32
+                    and _onednn_linear_available()):
+                try:
+                    self._packed = torch.ops.mkldnn._reorder_linear_weight(self.weight, self._ROWS_HINT)
+                    self.kind = "onednn"
+                except RuntimeError:  # an unusual build: the plain product is exact too
+                    pass
+        elif precision == "bf16":
+            self.kind, self._bias16 = "bf16", None if bias is None else self.bias.bfloat16()
+            self._packed = (torch.ops.mkldnn._reorder_linear_weight(self.weight.bfloat16(), self._ROWS_HINT)
+                            if cpu and _onednn_linear_available() else self.weight.bfloat16())
+            self._onednn = cpu and _onednn_linear_available()
+        elif precision in ("fp16", "int8"):
+            if not cpu or "fbgemm" not in torch.backends.quantized.supported_engines:
+                raise ValueError(f"precision {precision!r} needs a CPU build of torch with fbgemm; use 'fp32'"
+                                 f"{'' if cpu else ' or move the model to the CPU'}")
+            weight32 = self.weight.float()
+            bias32 = None if bias is None else self.bias.float()
+            with warnings.catch_warnings():  # quantized tensors are deprecated but still the CPU int8 route
+                warnings.simplefilter("ignore")
+                if precision == "fp16":
+                    self._packed = torch.ops.quantized.linear_prepack_fp16(weight32, bias32)
+                else:
+                    scales = weight32.abs().amax(dim=1).clamp_min(1e-12) / 127.0
+                    zero_points = torch.zeros(weight32.size(0), dtype=torch.long)
+                    qweight = torch.quantize_per_channel(weight32, scales.double(), zero_points, 0, torch.qint8)
+                    self._packed = torch.ops.quantized.linear_prepack(qweight, bias32)
+            self.kind = precision
+        else:
+            raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+
+    def __call__(self, x: Tensor) -> Tensor:
+        kind = self.kind
+        if kind == "plain":
+            return F.linear(x, self.weight, self.bias)
+        if kind == "onednn":
+            return torch.ops.mkldnn._linear_pointwise(x, self._packed, self.bias, "none", [], "")
+        if kind == "bf16":
+            if self._onednn:
+                y = torch.ops.mkldnn._linear_pointwise(x.bfloat16(), self._packed, self._bias16, "none", [], "")
+            else:
+                y = F.linear(x.bfloat16(), self._packed, self._bias16)
+            return y.to(x.dtype)
+        if kind == "fp16":
+            return torch.ops.quantized.linear_dynamic_fp16(x.float(), self._packed).to(x.dtype)
+        return torch.ops.quantized.linear_dynamic(x.float(), self._packed).to(x.dtype)
+
+
+def _fused_lstm_weights(cell: nn.LSTMCell) -> tuple[Tensor, Tensor]:
+    """[W_ih | W_hh] and b_ih + b_hh: the cell's gates are then one product with [input, hidden]."""
+    return torch.cat((cell.weight_ih, cell.weight_hh), dim=1), cell.bias_ih + cell.bias_hh
+
+
+class _DecoderKernels:
+    """The decoder's parameters arranged for generation (built by :meth:`_Decoder.kernels`)."""
+
+    def __init__(self, decoder: "_Decoder", precision: str):
+        with torch.no_grad():
+            prenet = decoder.prenet.layers
+            self.prenet = [_PackedLinear(layer.linear_layer.weight, None) for layer in prenet]
+            self.attention_rnn = _PackedLinear(*_fused_lstm_weights(decoder.attention_rnn), precision)
+            self.decoder_rnn = _PackedLinear(*_fused_lstm_weights(decoder.decoder_rnn), precision)
+            # Attention energies v . tanh(E) are computed as (2 v) . sigmoid(2 E): tanh(x) = 2 sigmoid(2x) - 1,
+            # and the constant -sum(v) drops out of the softmax. torch.tanh is ~4x slower than sigmoid on
+            # CPU; doubling weights is exact, so only the tanh/sigmoid rounding differs (< 2e-7).
+            attention = decoder.attention_layer
+            self.memory_layer = attention.memory_layer.linear_layer.weight
+            self.query = _PackedLinear(2.0 * attention.query_layer.linear_layer.weight, None)
+            # location_dense(location_conv(w)) is linear in w: one conv (attention_dim, 2, kernel).
+            conv = attention.location_layer.location_conv.conv
+            dense = attention.location_layer.location_dense.linear_layer.weight  # (attention_dim, n_filters)
+            self.location = 2.0 * torch.einsum("af,fck->ack", dense, conv.weight).contiguous()
+            self.location_padding = conv.padding[0]
+            self.v = 2.0 * attention.v.linear_layer.weight  # (1, attention_dim)
+            projection, gate = decoder.linear_projection.linear_layer, decoder.gate_layer.linear_layer
+            self.projection = _PackedLinear(torch.cat((projection.weight, gate.weight)),
+                                            torch.cat((projection.bias, gate.bias)))
+        self.frame_dim = projection.weight.size(0)
+
+    def process_memory(self, memory: Tensor) -> Tensor:
+        """memory (B, T_in, C) -> the attention's memory term in the layout _attend uses: (B, A, T_in),
+        doubled (memory_layer(memory) is computed once per utterance, as in the reference)."""
+        return (2.0 * F.linear(memory, self.memory_layer)).transpose(1, 2).contiguous()
+
+
+def _lstm_cell(gates: Tensor, cell: Tensor) -> tuple[Tensor, Tensor]:
+    """(B, 4H) pre-activations (input, forget, cell, output gates, torch's order) and (B, H) cell state ->
+    hidden, cell; the elementwise part of ``nn.LSTMCell``, in its order of operations."""
+    i, f, g, o = gates.chunk(4, 1)
+    cell = (torch.sigmoid(f) * cell).add_(torch.sigmoid(i) * torch.tanh(g))
+    return torch.sigmoid(o) * torch.tanh(cell), cell
+
+
+def _attend(k: _DecoderKernels, query_hidden: Tensor, previous: Tensor, cumulative: Tensor, memory: Tensor,
+            processed_memory: Tensor, mask: Tensor | None) -> tuple[Tensor, Tensor]:
+    """Location-sensitive attention (see _Attention) -> context (B, C), weights (B, T_in).
+
+    processed_memory: ``k.process_memory(memory)``, (B, A, T_in)."""
+    query = k.query(query_hidden).unsqueeze(2)  # (B, A, 1)
+    location = F.conv1d(torch.stack((previous, cumulative), 1), k.location, padding=k.location_padding)
+    # (query + location) + memory, the reference's order of additions, all doubled (see _DecoderKernels).
+    energies = torch.matmul(k.v, torch.sigmoid_(location.add_(query).add_(processed_memory))).squeeze(1)
+    if mask is not None:
+        energies = energies.masked_fill(mask, float("-inf"))
+    weights = F.softmax(energies, dim=1)
+    return torch.bmm(weights.unsqueeze(1), memory).squeeze(1), weights
+
+
+def _decoder_step(k: _DecoderKernels, frame: Tensor, keep: Tensor, s: _DecoderState, memory: Tensor,
+                  processed_memory: Tensor, mask: Tensor | None) -> tuple[Tensor, _DecoderState]:
+    """One generation step (eval mode), with the prenet's dropout masks given.
+
+    frame (B, n_mel * r): the previous output (zeros at the start); keep (2, B, prenet_dim): the scaled
+    keep-masks of prenet layers 0 and 1; memory (B, T_in, C); processed_memory:
+    ``k.process_memory(memory)``; mask (B, T_in) True on padding, or None when there is none.
+    Returns (B, n_mel * r + 1), the frame then the gate logit, and the new state.
+    """
+    x = F.relu(k.prenet[0](frame)) * keep[0]
+    x = F.relu(k.prenet[1](x)) * keep[1]
+    h, c = _lstm_cell(k.attention_rnn(torch.cat((x, s.attention_context, s.attention_hidden), 1)),
+                      s.attention_cell)
+    context, weights = _attend(k, h, s.attention_weights, s.attention_weights_cum, memory, processed_memory, mask)
+    dh, dc = _lstm_cell(k.decoder_rnn(torch.cat((h, context, s.decoder_hidden), 1)), s.decoder_cell)
+    out = k.projection(torch.cat((dh, context), 1))
+    return out, _DecoderState(h, c, dh, dc, weights, s.attention_weights_cum + weights, context)
+
+
+class _PrenetMasks:
+    """The prenet's dropout masks, (2, B, prenet_dim) per decoder step, from the caller's generators.
+
+    The reference draws, per step, uniform float64 numbers for layer 0 then layer 1: (B, P) each from
+    one generator, or (1, P) each from every active item's own generator. CPU generators fill a tensor
+    in order, so drawing ``_MASK_CHUNK`` steps at once gives the same numbers with far fewer calls;
+    :meth:`close` rewinds each generator to just after the draws that were used, so the stream advances
+    exactly as with per-step draws. Other devices' generators (and ``chunked=False``, when other random
+    draws interleave with the prenet's) draw step by step.
+    """
+
+    def __init__(self, rng: torch.Generator | list[torch.Generator] | None, batch: int, dim: int, like: Tensor,
+                 chunked: bool = True):
+        self.per_item = isinstance(rng, list)
+        self.generators = rng if self.per_item else [rng]
+        self.batch, self.dim, self.like = batch, dim, like
+        devices = [g.device if g is not None else like.device for g in self.generators]
+        self.chunked = chunked and all(d.type == "cpu" for d in devices)
+        if self.chunked and not self.per_item and rng is None:
+            self.generators = [torch.default_generator]
+        self._buffer: Tensor | None = None
+        self._position = 0
+        self._saved: list[Tensor | None] = [None] * len(self.generators)  # state before the current chunk
+        self._used = [0] * len(self.generators)  # steps of the current chunk each generator has used
+
+    def _draw(self, shape: tuple[int, ...], generator: torch.Generator | None) -> Tensor:
+        device = generator.device if generator is not None else self.like.device
+        return torch.rand(shape, dtype=torch.float64, device=device, generator=generator) < 0.5
+
+    def _scale(self, keep: Tensor) -> Tensor:
+        return keep.to(device=self.like.device, dtype=self.like.dtype) * (1.0 / (1.0 - _PRENET_DROPOUT))
+
+    def next(self, steps_left: int, active: list[bool] | None = None) -> Tensor:
+        """Masks for the next step. ``active`` (per-item mode): items that draw at this step; the others
+        get zero rows and consume nothing. Once inactive, an item must stay inactive."""
+        b, p = self.batch, self.dim
+        if not self.chunked:
+            if not self.per_item:
+                return self._scale(torch.stack([self._draw((b, p), self.generators[0]) for _ in range(2)]))
+            keep = self.like.new_zeros(2, b, p)
+            for i, generator in enumerate(self.generators):
+                if active[i]:
+                    keep[:, i] = self._scale(torch.stack([self._draw((p,), generator) for _ in range(2)]))
+            return keep
+        if self._buffer is None or self._position == self._buffer.size(0):
+            self._rewind()
+            chunk = max(1, min(_MASK_CHUNK, steps_left))
+            if not self.per_item:
+                self._saved[0] = self.generators[0].get_state()
+                self._used[0] = 0
+                self._buffer = self._scale(self._draw((chunk, 2, b, p), self.generators[0]))
+            else:
+                keep = torch.zeros(chunk, 2, b, p, dtype=torch.bool)
+                for i, generator in enumerate(self.generators):
+                    self._saved[i] = None
+                    if active[i]:
+                        self._saved[i], self._used[i] = generator.get_state(), 0
+                        keep[:, :, i] = self._draw((chunk, 2, p), generator)
+                self._buffer = self._scale(keep)
+            self._position = 0
+        if self.per_item:
+            for i in range(b):
+                if self._saved[i] is not None and not active[i] and self._used[i] == self._position:
+                    self._buffer[self._position:, :, i] = 0  # stopped within this chunk: no more draws
+        for i, saved in enumerate(self._saved):
+            if saved is not None and (not self.per_item or active[i]):
+                self._used[i] += 1
+        self._position += 1
+        return self._buffer[self._position - 1]
+
+    def _rewind(self) -> None:
+        """Give back the draws of the current chunk that no step used."""
+        if self._buffer is None:
+            return
+        b, p, chunk = self.batch, self.dim, self._buffer.size(0)
+        for i, (generator, saved) in enumerate(zip(self.generators, self._saved)):
+            if saved is not None and self._used[i] < chunk:
+                generator.set_state(saved)
+                rows = (self._used[i], 2, b if not self.per_item else 1, p)
+                self._draw(rows, generator)  # advance past the used draws only
+            self._saved[i] = None
+        self._buffer = None
+
+    def close(self) -> None:
+        if self.chunked:
+            self._rewind()
+
+
 class _Decoder(nn.Module):
     """Autoregressive decoder: prenet -> attention LSTM -> attention -> decoder LSTM -> frame + gate."""
 
@@ -295,76 +549,96 @@ class _Decoder(nn.Module):
         mel = torch.stack(mel_steps, dim=1).reshape(b, t, n_mel).transpose(1, 2)  # (B, n_mel, T)
         return mel, torch.stack(gates, dim=1), torch.stack(alignments, dim=1)
 
+    def kernels(self, precision: str = "fp32") -> _DecoderKernels:
+        """The parameters arranged for generation; rebuilt only when a parameter changes (new storage,
+        dtype or device, or an in-place update such as an optimizer step or ``load_state_dict``)."""
+        key = (precision,) + tuple((p.data_ptr(), p._version, p.dtype, p.device) for p in self.parameters())
+        cached = self.__dict__.get("_kernels")
+        if cached is None or cached[0] != key:
+            cached = (key, _DecoderKernels(self, precision))
+            self.__dict__["_kernels"] = cached  # not a submodule or buffer: never saved, never moved
+        return cached[1]
+
     def infer(self, memory: Tensor, mask: Tensor, caps: Tensor,
-              rng: torch.Generator | list[torch.Generator] | None) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+              rng: torch.Generator | list[torch.Generator] | None,
+              precision: str = "fp32") -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
         """Free-running decoding. memory (B, T_in, C); mask (B, T_in) True on padding; caps (B,) int64 on
         CPU, the most steps per item; rng: None or one generator (one (B, prenet_dim) mask per layer per
-        step), or one generator per item (each active item draws its own (1, prenet_dim) masks).
+        step), or one generator per item (each active item draws its own (1, prenet_dim) masks);
+        precision: one of ``PRECISIONS`` (eval mode; training mode always runs the modules in fp32).
 
         Returns frames (B, n_mel, steps * r), gate logits (B, steps), alignments (B, steps, T_in),
         step_lengths (B,) int32 = steps before the stop step (or the cap), stopped (B,) bool.
         """
         cfg = self.cfg
         b = memory.size(0)
-        device = memory.device
-        caps = caps.to(device)
-        max_steps = int(caps.max())
-        processed_memory = self.attention_layer.memory_layer(memory)  # once, not per step
+        caps_list = [int(c) for c in caps.tolist()]
+        max_steps = max(caps_list)
+        frame_dim = cfg.n_mel_channels * cfg.n_frames_per_step
         state = self.initial_state(memory)
-        frame = memory.new_zeros(b, cfg.n_mel_channels * cfg.n_frames_per_step)  # go frame
+        frame = memory.new_zeros(b, frame_dim)  # go frame
+        if self.training:
+            # Attention and decoder dropout draw from the global generator between the prenet's draws,
+            # so the masks are drawn step by step, and the modules run as in training.
+            processed_memory = self.attention_layer.memory_layer(memory)  # once, not per step
+
+            def step(frame: Tensor, keep: Tensor, state: _DecoderState) -> tuple[Tensor, _DecoderState]:
+                layer_masks = iter(keep)
+                x = self.prenet(frame, lambda h: next(layer_masks))
+                frame_out, gate, state = self.step(x, state, memory, processed_memory, mask)
+                return torch.cat((frame_out, gate), 1), state
+        else:
+            kernels = self.kernels(precision)
+            processed_memory = kernels.process_memory(memory)
+            step_mask = mask if bool(mask.any()) else None  # no padding: masking is a no-op
+
+            def step(frame: Tensor, keep: Tensor, state: _DecoderState) -> tuple[Tensor, _DecoderState]:
+                return _decoder_step(kernels, frame, keep, state, memory, processed_memory, step_mask)
 
         # Buffers grow by doubling up to max_steps: no per-step concatenation, no 1000-step allocation
-        # for a 30-step utterance.
+        # for a 30-step utterance. outputs holds each step's frame, then its gate logit.
         capacity = min(max_steps, 64)
-        frames = memory.new_empty(capacity, b, frame.size(1))
-        gates = memory.new_empty(capacity, b)
+        outputs = memory.new_empty(capacity, b, frame_dim + 1)
         alignments = memory.new_empty(capacity, b, memory.size(1))
 
-        not_finished = torch.ones(b, dtype=torch.bool, device=device)
-        stopped = torch.zeros(b, dtype=torch.bool, device=device)
-        step_lengths = torch.zeros(b, dtype=torch.int32, device=device)
+        # The reference stops an item when sigmoid(gate) <= threshold is false (NaN counts as stopped),
+        # comparing in the model's dtype; the same test runs here on Python floats.
+        threshold = torch.tensor(cfg.gate_threshold, dtype=memory.dtype).item()
+        not_finished, stopped, step_lengths = [True] * b, [False] * b, [0] * b
         per_item = isinstance(rng, list)
-        active: list[bool] = []  # per-item mode: items still drawing masks at this step
-
-        def draw(h: Tensor) -> Tensor:
-            if not per_item:
-                return _keep_mask(h.shape, h, rng)
-            # Items that are done draw nothing, so each generator advances exactly as it does when its
-            # item is decoded alone.
-            mask_ = h.new_zeros(h.shape)
-            for i in range(b):
-                if active[i]:
-                    mask_[i:i + 1] = _keep_mask((1, h.size(1)), h, rng[i])
-            return mask_
-
+        masks = _PrenetMasks(rng, b, cfg.prenet_dim, memory, chunked=not self.training)
         steps = 0
-        while True:
-            if per_item:
-                active = (not_finished if not cfg.decoder_no_early_stopping else steps < caps).tolist()
-            frame_out, gate, state = self.step(self.prenet(frame, draw), state, memory, processed_memory, mask)
-            if steps == capacity:
-                capacity = min(2 * capacity, max_steps)
-                frames, gates, alignments = (_grow(x, capacity) for x in (frames, gates, alignments))
-            frames[steps] = frame_out
-            gates[steps] = gate.squeeze(1)
-            alignments[steps] = state.attention_weights
-            steps += 1
-
-            # The reference keeps going while sigmoid(gate) <= threshold (NaN counts as stopped).
-            fired = ~torch.le(torch.sigmoid(gate.squeeze(1)), cfg.gate_threshold)
-            stopped |= not_finished & fired
-            not_finished &= ~fired
-            step_lengths += not_finished.to(torch.int32)
-            not_finished &= steps < caps
-            if not cfg.decoder_no_early_stopping and not bool(not_finished.any()):
-                break
-            if steps == max_steps:
-                break
-            frame = frame_out  # fed back before the postnet, as in the paper
+        try:
+            while True:
+                active = None
+                if per_item:  # items that are done draw nothing, as when decoded alone
+                    active = (not_finished if not cfg.decoder_no_early_stopping
+                              else [steps < cap for cap in caps_list])
+                out, state = step(frame, masks.next(max_steps - steps, active), state)
+                if steps == capacity:
+                    capacity = min(2 * capacity, max_steps)
+                    outputs, alignments = _grow(outputs, capacity), _grow(alignments, capacity)
+                outputs[steps] = out
+                alignments[steps] = state.attention_weights
+                steps += 1
+                for i, p in enumerate(torch.sigmoid(out[:, frame_dim]).tolist()):
+                    fired = not p <= threshold
+                    stopped[i] = stopped[i] or (not_finished[i] and fired)
+                    not_finished[i] = not_finished[i] and not fired
+                    step_lengths[i] += not_finished[i]
+                    not_finished[i] = not_finished[i] and steps < caps_list[i]
+                if steps == max_steps or (not cfg.decoder_no_early_stopping and not any(not_finished)):
+                    break
+                frame = outputs[steps - 1, :, :frame_dim]  # fed back before the postnet, as in the paper
+        finally:
+            masks.close()
 
         # (steps, B, n_mel * r) -> (B, n_mel, steps * r); the r frames of a step are contiguous.
-        mel = frames[:steps].transpose(0, 1).contiguous().view(b, -1, cfg.n_mel_channels).transpose(1, 2)
-        return mel, gates[:steps].t(), alignments[:steps].transpose(0, 1), step_lengths, stopped
+        mel = outputs[:steps, :, :frame_dim].transpose(0, 1).reshape(b, -1, cfg.n_mel_channels).transpose(1, 2)
+        device = memory.device
+        return (mel, outputs[:steps, :, frame_dim].t(), alignments[:steps].transpose(0, 1),
+                torch.tensor(step_lengths, dtype=torch.int32, device=device),
+                torch.tensor(stopped, dtype=torch.bool, device=device))
 
 
 def _grow(buffer: Tensor, capacity: int) -> Tensor:
@@ -457,7 +731,8 @@ class Tacotron2(nn.Module):
         return mel, mel_postnet, gate, alignments
 
     def infer(self, sequences: Tensor, lengths: Tensor,
-              generator: torch.Generator | Sequence[torch.Generator] | None = None) -> tuple[Tensor, Tensor, Tensor]:
+              generator: torch.Generator | Sequence[torch.Generator] | None = None, *,
+              precision: str = "fp32") -> tuple[Tensor, Tensor, Tensor]:
         """Generate mels, stopping items by the gate (up to ``config.max_decoder_steps`` steps).
 
         Args / semantics: see :meth:`infer_detailed`.
@@ -466,13 +741,14 @@ class Tacotron2(nn.Module):
             mel_postnet (B, n_mel_channels, T_out), mel_lengths (B,) int32 frames before each item's stop
             frame, alignments (B, T_out / r, T_in), all in input order.
         """
-        out = self.infer_detailed(sequences, lengths, generator)
+        out = self.infer_detailed(sequences, lengths, generator, precision=precision)
         return out.mel_postnet, out.mel_lengths, out.alignments
 
     @torch.no_grad()
     def infer_detailed(self, sequences: Tensor, lengths: Tensor,
                        generator: torch.Generator | Sequence[torch.Generator] | None = None,
-                       max_decoder_steps: int | Tensor | None = None) -> Tacotron2Output:
+                       max_decoder_steps: int | Tensor | None = None, *,
+                       precision: str = "fp32") -> Tacotron2Output:
         """Generate mels with the reference's stopping rule, plus per-item caps and stop flags.
 
         Args:
@@ -488,6 +764,9 @@ class Tacotron2(nn.Module):
                 are zeroed), so item i equals what it gives alone in a batch of 1 with that generator.
             max_decoder_steps: the most decoder steps, for all items (int) or per item ((B,) tensor,
                 input order); default ``config.max_decoder_steps``.
+            precision: how the decoder's LSTM weights are stored while generating (eval mode): "fp32"
+                (default) gives the reference's numbers; "fp16", "bf16" and "int8" are faster and
+                approximate (see ``PRECISIONS``).
 
         Returns:
             :class:`Tacotron2Output`, in input order. T_out = (steps run) * r; an item's frames past its
@@ -503,6 +782,8 @@ class Tacotron2(nn.Module):
         caps = caps.to("cpu", torch.int64).expand(b).clone()
         if bool((caps < 1).any()):
             raise ValueError("max_decoder_steps must be >= 1")
+        if precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
         isolated = generator is not None and not isinstance(generator, torch.Generator)
         if isolated and len(generator) != b:
             raise ValueError(f"expected {b} generators (one per item), got {len(generator)}")
@@ -523,7 +804,7 @@ class Tacotron2(nn.Module):
             x = x * keep_text
         memory = self.encoder(x, lengths, keep_text)  # (B, max(lengths), C)
         mask = _padding_mask(lengths.to(device), memory.size(1))
-        mel, _, alignments, step_lengths, stopped = self.decoder.infer(memory, mask, caps, rng)
+        mel, _, alignments, step_lengths, stopped = self.decoder.infer(memory, mask, caps, rng, precision)
 
         keep_frames = None
         if isolated:
