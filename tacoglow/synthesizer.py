@@ -298,9 +298,13 @@ class Synthesizer:
         return self.sentence_jobs(text, seed)
 
     def _decode(self, jobs: Sequence[SentenceJob], **options) -> Iterator[SentenceResult]:
-        """Jobs → results with audio, in order, ``batch_size`` at a time."""
-        for start in range(0, len(jobs), self.batch_size):
-            chunk = jobs[start:start + self.batch_size]
+        """Jobs → results with audio, in order: the first sentence alone (its audio comes soonest),
+        the rest ``batch_size`` at a time. Results do not depend on the grouping."""
+        if not jobs:
+            return
+        bounds = [0] + list(range(1, len(jobs), self.batch_size)) + [len(jobs)]
+        for start, end in zip(bounds, bounds[1:]):
+            chunk = jobs[start:end]
             for job, result in zip(chunk, self.decode_jobs(chunk)):
                 result.audio = self.vocode(result.mel, generator=job.generator(1), **options)
                 yield result
