@@ -1,0 +1,44 @@
+"""The voice that ships with the package speaks with no checkpoint named."""
+import subprocess
+import sys
+
+import soundfile as sf
+import torch
+
+from tacoglow import Synthesizer
+from tacoglow.checkpoint import inspect_checkpoint
+from tacoglow.hub import BUNDLED_VOICE_DIR, default_checkpoints
+from conftest import REPO
+
+
+def test_bundled_voice_is_small_self_describing_and_found_first(monkeypatch):
+    monkeypatch.delenv("TACOGLOW_VOICE_DIR", raising=False)
+    tacotron2, waveglow = default_checkpoints()
+    assert tacotron2 == BUNDLED_VOICE_DIR / "tacotron2.pt"
+    total = sum(p.stat().st_size for p in BUNDLED_VOICE_DIR.glob("*.pt"))
+    assert total <= 40 * 2**20
+    loaded = inspect_checkpoint(tacotron2)
+    assert loaded.layout == "tacoglow" and loaded.kind == "tacotron2"
+    assert loaded.text["cleaners"] == ["english_cleaners"] and loaded.text["frontend"] == "english_cleaners/1"
+    assert (BUNDLED_VOICE_DIR / "README.md").is_file()
+
+
+def test_bundled_voice_says_hello_world():
+    tacotron2, waveglow = default_checkpoints()
+    synth = Synthesizer.from_checkpoints(tacotron2, waveglow)
+    speech = synth.synthesize("Hello world.", seed=0)
+    (sentence,) = speech.sentences
+    assert speech.sample_rate == 22050
+    assert speech.audio.numel() == sentence.mel_length * 256
+    assert 0.4 < speech.duration < 3.0  # about a second of speech, not silence and not babble
+    assert torch.isfinite(speech.audio).all() and speech.audio.abs().max() > 0.01
+
+
+def test_main_command_writes_hello_wav(tmp_path):
+    out = tmp_path / "hello.wav"
+    env = {"PATH": "/usr/bin:/bin", "OMP_NUM_THREADS": "1", "TACOGLOW_OFFLINE": "1"}
+    r = subprocess.run([sys.executable, "-m", "tacoglow", "synthesize", "Hello world", "-o", str(out)],
+                       cwd=REPO, env=env, capture_output=True, timeout=300)
+    assert r.returncode == 0, r.stderr.decode()
+    info = sf.info(out)
+    assert (info.samplerate, info.channels, info.subtype) == (22050, 1, "PCM_16") and info.frames > 0
