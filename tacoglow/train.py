@@ -55,7 +55,7 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .audio import AudioConfig, mel_spectrogram
+from .audio import AudioConfig, griffin_lim, mel_spectrogram, save_wav
 from .checkpoint import CheckpointError, atomic_save, checkpoint_dict, inspect_checkpoint, read_checkpoint
 from .tacotron2 import Tacotron2, Tacotron2Config
 from .waveglow import WaveGlow, WaveGlowConfig, WaveGlowLoss
@@ -561,6 +561,16 @@ class _Run:
                 if isinstance(value, (int, float)) and not isinstance(value, bool) and key not in ("step", "time"):
                     self.tensorboard.add_scalar(f"{split}/{key}", value, record["step"])
 
+    def log_media(self, step: int, media: dict[str, Any]) -> None:
+        """Validation figures and audio to TensorBoard (rank 0, when TensorBoard is installed)."""
+        if not self.main or self.tensorboard is None:
+            return
+        for name, figure in media.get("figures", {}).items():
+            self.tensorboard.add_figure(f"val/{name}", figure, step, close=False)
+        if media.get("audio") is not None and media["audio"].numel():
+            self.tensorboard.add_audio("val/inference", media["audio"].clamp(-1, 1).unsqueeze(0), step,
+                                       sample_rate=media["sampling_rate"])
+
     def close(self) -> None:
         if self._log_file is not None:
             self._log_file.close()
@@ -930,16 +940,30 @@ def _figure(rows: int):
 _WARNED_NO_MATPLOTLIB = []
 
 
-def _save_figure(figure_axes, path: Path) -> None:
+def _save_figure(figure_axes, path: Path):
+    """Write the figure as PNG and return it (for TensorBoard), or None without matplotlib."""
     if figure_axes is None:
         if not _WARNED_NO_MATPLOTLIB:
             _WARNED_NO_MATPLOTLIB.append(True)
             log.warning("matplotlib is not installed: no plots (pip install 'tacoglow[train]')")
-        return
+        return None
     figure_axes[0].savefig(path)
+    return figure_axes[0]
 
 
-def save_alignment_plot(path: Path, alignment: Tensor, title: str) -> None:
+def save_gate_plot(path: Path, predicted: Tensor, target: Tensor, title: str):
+    """Stop-token probability per decoder step (sigmoid of the gate) against its target."""
+    fa = _figure(1)
+    if fa is not None:
+        ax = fa[1][0]
+        ax.plot(target.float().cpu().numpy(), color="tab:green", label="target", linewidth=2, alpha=0.6)
+        ax.plot(predicted.float().cpu().numpy(), color="tab:red", label="predicted", linestyle="", marker=".")
+        ax.set(xlabel="decoder step", ylabel="stop probability", title=title, ylim=(-0.05, 1.05))
+        ax.legend(loc="upper left")
+    return _save_figure(fa, path)
+
+
+def save_alignment_plot(path: Path, alignment: Tensor, title: str):
     """alignment (decoder steps, text positions) as an image: text position up, decoder step right."""
     fa = _figure(1)
     if fa is not None:
@@ -948,10 +972,10 @@ def save_alignment_plot(path: Path, alignment: Tensor, title: str) -> None:
                           interpolation="none", vmin=0.0, vmax=1.0)
         ax.set(xlabel="decoder step", ylabel="text position", title=title)
         fa[0].colorbar(image, ax=ax)
-    _save_figure(fa, path)
+    return _save_figure(fa, path)
 
 
-def save_mel_plot(path: Path, predicted: Tensor, target: Tensor, title: str) -> None:
+def save_mel_plot(path: Path, predicted: Tensor, target: Tensor, title: str):
     fa = _figure(2)
     if fa is not None:
         low, high = float(target.min()), float(target.max())
@@ -960,7 +984,7 @@ def save_mel_plot(path: Path, predicted: Tensor, target: Tensor, title: str) -> 
                               vmin=low, vmax=high)
             ax.set(xlabel="frame", ylabel="mel channel", title=f"{title}: {name}")
             fa[0].colorbar(image, ax=ax)
-    _save_figure(fa, path)
+    return _save_figure(fa, path)
 
 
 # ==========================================================================================================
@@ -995,10 +1019,13 @@ def _tacotron2_batch(data: PreparedData, clips: Sequence[Clip], r: int) -> TextM
 
 @torch.no_grad()
 def validate_tacotron2(model: Tacotron2, data: PreparedData, clips: Sequence[Clip], cfg: TrainConfig, step: int,
-                       device: torch.device, plots: Path | None = None) -> dict[str, float]:
+                       device: torch.device, plots: Path | None = None,
+                       media: dict[str, Any] | None = None) -> dict[str, float]:
     """Teacher-forced loss and attention measures on ``clips`` (eval mode), then one free-running decode
-    of the first clip; with ``plots``, its alignments and mels go to PNG files. Uses its own random streams,
-    so training's are untouched."""
+    of the first clip; with ``plots``, its alignments, mels and stop token go to PNG files and the decoded
+    mel (through Griffin-Lim) to a WAV, and ``media`` receives the figures and audio for TensorBoard. Uses
+    its own random streams, so training's are untouched."""
+    media = {} if media is None else media
     was_training = model.training
     model.eval()
     r = model.config.n_frames_per_step
@@ -1035,14 +1062,23 @@ def validate_tacotron2(model: Tacotron2, data: PreparedData, clips: Sequence[Cli
     if plots is not None:
         name = f"step_{step:07d}"
         s = int(batch.step_lengths[0])
-        save_alignment_plot(plots / f"{name}_alignment.png", alignment[:s, :n_text],
-                            f"{batch.ids[0]}, step {step}: teacher forced, focus {focus[0]:.2f}")
-        save_mel_plot(plots / f"{name}_mel.png", mel_postnet[:, :n_frames], batch.mels[0, :, :n_frames],
-                      f"{batch.ids[0]}, step {step}")
-        save_alignment_plot(plots / f"{name}_inference.png", out.alignments[0, :steps, :n_text],
-                            f"{batch.ids[0]}, step {step}: free running, "
-                            f"{'stopped' if out.gate_stopped[0] else 'did not stop'} at "
-                            f"{int(out.mel_lengths[0])} of {n_frames} frames")
+        figures = {
+            "alignment": save_alignment_plot(plots / f"{name}_alignment.png", alignment[:s, :n_text],
+                                             f"{batch.ids[0]}, step {step}: teacher forced, focus {focus[0]:.2f}"),
+            "mel": save_mel_plot(plots / f"{name}_mel.png", mel_postnet[:, :n_frames], batch.mels[0, :, :n_frames],
+                                 f"{batch.ids[0]}, step {step}"),
+            "gate": save_gate_plot(plots / f"{name}_gate.png", torch.sigmoid(gate[:s]), batch.gate[0, :s],
+                                   f"{batch.ids[0]}, step {step}: stop token, teacher forced"),
+            "inference": save_alignment_plot(plots / f"{name}_inference.png", out.alignments[0, :steps, :n_text],
+                                             f"{batch.ids[0]}, step {step}: free running, "
+                                             f"{'stopped' if out.gate_stopped[0] else 'did not stop'} at "
+                                             f"{int(out.mel_lengths[0])} of {n_frames} frames"),
+        }
+        # What the free-running mel sounds like through Griffin-Lim (no vocoder needed to listen).
+        audio = griffin_lim(out.mel_postnet[:1, :, :int(out.mel_lengths[0])].float().cpu(), data.audio, n_iters=32)[0]
+        save_wav(plots / f"{name}_inference.wav", audio, data.audio.sampling_rate)
+        media.update(figures={k: v for k, v in figures.items() if v is not None}, audio=audio,
+                     sampling_rate=data.audio.sampling_rate)
     return metrics
 
 
@@ -1106,8 +1142,11 @@ def train_tacotron2(data_dir: str | os.PathLike, run_dir: str | os.PathLike,
                 frames = float(batch.mel_lengths.sum()) * run.world_size
                 run.log(_train_record(result, state, lr, time.perf_counter() - started, frames, "frames"), bar)
             if state.step % cfg.val_every == 0 and run.main and val_clips:
-                metrics = validate_tacotron2(_unwrap(model), data, val_clips, cfg, state.step, run.device, run.plots)
+                media: dict[str, Any] = {}
+                metrics = validate_tacotron2(_unwrap(model), data, val_clips, cfg, state.step, run.device, run.plots,
+                                             media)
                 run.log({"split": "val", "step": state.step, **metrics})
+                run.log_media(state.step, media)
                 log.info("step %d: val loss %.4f, attention focus %.3f, diagonality %.3f", state.step,
                          metrics["loss"], metrics["attention_focus"], metrics["diagonality"])
             give_up = state.nonfinite_in_a_row >= cfg.max_nonfinite

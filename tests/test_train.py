@@ -163,8 +163,12 @@ def test_tacotron2_overfits_and_its_checkpoint_loads_everywhere(corpus, tmp_path
     val = read_log(run, "val")[-1]
     assert val["step"] == 60 and math.isfinite(val["loss"]) and 0 < val["attention_focus"] <= 1
     assert 0 < val["diagonality"] <= 1 and val["infer_frames_ratio"] > 0
-    for name in ("alignment", "mel", "inference"):
+    for name in ("alignment", "mel", "gate", "inference"):
         assert (run / "plots" / f"step_0000060_{name}.png").stat().st_size > 1000
+    audio = load_wav(run / "plots" / "step_0000060_inference.wav", sampling_rate=None)
+    assert len(audio) > 0 and len(audio) % 256 == 0  # Griffin-Lim of the free-running mel, whole frames
+    events = list((run / "tensorboard").glob("events.*"))
+    assert events and sum(p.stat().st_size for p in events) > 20_000  # scalars plus images and audio
     assert json.loads((run / "config.json").read_text())["model_config"] == TINY_TACOTRON2
 
     assert path == run / "checkpoints" / "step_0000060.pt"
