@@ -21,6 +21,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .config import dataclass_from_dict
+
 __all__ = [
     "AudioConfig",
     "STFT",
@@ -79,11 +81,7 @@ class AudioConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> AudioConfig:
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ValueError(f"unknown AudioConfig keys {unknown}; expected a subset of {sorted(known)}")
-        return cls(**d)
+        return dataclass_from_dict(cls, d)
 
 
 # ---------------------------------------------------------------------------------------------------------

@@ -14,12 +14,14 @@ same weights, inputs and seed, ``infer`` and ``forward`` reproduce it on CPU (se
 from __future__ import annotations
 
 import warnings
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from typing import Any, Callable, NamedTuple, Sequence
 
 import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
+
+from .config import dataclass_from_dict
 
 __all__ = ["Tacotron2", "Tacotron2Config", "Tacotron2Output", "PRECISIONS"]
 
@@ -77,11 +79,7 @@ class Tacotron2Config:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "Tacotron2Config":
         """Build from a dict such as NVIDIA's checkpoint ``config``; unknown keys raise ValueError."""
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ValueError(f"unknown Tacotron2Config keys: {', '.join(unknown)}")
-        return cls(**d)
+        return dataclass_from_dict(cls, d)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

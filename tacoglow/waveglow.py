@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .audio import STFT
+from .config import dataclass_from_dict
 
 __all__ = ["WaveGlowConfig", "WaveGlow", "WaveGlowLoss", "Denoiser"]
 
@@ -107,11 +108,7 @@ class WaveGlowConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> WaveGlowConfig:
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ValueError(f"unknown WaveGlowConfig keys {unknown}; expected a subset of {sorted(known)}")
-        return cls(**d)
+        return dataclass_from_dict(cls, d)
 
     @classmethod
     def from_nvidia(cls, d: dict[str, Any]) -> WaveGlowConfig:
