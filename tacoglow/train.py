@@ -844,6 +844,30 @@ def _finished(cfg: TrainConfig, state: TrainState) -> bool:
             or (cfg.epochs is not None and state.epoch >= cfg.epochs))
 
 
+def _log_step(run: _Run, cfg: TrainConfig, state: TrainState, result: StepResult, bar: Any, lr: float,
+              started: float, amount: float, unit: str) -> None:
+    """Progress bar, and every ``log_every`` steps (or on a skipped step) a train line of the log;
+    ``amount`` is this rank's mel frames or audio samples in the step."""
+    bar.update(1)
+    bar.set_postfix(loss=f"{result.stats['loss']:.4f}", refresh=False)
+    if state.step % cfg.log_every == 0 or result.skipped:
+        run.log(_train_record(result, state, lr, time.perf_counter() - started, amount * run.world_size, unit), bar)
+
+
+def _checkpoint_if_due(run: _Run, model: nn.Module, optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler,
+                       state: TrainState, cfg: TrainConfig, data: PreparedData, result: StepResult,
+                       path: Path | None) -> Path | None:
+    """Save on schedule, on a stop request, at the end, or before giving up after too many non-finite steps
+    in a row (then raise, naming the step). Returns the newest checkpoint's path."""
+    give_up = state.nonfinite_in_a_row >= cfg.max_nonfinite
+    if state.step % cfg.checkpoint_every == 0 or result.stop or give_up or _finished(cfg, state):
+        path = _save_checkpoint(run, model, optimizer, scaler, state, cfg, data)
+    if give_up:
+        run.close()
+        raise _nonfinite_error(state, path)
+    return path
+
+
 def _progress_bar(run: _Run, cfg: TrainConfig, state: TrainState, steps_per_epoch: int, name: str):
     from tqdm import tqdm
 
@@ -1133,11 +1157,7 @@ def train_tacotron2(data_dir: str | os.PathLike, run_dir: str | os.PathLike,
             _advance(state, len(batches))
             _count_nonfinite(state, result)
 
-            bar.update(1)
-            bar.set_postfix(loss=f"{result.stats['loss']:.4f}", refresh=False)
-            if state.step % cfg.log_every == 0 or result.skipped:
-                frames = float(batch.mel_lengths.sum()) * run.world_size
-                run.log(_train_record(result, state, lr, time.perf_counter() - started, frames, "frames"), bar)
+            _log_step(run, cfg, state, result, bar, lr, started, float(batch.mel_lengths.sum()), "frames")
             if state.step % cfg.val_every == 0 and run.main and val_clips:
                 media: dict[str, Any] = {}
                 metrics = validate_tacotron2(_unwrap(model), data, val_clips, cfg, state.step, run.device, run.plots,
@@ -1146,12 +1166,7 @@ def train_tacotron2(data_dir: str | os.PathLike, run_dir: str | os.PathLike,
                 run.log_media(state.step, media)
                 log.info("step %d: val loss %.4f, attention focus %.3f, diagonality %.3f", state.step,
                          metrics["loss"], metrics["attention_focus"], metrics["diagonality"])
-            give_up = state.nonfinite_in_a_row >= cfg.max_nonfinite
-            if state.step % cfg.checkpoint_every == 0 or result.stop or give_up or _finished(cfg, state):
-                path = _save_checkpoint(run, model, optimizer, scaler, state, cfg, data)
-            if give_up:
-                run.close()
-                raise _nonfinite_error(state, path)
+            path = _checkpoint_if_due(run, model, optimizer, scaler, state, cfg, data, result, path)
             if result.stop:
                 break
     run.close()
@@ -1240,21 +1255,12 @@ def train_waveglow(data_dir: str | os.PathLike, run_dir: str | os.PathLike,
             _advance(state, len(batches))
             _count_nonfinite(state, result)
 
-            bar.update(1)
-            bar.set_postfix(loss=f"{result.stats['loss']:.4f}", refresh=False)
-            if state.step % cfg.log_every == 0 or result.skipped:
-                samples = float(batch.audio.numel()) * run.world_size
-                run.log(_train_record(result, state, lr, time.perf_counter() - started, samples, "samples"), bar)
+            _log_step(run, cfg, state, result, bar, lr, started, float(batch.audio.numel()), "samples")
             if state.step % cfg.val_every == 0 and run.main and val_clips:
                 metrics = validate_waveglow(_unwrap(model), data, val_clips, cfg, run.device)
                 run.log({"split": "val", "step": state.step, **metrics})
                 log.info("step %d: val loss %.4f", state.step, metrics["loss"])
-            give_up = state.nonfinite_in_a_row >= cfg.max_nonfinite
-            if state.step % cfg.checkpoint_every == 0 or result.stop or give_up or _finished(cfg, state):
-                path = _save_checkpoint(run, model, optimizer, scaler, state, cfg, data)
-            if give_up:
-                run.close()
-                raise _nonfinite_error(state, path)
+            path = _checkpoint_if_due(run, model, optimizer, scaler, state, cfg, data, result, path)
             if result.stop:
                 break
     run.close()
