@@ -1,4 +1,4 @@
-"""Command line: ``tacoglow synthesize | info`` — a thin layer over :class:`tacoglow.Synthesizer`."""
+"""Command line: ``tacoglow synthesize | info | prepare | train | serve | export``, thin layers over the library."""
 from __future__ import annotations
 
 import argparse
@@ -25,6 +25,8 @@ def add_voice_arguments(p: argparse.ArgumentParser) -> None:
                    help="feed text to NVIDIA's english_cleaners exactly as the reference does")
     p.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda (default cpu)")
     p.add_argument("--threads", type=int, default=None, help="CPU threads for torch")
+    p.add_argument("--backend", choices=("torch", "onnx"), default="torch",
+                   help="what runs the networks: torch (default) or ONNX Runtime (CPU; needs tacoglow[export])")
 
 
 def _add_synthesize(sub: argparse._SubParsersAction) -> None:
@@ -56,8 +58,10 @@ def load_synthesizer(args: argparse.Namespace):
         options["sigma"] = args.sigma
     if args.denoise is not None:
         options["denoiser_strength"] = args.denoise
+    if args.threads:  # before loading: the ONNX backend sizes its thread pools when it is built
+        torch.set_num_threads(args.threads)
     synth = Synthesizer.from_checkpoints(tacotron2, waveglow, device=args.device,
-                                         griffin_lim_iters=args.griffin_lim_iters, **options)
+                                         griffin_lim_iters=args.griffin_lim_iters, backend=args.backend, **options)
     if not args.normalize:
         synth.normalize = False
     return synth
@@ -202,6 +206,32 @@ def _serve(args: argparse.Namespace) -> int:
     return run_serve(args)
 
 
+def _add_export(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("export", help="export a checkpoint as ONNX or TorchScript graphs",
+                       description="Write a Tacotron 2 (encoder, memory_projection, decoder_step, postnet) or a "
+                                   "WaveGlow checkpoint as ONNX and/or TorchScript graphs, with a JSON manifest. "
+                                   "Random numbers (prenet masks, WaveGlow noise) are graph inputs.")
+    p.add_argument("checkpoint", type=Path, help="Tacotron 2 or WaveGlow checkpoint (any supported layout)")
+    p.add_argument("-o", "--output", type=Path, required=True, help="folder to write the graphs to")
+    p.add_argument("--format", choices=("onnx", "torchscript", "both"), default="onnx")
+
+
+def _export(args: argparse.Namespace) -> int:
+    from .checkpoint import _build, inspect_checkpoint
+    from .export import export_onnx, export_torchscript
+
+    loaded = inspect_checkpoint(args.checkpoint)
+    model = _build(loaded, loaded.kind).float().eval()
+    written = {}
+    if args.format in ("onnx", "both"):
+        written.update({f"{k}.onnx": v for k, v in export_onnx(model, args.output).items()})
+    if args.format in ("torchscript", "both"):
+        written.update({f"{k}.ts": v for k, v in export_torchscript(model, args.output).items()})
+    for path in written.values():
+        print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB)", file=sys.stderr)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tacoglow", description="Tacotron 2 + WaveGlow text-to-speech.")
     parser.add_argument("-v", "--verbose", action="store_true", help="log details")
@@ -211,6 +241,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_prepare(sub)
     _add_train(sub)
     _add_serve(sub)
+    _add_export(sub)
     return parser
 
 
@@ -219,7 +250,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="tacoglow: %(levelname)s: %(message)s")
-    commands = {"synthesize": _synthesize, "info": _info, "prepare": _prepare, "train": _train, "serve": _serve}
+    commands = {"synthesize": _synthesize, "info": _info, "prepare": _prepare, "train": _train, "serve": _serve,
+                "export": _export}
     try:
         return commands[args.command](args)
     except BrokenPipeError:  # e.g. `tacoglow info CKPT | head`: the reader left, nothing to report

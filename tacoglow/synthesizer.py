@@ -22,7 +22,7 @@ import math
 import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator, NamedTuple, Protocol, Sequence
+from typing import Any, Callable, Iterator, NamedTuple, Protocol, Sequence
 
 import torch
 
@@ -40,6 +40,8 @@ DEFAULT_DENOISER_STRENGTH = 0.01
 # LJSpeech-style speech runs at about 6 mel frames per input symbol; 20 leaves ample room.
 DEFAULT_FRAMES_PER_SYMBOL = 20.0
 DEFAULT_MIN_FRAMES = 100
+# What runs the networks: torch (eager) or ONNX Runtime (tacoglow.export).
+BACKENDS = ("torch", "onnx")
 _GOLDEN = 0x9E3779B97F4A7C15  # spreads consecutive sentence indices over the seed space
 
 
@@ -66,6 +68,8 @@ class WaveGlowVocoder:
         self.denoiser_strength = denoiser_strength
         self.audio = audio or AudioConfig()
         self._denoiser: Denoiser | None = None
+        # What runs the flow: the model itself, or an engine with the same ``infer`` (tacoglow.export.OnnxWaveGlow).
+        self.engine: Any = self.waveglow
 
     @property
     def denoiser(self) -> Denoiser:
@@ -81,7 +85,7 @@ class WaveGlowVocoder:
                  sigma: float | None = None, denoiser_strength: float | None = None) -> torch.Tensor:
         sigma = self.sigma if sigma is None else sigma
         strength = self.denoiser_strength if denoiser_strength is None else denoiser_strength
-        audio = self.waveglow.infer(mel, sigma=sigma, generator=generator).float()
+        audio = self.engine.infer(mel, sigma=sigma, generator=generator).float()
         if strength > 0:
             audio = self.denoiser(audio, strength=strength).squeeze(1)
         return audio
@@ -200,8 +204,15 @@ class Synthesizer:
     def from_checkpoints(cls, tacotron2: str | Path, waveglow: str | Path | None = None, *,
                          device: str | torch.device = "cpu", sigma: float = DEFAULT_SIGMA,
                          denoiser_strength: float = DEFAULT_DENOISER_STRENGTH, griffin_lim_iters: int = 60,
-                         **kwargs) -> "Synthesizer":
-        """Load a Tacotron 2 and (optionally) a WaveGlow from any supported checkpoint layout."""
+                         backend: str = "torch", **kwargs) -> "Synthesizer":
+        """Load a Tacotron 2 and (optionally) a WaveGlow from any supported checkpoint layout.
+
+        backend: "torch" (eager, the default) or "onnx": the networks are exported at load time and run
+        on ONNX Runtime (CPU, fp32; random numbers still come from torch, so the audio matches "torch" to
+        float rounding; see tacoglow.export).
+        """
+        if backend not in BACKENDS:
+            raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
         t2 = inspect_checkpoint(tacotron2)
         model = _build(t2, "tacotron2")
         if waveglow is None:
@@ -212,6 +223,14 @@ class Synthesizer:
             vocoder = WaveGlowVocoder(_build(wg, "waveglow"), sigma=sigma, denoiser_strength=denoiser_strength,
                                       audio=t2.audio)
         kwargs.setdefault("normalize", t2.text.get("normalize", True))
+        if backend == "onnx":
+            from .export import OnnxTacotron2, OnnxWaveGlow
+
+            if torch.device(device).type != "cpu":
+                raise ValueError(f"the onnx backend runs on the CPU, not {device}; use --backend torch there")
+            model = OnnxTacotron2(model.eval())
+            if isinstance(vocoder, WaveGlowVocoder):
+                vocoder.engine = OnnxWaveGlow(vocoder.waveglow)
         return cls(model, vocoder, audio=t2.audio, device=device, **kwargs)
 
     # ---------------------------------------------------------------- text

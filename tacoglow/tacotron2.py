@@ -266,13 +266,14 @@ class _PackedLinear:
     _LARGE = 1 << 19  # elements; below this the call overhead matters more than the weight traffic
     _ROWS_HINT = 4  # oneDNN's blocking for "a few rows": as fast at batch 1 as a batch-1 hint, and faster above
 
-    def __init__(self, weight: Tensor, bias: Tensor | None, precision: str = "fp32"):
+    def __init__(self, weight: Tensor, bias: Tensor | None, precision: str = "fp32", portable: bool = False):
         self.weight = weight.detach()
         self.bias = None if bias is None else bias.detach()
         self.kind = "plain"
         cpu = weight.device.type == "cpu"
         if precision == "fp32":
-            if (cpu and weight.numel() >= self._LARGE and weight.dtype == torch.float32
+            # portable: plain products only, which tracing and ONNX export can record.
+            if (cpu and not portable and weight.numel() >= self._LARGE and weight.dtype == torch.float32
                     and _onednn_linear_available()):
                 try:
                     self._packed = torch.ops.mkldnn._reorder_linear_weight(self.weight, self._ROWS_HINT)
@@ -328,17 +329,18 @@ def _fused_lstm_weights(cell: nn.LSTMCell) -> tuple[Tensor, Tensor]:
 class _DecoderKernels:
     """The decoder's parameters arranged for generation (built by :meth:`_Decoder.kernels`)."""
 
-    def __init__(self, decoder: "_Decoder", precision: str):
+    def __init__(self, decoder: "_Decoder", precision: str, portable: bool = False):
+        """portable: fp32 plain products only (for tracing and export, see tacoglow.export)."""
         with torch.no_grad():
             prenet = decoder.prenet.layers
             self.prenet = [_PackedLinear(layer.linear_layer.weight, None) for layer in prenet]
-            self.attention_rnn = _PackedLinear(*_fused_lstm_weights(decoder.attention_rnn), precision)
-            self.decoder_rnn = _PackedLinear(*_fused_lstm_weights(decoder.decoder_rnn), precision)
+            self.attention_rnn = _PackedLinear(*_fused_lstm_weights(decoder.attention_rnn), precision, portable)
+            self.decoder_rnn = _PackedLinear(*_fused_lstm_weights(decoder.decoder_rnn), precision, portable)
             # Attention energies v . tanh(E) are computed as (2 v) . sigmoid(2 E): tanh(x) = 2 sigmoid(2x) - 1,
             # and the constant -sum(v) drops out of the softmax. torch.tanh is ~4x slower than sigmoid on
             # CPU; doubling weights is exact, so only the tanh/sigmoid rounding differs (< 2e-7).
             attention = decoder.attention_layer
-            self.memory_layer = attention.memory_layer.linear_layer.weight
+            self.memory_layer = attention.memory_layer.linear_layer.weight.detach()
             self.query = _PackedLinear(2.0 * attention.query_layer.linear_layer.weight, None)
             # location_dense(location_conv(w)) is linear in w: one conv (attention_dim, 2, kernel).
             conv = attention.location_layer.location_conv.conv
@@ -348,7 +350,7 @@ class _DecoderKernels:
             self.v = 2.0 * attention.v.linear_layer.weight  # (1, attention_dim)
             projection, gate = decoder.linear_projection.linear_layer, decoder.gate_layer.linear_layer
             self.projection = _PackedLinear(torch.cat((projection.weight, gate.weight)),
-                                            torch.cat((projection.bias, gate.bias)))
+                                            torch.cat((projection.bias, gate.bias)), portable=portable)
         self.frame_dim = projection.weight.size(0)
 
     def process_memory(self, memory: Tensor) -> Tensor:
@@ -559,11 +561,13 @@ class _Decoder(nn.Module):
 
     def infer(self, memory: Tensor, mask: Tensor, caps: Tensor,
               rng: torch.Generator | list[torch.Generator] | None,
-              precision: str = "fp32") -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+              precision: str = "fp32", runtime: Any = None) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
         """Free-running decoding. memory (B, T_in, C); mask (B, T_in) True on padding; caps (B,) int64 on
         CPU, the most steps per item; rng: None or one generator (one (B, prenet_dim) mask per layer per
         step), or one generator per item (each active item draws its own (1, prenet_dim) masks);
-        precision: one of ``PRECISIONS`` (eval mode; training mode always runs the modules in fp32).
+        precision: one of ``PRECISIONS`` (eval mode; training mode always runs the modules in fp32);
+        runtime: optional engine whose ``decoder_step(memory, mask)`` returns the step function (see
+        ``tacoglow.export.OnnxRuntimeTacotron2``); the loop, stopping rule and masks stay here.
 
         Returns frames (B, n_mel, steps * r), gate logits (B, steps), alignments (B, steps, T_in),
         step_lengths (B,) int32 = steps before the stop step (or the cap), stopped (B,) bool.
@@ -585,6 +589,8 @@ class _Decoder(nn.Module):
                 x = self.prenet(frame, lambda h: next(layer_masks))
                 frame_out, gate, state = self.step(x, state, memory, processed_memory, mask)
                 return torch.cat((frame_out, gate), 1), state
+        elif runtime is not None:
+            step = runtime.decoder_step(memory, mask)
         else:
             kernels = self.kernels(precision)
             processed_memory = kernels.process_memory(memory)
@@ -746,7 +752,7 @@ class Tacotron2(nn.Module):
     def infer_detailed(self, sequences: Tensor, lengths: Tensor,
                        generator: torch.Generator | Sequence[torch.Generator] | None = None,
                        max_decoder_steps: int | Tensor | None = None, *,
-                       precision: str = "fp32") -> Tacotron2Output:
+                       precision: str = "fp32", runtime: Any = None) -> Tacotron2Output:
         """Generate mels with the reference's stopping rule, plus per-item caps and stop flags.
 
         Args:
@@ -765,6 +771,9 @@ class Tacotron2(nn.Module):
             precision: how the decoder's LSTM weights are stored while generating (eval mode): "fp32"
                 (default) gives the reference's numbers; "fp16", "bf16" and "int8" are faster and
                 approximate (see ``PRECISIONS``).
+            runtime: run the encoder, decoder step and postnet on another engine, e.g. ONNX Runtime
+                (``tacoglow.export.OnnxRuntimeTacotron2``); it encodes items one by one, so a batch with
+                padding needs per-item generators. Sorting, masks, stopping and caps stay here.
 
         Returns:
             :class:`Tacotron2Output`, in input order. T_out = (steps run) * r; an item's frames past its
@@ -785,6 +794,11 @@ class Tacotron2(nn.Module):
         isolated = generator is not None and not isinstance(generator, torch.Generator)
         if isolated and len(generator) != b:
             raise ValueError(f"expected {b} generators (one per item), got {len(generator)}")
+        if runtime is not None and (self.training or precision != "fp32"):
+            raise ValueError("a runtime generates in eval mode with fp32 weights")
+        if runtime is not None and not isolated and bool((lengths != lengths[0]).any()):
+            raise ValueError("a runtime encodes items one by one, as alone; for a batch of different lengths "
+                             "pass one generator per item")
 
         # The reference requires batches sorted by length, and its dropout rows follow that order.
         order = torch.sort(lengths, descending=True, stable=True).indices
@@ -793,16 +807,20 @@ class Tacotron2(nn.Module):
         device = self.embedding.weight.device
         sequences = sequences[order.to(sequences.device)]
 
-        x = self.embedding(sequences).transpose(1, 2)  # (B, C, T_in)
-        keep_text = None
-        if isolated:
-            # The reference embeds the pad id (0) as a non-zero vector and convolves across it; zeroing
-            # padding reproduces the zero padding an item sees when it is alone.
-            keep_text = (~_padding_mask(lengths.to(device), x.size(2))).unsqueeze(1).to(x.dtype)
-            x = x * keep_text
-        memory = self.encoder(x, lengths, keep_text)  # (B, max(lengths), C)
+        if runtime is not None:
+            memory = runtime.encode(sequences, lengths)  # (B, max(lengths), C), each item encoded alone
+        else:
+            x = self.embedding(sequences).transpose(1, 2)  # (B, C, T_in)
+            keep_text = None
+            if isolated:
+                # The reference embeds the pad id (0) as a non-zero vector and convolves across it; zeroing
+                # padding reproduces the zero padding an item sees when it is alone.
+                keep_text = (~_padding_mask(lengths.to(device), x.size(2))).unsqueeze(1).to(x.dtype)
+                x = x * keep_text
+            memory = self.encoder(x, lengths, keep_text)  # (B, max(lengths), C)
         mask = _padding_mask(lengths.to(device), memory.size(1))
-        mel, _, alignments, step_lengths, stopped = self.decoder.infer(memory, mask, caps, rng, precision)
+        mel, _, alignments, step_lengths, stopped = self.decoder.infer(memory, mask, caps, rng, precision,
+                                                                       runtime)
 
         keep_frames = None
         if isolated:
@@ -813,7 +831,10 @@ class Tacotron2(nn.Module):
             alignments = alignments * keep_steps.unsqueeze(2).to(alignments.dtype)
             keep_frames = keep_steps.repeat_interleave(r, dim=1).unsqueeze(1).to(mel.dtype)  # (B, 1, T_out)
             mel = mel * keep_frames
-        mel_postnet = mel + self.postnet(mel, keep_frames)
+        if runtime is not None:
+            mel_postnet = runtime.postnet(mel, keep_frames)
+        else:
+            mel_postnet = mel + self.postnet(mel, keep_frames)
 
         inverse = torch.argsort(order).to(device)
         return Tacotron2Output(

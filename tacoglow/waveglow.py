@@ -424,6 +424,28 @@ class WaveGlow(nn.Module):
             z = torch.randn(shape, generator=generator, device=generator.device).to(like.device)
         return z.to(like.dtype)
 
+    def sample_latent(self, batch: int, frames: int, generator: torch.Generator | None = None,
+                      like: Tensor | None = None) -> Tensor:
+        """The noise `infer` would draw for `(batch, n_mel, frames)` mels, as the `z` it accepts:
+        `infer(mel, sigma, generator=g)` equals `infer(mel, sigma, z=sample_latent(B, T, g'))` when g' starts
+        in g's state. Used where the network runs elsewhere (ONNX Runtime) but the noise must stay torch's.
+
+        Returns `(batch, n_group, frames * 256 // n_group)` in `like`'s dtype/device (default: the model's).
+        """
+        cfg = self.config
+        like = like if like is not None else self.upsample.weight
+        groups = frames * _UPSAMPLE_STRIDE // cfg.n_group
+        z = like.new_empty(batch, cfg.n_group, groups)
+        filled = cfg.remaining_channels(cfg.n_flows - 1)  # channels through every flow: drawn first
+        z[:, cfg.n_group - filled:] = self._noise((batch, filled, groups), like, generator)
+        for k in reversed(range(cfg.n_flows)):  # then each early exit, going backwards, as infer draws
+            if cfg.early_exit(k):
+                start = cfg.n_group - filled - cfg.n_early_size
+                z[:, start:start + cfg.n_early_size] = self._noise((batch, cfg.n_early_size, groups), like,
+                                                                   generator)
+                filled += cfg.n_early_size
+        return z
+
     @torch.no_grad()
     def infer(self, mel: Tensor, sigma: float = 1.0, generator: torch.Generator | None = None, *,
               z: Tensor | None = None) -> Tensor:
