@@ -43,6 +43,7 @@ from typing import Any, Callable
 import torch
 
 from tacoglow.audio import AudioConfig, griffin_lim, mel_spectrogram
+from tacoglow.export import OnnxTacotron2, OnnxWaveGlow, onnxruntime_available
 from tacoglow.tacotron2 import PRECISIONS, Tacotron2, Tacotron2Config
 from tacoglow.text import text_to_sequence
 from tacoglow.train import PRESETS
@@ -72,7 +73,13 @@ WAVEGLOW_CONFIGS = {
     "512": WaveGlowConfig(n_channels=512),  # the DLE training default
     "small": WaveGlowConfig.from_dict(PRESETS["waveglow"]["small"].model_config),
 }
-SECTIONS = ("tacotron2", "waveglow", "griffin-lim", "pipeline")
+SECTIONS = ("tacotron2", "waveglow", "griffin-lim", "pipeline", "streaming")
+# Time to first audio: a fixed five-sentence paragraph whose first sentence has 12 words or fewer.
+PARAGRAPH = ("The quick brown fox jumps over the lazy dog near the river. "
+             "It was a bright cold day in April, and the clocks were striking thirteen. "
+             "Nobody in the village could remember a spring as dry as this one had been. "
+             "The farmers gathered at the market every morning to talk about the weather. "
+             "By the end of the month, the first rain finally came down over the hills.")
 
 
 # ------------------------------------------------------------------------------------------------ machine
@@ -305,6 +312,7 @@ class Bench:
         self.args, self.reference = args, reference
         self.rows: list[Row] = []
         self.notes: list[str] = []
+        self.latency: list[dict[str, Any]] = []
 
     def time(self, fn: Callable[[], Any]) -> tuple[float, Any]:
         """Median seconds of `repeats` runs after a warm-up, seeding before each; the last output."""
@@ -328,6 +336,7 @@ class Bench:
     # -- Tacotron 2 ------------------------------------------------------------------------------------
     def tacotron2(self) -> None:
         steps = self.args.steps
+        onnx_models: dict[str, OnnxTacotron2] = {}
         for config_name, cfg in TACOTRON2_CONFIGS.items():
             model = build_tacotron2(cfg, steps)
             r = cfg.n_frames_per_step
@@ -350,12 +359,23 @@ class Bench:
                     self.add(row)
                 if batch > 1 and "fp32" in self.args.precisions:
                     # What the Synthesizer does: one generator per item, each isolated from the batch.
-                    def isolated() -> torch.Tensor:
+                    def isolated(engine: Any = model) -> torch.Tensor:
                         generators = [torch.Generator().manual_seed(SEED + i) for i in range(batch)]
-                        return model.infer(text, lengths, generators)[0]
-                    seconds, _ = self.time(isolated)
+                        return engine.infer(text, lengths, generators)[0]
+                    seconds, exact = self.time(isolated)
                     self.add(Row("Tacotron 2", f"{config_name} fp32, per-item generators", batch, seconds,
                                  batch * steps * r, flops))
+                if "onnx" in self.args.backends and exact is not None:
+                    onnx_model = onnx_models.setdefault(config_name, OnnxTacotron2(model))
+                    if batch == 1:
+                        seconds, out = self.time(lambda: onnx_model.infer(text, lengths)[0])
+                    else:
+                        seconds, out = self.time(lambda: isolated(onnx_model))
+                    row = Row("Tacotron 2", f"{config_name} fp32, ONNX Runtime"
+                              + (", per-item generators" if batch > 1 else ""), batch, seconds, batch * steps * r,
+                              flops)
+                    row.error, row.error_against = rel_err(out, exact), "torch fp32"
+                    self.add(row)
             if config_name == "nvidia" and 1 in self.args.batch_sizes:
                 self.streaming_floor(model)
 
@@ -387,6 +407,7 @@ class Bench:
     # -- WaveGlow --------------------------------------------------------------------------------------
     def waveglow(self) -> None:
         frames = self.args.waveglow_frames
+        onnx_engines: dict[str, OnnxWaveGlow] = {}
         for config_name, cfg in WAVEGLOW_CONFIGS.items():
             if config_name not in self.args.waveglow_configs:
                 continue
@@ -401,6 +422,13 @@ class Bench:
                     row.reference_seconds, ref_out = self.time(lambda: reference.infer(mel, sigma=SIGMA))
                     row.error, row.error_against = rel_err(out, ref_out), "reference"
                 self.add(row)
+                if "onnx" in self.args.backends:
+                    engine = onnx_engines.setdefault(config_name, OnnxWaveGlow(model))
+                    seconds, onnx_out = self.time(lambda: engine.infer(mel, sigma=SIGMA))
+                    row = Row("WaveGlow", f"{config_name}, ONNX Runtime", batch, seconds, batch * frames,
+                              batch * waveglow_flops(cfg, frames))
+                    row.error, row.error_against = rel_err(onnx_out, out), "torch"
+                    self.add(row)
 
     # -- Griffin-Lim -----------------------------------------------------------------------------------
     def griffin_lim(self) -> None:
@@ -450,6 +478,41 @@ class Bench:
                 self.add(row)
 
 
+    # -- streaming latency ------------------------------------------------------------------------------
+    def streaming(self) -> None:
+        """Time from a request for PARAGRAPH to its first audio, with the default voice, as `Synthesizer.stream`
+        delivers it (first sentence decoded alone and vocoded, then the rest in batches)."""
+        from tacoglow.hub import default_checkpoints
+        from tacoglow.synthesizer import Synthesizer
+
+        try:
+            tacotron2, waveglow = default_checkpoints()
+        except (FileNotFoundError, RuntimeError, ValueError) as error:
+            self.notes.append(f"Streaming latency: skipped, no default voice ({error}).")
+            return
+        words = len(PARAGRAPH.split(". ")[0].split())
+        for backend in self.args.backends:
+            synth = Synthesizer.from_checkpoints(tacotron2, waveglow, backend=backend)
+            first_times, totals, first_audio = [], [], 0.0
+            for i in range(self.args.repeats + 1):  # the first run warms up and is not counted
+                start = time.perf_counter()
+                stream = synth.stream(PARAGRAPH, seed=SEED)
+                first = next(stream)
+                first_at = time.perf_counter() - start
+                rest = list(stream)
+                total = time.perf_counter() - start
+                if i:
+                    first_times.append(first_at)
+                    totals.append(total)
+                first_audio = first.audio.numel() / AUDIO.sampling_rate
+                audio = first_audio + sum(r.audio.numel() for r in rest) / AUDIO.sampling_rate
+            vocoder = getattr(synth.vocoder, "name", type(synth.vocoder).__name__)
+            self.latency.append(dict(voice=str(tacotron2), vocoder=vocoder, backend=backend,
+                                     first_audio_s=statistics.median(first_times),
+                                     whole_paragraph_s=statistics.median(totals), first_sentence_words=words,
+                                     first_sentence_audio_s=first_audio, paragraph_audio_s=audio))
+
+
 # ------------------------------------------------------------------------------------------------ output
 
 def _fmt(x: float | None, spec: str) -> str:
@@ -488,8 +551,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--waveglow-frames", type=int, default=32, help="mel frames per WaveGlow item")
     parser.add_argument("--griffin-lim-frames", type=int, default=32)
     parser.add_argument("--pipeline-steps", type=int, default=32, help="decoder steps in the pipeline rows")
+    parser.add_argument("--backends", nargs="+", choices=["torch", "onnx"],
+                        default=["torch", "onnx"] if onnxruntime_available() else ["torch"],
+                        help="engines timed besides torch's eager path (default: torch and, when installed, onnx)")
     parser.add_argument("--json", metavar="PATH", help="also write the rows and machine facts as JSON")
     args = parser.parse_args(argv)
+    if "onnx" in args.backends and not onnxruntime_available():
+        raise SystemExit("--backends onnx needs onnxruntime: pip install 'tacoglow[export]'")
     if args.threads:
         torch.set_num_threads(args.threads)
     threads = torch.get_num_threads()
@@ -535,12 +603,22 @@ def main(argv: list[str] | None = None) -> None:
         print(f"- Reference: {reference.path}, same weights, inputs and seeds.")
     print(f"- Whole run: {elapsed:.0f} s.\n")
     print(table(bench.rows, rate))
+    if bench.latency:
+        print(f"\n### Time to first audio: {len(PARAGRAPH.split('. '))}-sentence paragraph, first sentence "
+              f"{bench.latency[0]['first_sentence_words']} words, default voice, median of {args.repeats} after 1 "
+              "warm-up\n")
+        print("| backend | vocoder | first audio s | whole paragraph s | first sentence audio s | paragraph audio s |")
+        print("|---|---|---|---|---|---|")
+        for x in bench.latency:
+            print(f"| {x['backend']} | {x['vocoder']} | {x['first_audio_s']:.3f} | {x['whole_paragraph_s']:.3f} | "
+                  f"{x['first_sentence_audio_s']:.2f} | {x['paragraph_audio_s']:.2f} |")
     for note in bench.notes:
         print(f"\n{note}")
     if args.json:
         facts = dict(cpu=_cpu_name(), cpus=os.cpu_count(), torch=torch.__version__, threads=threads,
                      matmul_gflops=rates, load_average_before=load_before, other_busy_cpus=others,
-                     busy_cpus_before=busy_before, floor=getattr(bench, "floor", None), args=vars(args))
+                     busy_cpus_before=busy_before, floor=getattr(bench, "floor", None), args=vars(args),
+                     latency=bench.latency)
         Path(args.json).write_text(json.dumps(dict(machine=facts, rows=[dataclasses.asdict(r) for r in bench.rows]),
                                               indent=2))
 

@@ -13,6 +13,7 @@ same weights, inputs and seed, ``infer`` and ``forward`` reproduce it on CPU (se
 """
 from __future__ import annotations
 
+import itertools
 import warnings
 from dataclasses import asdict, dataclass
 from typing import Any, Callable, NamedTuple, Sequence
@@ -21,6 +22,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
+from . import ops
 from .config import dataclass_from_dict
 
 __all__ = ["Tacotron2", "Tacotron2Config", "Tacotron2Output", "PRECISIONS"]
@@ -145,6 +147,40 @@ def _keep_mask(shape: Sequence[int], like: Tensor, generator: torch.Generator | 
     return keep.to(device=like.device, dtype=like.dtype) * (1.0 / (1.0 - _PRENET_DROPOUT))
 
 
+def _cached(module: nn.Module, name: str, build: Callable[[], Any]) -> Any:
+    """build(), kept on ``module`` until one of its parameters or buffers changes (new storage, dtype or
+    device, or an in-place update such as an optimizer step or ``load_state_dict``). Never saved or moved."""
+    key = tuple((t.data_ptr(), t._version, t.dtype, t.device)
+                for t in itertools.chain(module.parameters(), module.buffers()))
+    cached = module.__dict__.get(name)
+    if cached is None or cached[0] != key:
+        cached = (key, build())
+        module.__dict__[name] = cached
+    return cached[1]
+
+
+def _folded_convolutions(convolutions: nn.ModuleList) -> list[tuple[Tensor, Tensor]]:
+    """(_ConvNorm, BatchNorm1d) pairs in eval mode as single convolutions for ``ops.conv``: batch norm's affine
+    map (x - mean) / sqrt(var + eps) * gamma + beta folded into the weights and bias (float rounding apart,
+    the same function; one pass over the activations instead of two)."""
+    folded = []
+    with torch.no_grad():
+        for conv_norm, bn in convolutions:
+            conv = conv_norm.conv
+            scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
+            bias = conv.bias if conv.bias is not None else torch.zeros_like(bn.running_mean)
+            folded.append((ops.conv_weight(conv.weight * scale[:, None, None]),
+                           ((bias - bn.running_mean) * scale + bn.bias).detach()))
+    return folded
+
+
+def _fast_convolutions(module: nn.Module, x: Tensor) -> bool:
+    """Generation on CPU in fp32 with oneDNN: the folded, fused convolution path (not while tracing or
+    compiling, where the portable modules are what an exported graph must record)."""
+    return (not module.training and x.device.type == "cpu" and x.dtype == torch.float32
+            and ops.onednn_conv_available() and not torch.jit.is_tracing() and not torch.compiler.is_compiling())
+
+
 # --------------------------------------------------------------------------------------------------
 
 
@@ -163,10 +199,19 @@ class _Encoder(nn.Module):
         """x: (B, C, T) embedded text; lengths: (B,) int64 on CPU; keep: optional (B, 1, T) 0/1 mask that
         zeroes padding after each conv, so that no item sees its padding (batch-independent results).
         Returns the memory (B, max(lengths), C); rows are zero past each length."""
-        for conv in self.convolutions:
-            x = F.dropout(F.relu(conv(x)), _CONV_DROPOUT, self.training)
-            if keep is not None:
-                x = x * keep
+        if _fast_convolutions(self, x):
+            y = ops.as_conv_input(x)  # (B, C, 1, T), time-major
+            keep4 = None if keep is None else keep.unsqueeze(2)  # (B, 1, 1, T)
+            for weight, bias in _cached(self, "_folded", lambda: _folded_convolutions(self.convolutions)):
+                y = ops.conv(y, weight, bias, activation="relu")
+                if keep4 is not None:
+                    y = y * keep4
+            x = y.squeeze(2)  # (B, C, T) with time-major strides: the transpose below is contiguous
+        else:
+            for conv in self.convolutions:
+                x = F.dropout(F.relu(conv(x)), _CONV_DROPOUT, self.training)
+                if keep is not None:
+                    x = x * keep
         packed = nn.utils.rnn.pack_padded_sequence(x.transpose(1, 2), lengths, batch_first=True,
                                                    enforce_sorted=False)
         outputs, _ = self.lstm(packed)
@@ -667,6 +712,14 @@ class _Postnet(nn.Module):
         """x: (B, n_mel, T) -> residual (B, n_mel, T). keep: optional (B, 1, T) 0/1 mask applied after
         every layer, so that frames past an item's end never leak into its last frames."""
         last = len(self.convolutions) - 1
+        if _fast_convolutions(self, x):
+            y = ops.as_conv_input(x)  # (B, n_mel, 1, T), time-major
+            keep4 = None if keep is None else keep.unsqueeze(2)
+            for i, (weight, bias) in enumerate(_cached(self, "_folded", lambda: _folded_convolutions(self.convolutions))):
+                y = ops.conv(y, weight, bias, activation="tanh" if i < last else "none")
+                if keep4 is not None:
+                    y = y * keep4
+            return y.squeeze(2)
         for i, conv in enumerate(self.convolutions):
             x = conv(x)
             x = F.dropout(torch.tanh(x) if i < last else x, _CONV_DROPOUT, self.training)

@@ -21,6 +21,7 @@ from torch import Tensor, nn
 
 from .audio import STFT
 from .config import dataclass_from_dict
+from .ops import conv as _conv
 
 __all__ = ["WaveGlowConfig", "WaveGlow", "WaveGlowLoss", "Denoiser"]
 
@@ -28,31 +29,6 @@ __all__ = ["WaveGlowConfig", "WaveGlow", "WaveGlowLoss", "Denoiser"]
 # samples, of which inference keeps the first T * 256.
 _UPSAMPLE_KERNEL = 1024
 _UPSAMPLE_STRIDE = 256
-
-
-def _onednn_conv_available() -> bool:
-    return (torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_convolution_pointwise")
-            and hasattr(torch.ops.mkldnn, "_convolution_pointwise_"))
-
-
-def _conv(x: Tensor, weight: Tensor, bias: Tensor | None, dilation: int = 1, out: Tensor | None = None) -> Tensor:
-    """'Same' 1-D convolution of (B, C_in, 1, L) by a (C_out, C_in, 1, k) weight -> (B, C_out, 1, L); with
-    `out`, the result is added to `out` in place (one pass instead of a convolution and an addition).
-
-    The 1-D convolutions run as 2-D ones with a height of 1 because that is what oneDNN's fused kernels
-    accept, on channels-last tensors (time-major, which its kernels run fastest and need for the fused
-    addition). On CPU, oneDNN is used for every kernel size: for 1x1 convolutions torch would otherwise
-    pick a BLAS GEMM that reaches less than half of oneDNN's rate on some CPUs (see benchmarks/README.md).
-    """
-    padding = dilation * (weight.size(3) - 1) // 2
-    if x.device.type == "cpu" and x.dtype == torch.float32 and _onednn_conv_available():
-        args = ([0, padding], [1, 1], [1, dilation], 1)
-        if out is None:
-            return torch.ops.mkldnn._convolution_pointwise(x, weight, bias, *args, "none", [], "")
-        return torch.ops.mkldnn._convolution_pointwise_.binary(out, x, weight, bias, *args, "add", None, None, [],
-                                                                None)
-    y = F.conv2d(x, weight, bias, padding=(0, padding), dilation=(1, dilation))
-    return y if out is None else out.add_(y)
 
 
 @dataclass

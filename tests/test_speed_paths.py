@@ -3,8 +3,8 @@ random draws, caches that follow weight changes, and the opt-in reduced precisio
 import pytest
 import torch
 
+import tacoglow.ops as ops
 import tacoglow.tacotron2 as t2
-import tacoglow.waveglow as wg
 from conftest import rel_err
 from tacoglow.tacotron2 import PRECISIONS, Tacotron2, Tacotron2Config
 from tacoglow.waveglow import WaveGlow, WaveGlowConfig
@@ -53,6 +53,31 @@ def test_fast_decoder_equals_module_decoder(per_item):
     assert torch.equal(fast.mel_lengths, slow.mel_lengths)
     assert rel_err(fast.mel_postnet, slow.mel_postnet) < 1e-5
     assert rel_err(fast.alignments, slow.alignments) < 1e-5
+
+
+@pytest.mark.parametrize("per_item", [False, True])
+def test_folded_encoder_and_postnet_equal_the_modules(per_item, monkeypatch):
+    # Batch norm folded into the convolutions, activations fused (oneDNN) vs conv -> batch norm -> activation.
+    model = _tacotron2(max_decoder_steps=12)
+    with torch.no_grad():  # batch norms that are not the identity
+        for module in model.modules():
+            if isinstance(module, torch.nn.BatchNorm1d):
+                module.running_mean.uniform_(-0.5, 0.5), module.running_var.uniform_(0.5, 2.0)
+                module.weight.uniform_(0.5, 1.5), module.bias.uniform_(-0.2, 0.2)
+    gens = lambda: ([torch.Generator().manual_seed(s) for s in (3, 4, 5)] if per_item
+                    else torch.Generator().manual_seed(3))
+    fast = model.infer_detailed(TEXT, LENGTHS, gens())
+    assert "_folded" in model.encoder.__dict__ and "_folded" in model.postnet.__dict__
+    with monkeypatch.context() as m:
+        m.setattr(ops, "onednn_conv_available", lambda: False)
+        plain = model.infer_detailed(TEXT, LENGTHS, gens())
+    assert torch.equal(fast.mel_lengths, plain.mel_lengths)
+    assert rel_err(fast.mel_postnet, plain.mel_postnet) < 1e-5
+    # The folded weights follow the statistics.
+    with torch.no_grad():
+        model.postnet.convolutions[0][1].running_mean.add_(1.0)
+    moved = model.infer_detailed(TEXT, LENGTHS, gens())
+    assert rel_err(moved.mel_postnet, fast.mel_postnet) > 1e-3
 
 
 def test_masks_drawn_in_chunks_consume_the_stream_like_per_step_draws(monkeypatch):
@@ -178,7 +203,7 @@ def test_waveglow_infer_same_without_onednn(monkeypatch):
     model = _waveglow()
     mel = torch.randn(2, 80, 5)
     fast = model.infer(mel, sigma=0.7, generator=torch.Generator().manual_seed(0))
-    monkeypatch.setattr(wg, "_onednn_conv_available", lambda: False)
+    monkeypatch.setattr(ops, "onednn_conv_available", lambda: False)
     plain = model.infer(mel, sigma=0.7, generator=torch.Generator().manual_seed(0))
     assert rel_err(plain, fast) < 1e-5
 

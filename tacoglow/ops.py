@@ -1,0 +1,46 @@
+"""CPU kernels shared by the models' generation paths (pure functions of tensors, no state)."""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+_ACTIVATIONS = {"none": lambda x: x, "relu": F.relu, "tanh": torch.tanh}
+
+
+def onednn_conv_available() -> bool:
+    return (torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_convolution_pointwise")
+            and hasattr(torch.ops.mkldnn, "_convolution_pointwise_"))
+
+
+def conv_weight(weight: Tensor) -> Tensor:
+    """A Conv1d weight (C_out, C_in, k) in the layout `conv` takes: (C_out, C_in, 1, k), channels-last."""
+    return weight.detach().unsqueeze(2).contiguous(memory_format=torch.channels_last)
+
+
+def as_conv_input(x: Tensor) -> Tensor:
+    """(B, C, L) -> (B, C, 1, L) channels-last (time-major), the layout `conv` reads and writes."""
+    return x.unsqueeze(2).contiguous(memory_format=torch.channels_last)
+
+
+def conv(x: Tensor, weight: Tensor, bias: Tensor | None, dilation: int = 1, out: Tensor | None = None,
+         activation: str = "none") -> Tensor:
+    """'Same' 1-D convolution of (B, C_in, 1, L) by a (C_out, C_in, 1, k) weight -> (B, C_out, 1, L).
+
+    With `out`, the result is added to `out` in place (one pass instead of a convolution and an addition);
+    otherwise `activation` ("none", "relu", "tanh") is applied in the same pass.
+
+    The 1-D convolutions run as 2-D ones with a height of 1 because that is what oneDNN's fused kernels
+    accept, on channels-last tensors (time-major, which its kernels run fastest and need for the fused
+    addition). On CPU, oneDNN is used for every kernel size: for 1x1 convolutions torch would otherwise
+    pick a BLAS GEMM that reaches less than half of oneDNN's rate on some CPUs (see benchmarks/README.md).
+    """
+    padding = dilation * (weight.size(3) - 1) // 2
+    if x.device.type == "cpu" and x.dtype == torch.float32 and onednn_conv_available():
+        args = ([0, padding], [1, 1], [1, dilation], 1)
+        if out is None:
+            return torch.ops.mkldnn._convolution_pointwise(x, weight, bias, *args, activation, [], "")
+        return torch.ops.mkldnn._convolution_pointwise_.binary(out, x, weight, bias, *args, "add", None, None, [],
+                                                                None)
+    y = F.conv2d(x, weight, bias, padding=(0, padding), dilation=(1, dilation))
+    return _ACTIVATIONS[activation](y) if out is None else out.add_(y)
