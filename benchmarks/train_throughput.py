@@ -2,11 +2,13 @@
 
     python benchmarks/train_throughput.py                          # small recipes, 1 thread
     python benchmarks/train_throughput.py --configs small nvidia --threads 2
+    python benchmarks/train_throughput.py --models tacotron2 --threads 2 --amp none bf16
 
 Each row times full training steps (forward, loss, backward, clipping, Adam) exactly as ``tacoglow.train``
 takes them, after ``--warmup`` untimed steps, and reports the median. Tacotron 2 throughput is mel frames
 per second (NVIDIA's "items/s"), WaveGlow's audio samples per second. Batches are synthetic: random symbol
 ids (15 per second of speech) and log-mel-like frames for Tacotron 2, noise segments for WaveGlow.
+``--amp bf16`` runs the forward pass under bfloat16 autocast, as ``tacoglow train --amp bf16`` does.
 
 Timings are only meaningful on an otherwise idle machine: the load average is printed with the table.
 The "nvidia" recipes are the reference sizes (28 M / 268 M parameters): on a 2-core CPU a single step takes
@@ -30,6 +32,10 @@ from tacoglow.waveglow import WaveGlow, WaveGlowConfig, WaveGlowLoss
 SYMBOLS_PER_SECOND = 15  # about LJSpeech's speaking rate in characters
 
 
+def _autocast(cfg: T.TrainConfig):
+    return torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.amp == "bf16")
+
+
 def _tacotron2_step(cfg: T.TrainConfig, seconds: float, audio: AudioConfig):
     model = Tacotron2(Tacotron2Config.from_dict(cfg.model_config)).train()
     r = model.config.n_frames_per_step
@@ -41,7 +47,8 @@ def _tacotron2_step(cfg: T.TrainConfig, seconds: float, audio: AudioConfig):
     scaler = torch.amp.GradScaler("cpu", enabled=False)
 
     def step(k: int) -> None:
-        outputs = model(batch.text, batch.text_lengths, batch.mels, batch.mel_lengths)
+        with _autocast(cfg):
+            outputs = model(batch.text, batch.text_lengths, batch.mels, batch.mel_lengths)
         T.backward_and_step(T.tacotron2_loss(outputs, batch, cfg, k), model, optimizer, scaler, cfg.grad_clip)
 
     return model, step, b * frames, "mel frames/s", f"{frames} frames"
@@ -56,7 +63,9 @@ def _waveglow_step(cfg: T.TrainConfig, seconds: float, audio: AudioConfig):
     scaler = torch.amp.GradScaler("cpu", enabled=False)
 
     def step(k: int) -> None:
-        loss = criterion(model(mels, audio_batch))
+        with _autocast(cfg):
+            output = model(mels, audio_batch)
+        loss = criterion(output)
         T.backward_and_step({"loss": loss}, model, optimizer, scaler, cfg.grad_clip)
 
     return model, step, audio_batch.numel(), "samples/s", f"{cfg.segment_length} samples"
@@ -71,18 +80,20 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=1, help="untimed steps first")
     parser.add_argument("--seconds", type=float, default=3.0, help="Tacotron 2 clip length in seconds")
     parser.add_argument("--batch-size", type=int, default=None, help="override the recipes' batch size")
+    parser.add_argument("--amp", nargs="+", default=["none"], choices=["none", "bf16"],
+                        help="precisions to time: none (fp32) and/or bf16 autocast")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     audio = AudioConfig()
     print(f"torch {torch.__version__}, {args.threads} thread(s), {os.cpu_count()} CPUs, "
           f"load average {os.getloadavg()[0]:.2f} at start")
-    header = f"{'model':<10} {'config':<7} {'params':>8} {'batch':>5} {'item':>14} {'s/step':>8} {'throughput':>22}"
+    header = f"{'model':<10} {'config':<7} {'amp':<5} {'params':>8} {'batch':>5} {'item':>14} {'s/step':>8} {'throughput':>22}"
     print(header)
     print("-" * len(header))
     for model_name in args.models:
-        for name in args.configs:
-            cfg = T.load_train_config(name, model_name)
+        for name, amp in [(n, a) for n in args.configs for a in args.amp]:
+            cfg = dataclasses.replace(T.load_train_config(name, model_name), amp=amp)
             if args.batch_size:
                 cfg = dataclasses.replace(cfg, batch_size=args.batch_size)
             build = _tacotron2_step if model_name == "tacotron2" else _waveglow_step
@@ -96,7 +107,7 @@ def main() -> None:
                 times.append(time.perf_counter() - started)
             seconds = statistics.median(times)
             params = sum(p.numel() for p in model.parameters()) / 1e6
-            print(f"{model_name:<10} {name:<7} {params:>7.2f}M {cfg.batch_size:>5} {item:>14} {seconds:>8.2f} "
+            print(f"{model_name:<10} {name:<7} {amp:<5} {params:>7.2f}M {cfg.batch_size:>5} {item:>14} {seconds:>8.2f} "
                   f"{items / seconds:>10.0f} {unit:<11}", flush=True)
     print(f"load average {os.getloadavg()[0]:.2f} at the end")
 

@@ -7,7 +7,9 @@
 # resumed exactly (model, optimizer, data order, random state); otherwise a new run starts warm from
 # the shipped voice (tacoglow/voices/default/tacotron2.pt). At the end (or after Ctrl-C, which saves
 # a checkpoint) the newest checkpoint's model is written to the package in fp16.
-# Environment: PYTHON (.venv/bin/python), RUN (runs/slt_t2), DATA (corpora/slt_prepared), THREADS (2).
+# Environment: PYTHON (.venv/bin/python), RUN (runs/slt_t2), DATA (corpora/slt_prepared), THREADS (2),
+# AMP (bf16: autocast matrix products to bfloat16, about 1.9x the fp32 step rate on CPUs with AVX-512 BF16;
+# "none" trains in fp32).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -16,11 +18,12 @@ PYTHON=${PYTHON:-.venv/bin/python}
 RUN=${RUN:-runs/slt_t2}
 DATA=${DATA:-corpora/slt_prepared}
 THREADS=${THREADS:-2}
+AMP=${AMP:-bf16}
 VOICE=tacoglow/voices/default
 
 [ -f "$DATA/dataset.json" ] || bash recipes/slt/build.sh 4000 "${DATA%_prepared}"
 
-args=(tacotron2 --data "$DATA" --run "$RUN" --config small --max-steps "$MAX_STEPS" --threads "$THREADS")
+args=(tacotron2 --data "$DATA" --run "$RUN" --config small --max-steps "$MAX_STEPS" --threads "$THREADS" --amp "$AMP")
 if ! ls "$RUN"/checkpoints/step_*.pt >/dev/null 2>&1 && [ -f "$VOICE/tacotron2.pt" ]; then
     args+=(--warm-start "$VOICE/tacotron2.pt")
 fi
