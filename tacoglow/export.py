@@ -189,6 +189,10 @@ def graphs_of(model: Tacotron2 | WaveGlow) -> dict[str, Graph]:
 
 def onnx_bytes(graph: Graph) -> bytes:
     """The graph as a serialized ONNX model (weights inside)."""
+    try:
+        import onnx  # noqa: F401  (the exporter writes through it)
+    except ImportError:
+        raise RuntimeError("ONNX export needs the onnx package: pip install 'tacoglow[export]'") from None
     buffer = io.BytesIO()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the TorchScript-based exporter's deprecation and tracer notes

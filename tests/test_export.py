@@ -176,3 +176,16 @@ def test_synthesizer_onnx_backend_speaks_like_torch():
     assert b.audio.shape == a.audio.shape and rel_err(b.audio, a.audio) < 1e-4
     with pytest.raises(ValueError, match="backend must be one of"):
         Synthesizer.from_checkpoints(*paths, backend="tensorrt")
+
+
+def test_missing_onnx_packages_are_named(monkeypatch, tmp_path, capsys):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "onnx", None)  # import onnx -> ImportError
+    assert main(["export", str(fixture_path("waveglow_small_ngc.pt")), "-o", str(tmp_path)]) == 1
+    assert "pip install 'tacoglow[export]'" in capsys.readouterr().err
+    monkeypatch.undo()
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)
+    paths = fixture_path("tacotron2_small_ngc.pt"), fixture_path("waveglow_small_ngc.pt")
+    with pytest.raises(RuntimeError, match="onnxruntime"):
+        Synthesizer.from_checkpoints(*paths, backend="onnx")
