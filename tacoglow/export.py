@@ -106,17 +106,19 @@ def tacotron2_graphs(model: Tacotron2) -> dict[str, Graph]:
     """The four Tacotron 2 graphs, sharing ``model``'s parameters (copied into the graph on export)."""
     if model.training:
         raise ValueError("export a Tacotron 2 in eval mode: call model.eval() first")
+    _check_cpu_fp32(model)
     cfg = model.config
     kernels = _DecoderKernels(model.decoder, "fp32", portable=True)
     weight = model.embedding.weight
+    g = torch.Generator().manual_seed(0)  # example inputs from a local generator: the global one is left alone
     b, t_in = 2, 7
     frame_dim = cfg.n_mel_channels * cfg.n_frames_per_step
     state = model.decoder.initial_state(weight.new_zeros(b, t_in, cfg.encoder_embedding_dim))
-    state = _DecoderState(*(torch.rand_like(s) for s in state))
-    memory = torch.randn(b, t_in, cfg.encoder_embedding_dim, dtype=weight.dtype)
+    state = _DecoderState(*(torch.rand(s.shape, generator=g) for s in state))
+    memory = torch.randn(b, t_in, cfg.encoder_embedding_dim, generator=g)
     processed = kernels.process_memory(memory)
     mask = _padding_mask(torch.tensor([t_in, t_in - 2]), t_in)
-    keep = (torch.rand(2, b, cfg.prenet_dim) < 0.5).to(weight.dtype) * 2.0
+    keep = (torch.rand(2, b, cfg.prenet_dim, generator=g) < 0.5).float() * 2.0
     batch_time = {0: "batch", 1: "time_in"}
     step_axes = {name: {0: "batch"} for name in ("frame", "out") + STATE_NAMES + tuple(f"new_{n}" for n in STATE_NAMES)}
     for name in ("attention_weights", "attention_weights_cum", "new_attention_weights",
@@ -124,9 +126,10 @@ def tacotron2_graphs(model: Tacotron2) -> dict[str, Graph]:
         step_axes[name] = {0: "batch", 1: "time_in"}
     step_axes.update(keep={1: "batch"}, memory=batch_time, processed_memory={0: "batch", 2: "time_in"},
                      mask=batch_time)
-    mel = torch.randn(b, cfg.n_mel_channels, 9, dtype=weight.dtype)
+    mel = torch.randn(b, cfg.n_mel_channels, 9, generator=g)
+    ids = torch.randint(1, cfg.n_symbols, (b, t_in), generator=g)
     return {
-        "encoder": Graph(_EncoderGraph(model), (torch.randint(1, cfg.n_symbols, (b, t_in)),), ["ids"], ["memory"],
+        "encoder": Graph(_EncoderGraph(model), (ids,), ["ids"], ["memory"],
                          {"ids": batch_time, "memory": batch_time}),
         "memory_projection": Graph(_MemoryProjectionGraph(kernels), (memory,), ["memory"], ["processed_memory"],
                                    {"memory": batch_time, "processed_memory": {0: "batch", 2: "time_in"}}),
@@ -134,7 +137,7 @@ def tacotron2_graphs(model: Tacotron2) -> dict[str, Graph]:
                               (weight.new_zeros(b, frame_dim), keep) + tuple(state) + (memory, processed, mask),
                               ["frame", "keep", *STATE_NAMES, "memory", "processed_memory", "mask"],
                               ["out"] + [f"new_{n}" for n in STATE_NAMES], step_axes),
-        "postnet": Graph(_PostnetGraph(model), (mel, torch.ones(b, 1, 9, dtype=weight.dtype)), ["mel", "keep"],
+        "postnet": Graph(_PostnetGraph(model), (mel, torch.ones(b, 1, 9)), ["mel", "keep"],
                          ["mel_postnet"], {"mel": {0: "batch", 2: "time"}, "keep": {0: "batch", 2: "time"},
                                            "mel_postnet": {0: "batch", 2: "time"}}),
     }
@@ -168,13 +171,22 @@ class _WaveGlowGraph(nn.Module):
 
 
 def waveglow_graphs(waveglow: WaveGlow) -> dict[str, Graph]:
+    _check_cpu_fp32(waveglow)
     cfg = waveglow.config
     frames = 3
-    mel = torch.randn(1, cfg.n_mel_channels, frames)
-    z = torch.randn(1, cfg.n_group, frames * 256 // cfg.n_group)
+    g = torch.Generator().manual_seed(0)
+    mel = torch.randn(1, cfg.n_mel_channels, frames, generator=g)
+    z = torch.randn(1, cfg.n_group, frames * 256 // cfg.n_group, generator=g)
     return {"waveglow": Graph(_WaveGlowGraph(waveglow), (mel, z), ["mel", "z"], ["audio"],
                               {"mel": {0: "batch", 2: "frames"}, "z": {0: "batch", 2: "groups"},
                                "audio": {0: "batch", 1: "samples"}})}
+
+
+def _check_cpu_fp32(model: nn.Module) -> None:
+    weight = next(model.parameters())
+    if weight.device.type != "cpu" or weight.dtype != torch.float32:
+        raise ValueError(f"graphs are exported from an fp32 model on the CPU, not {weight.dtype} on "
+                         f"{weight.device}: call model.float().cpu() first")
 
 
 def graphs_of(model: Tacotron2 | WaveGlow) -> dict[str, Graph]:
@@ -264,6 +276,8 @@ def _session(model: bytes, threads: int | None):
     options.inter_op_num_threads = 1
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     options.log_severity_level = 3  # errors only
+    # Idle pools must not spin: torch and the Python loop run between the calls, on the same cores.
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     return ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
 
 
@@ -285,7 +299,7 @@ class OnnxRuntimeTacotron2:
 
     def encode(self, sequences: Tensor, lengths: Tensor) -> Tensor:
         """Each item alone -> (B, max(lengths), C), zero past each length."""
-        outputs = [torch.from_numpy(self._run("encoder", ids=_numpy(sequences[i:i + 1, :int(n)]))[0])
+        outputs = [torch.from_numpy(self._run("encoder", ids=_numpy(sequences[i:i + 1, :int(n)].long()))[0])
                    for i, n in enumerate(lengths.tolist())]
         memory = outputs[0].new_zeros(len(outputs), int(lengths.max()), outputs[0].size(2))
         for i, m in enumerate(outputs):
@@ -327,7 +341,7 @@ class OnnxTacotron2:
 
     def to(self, device: str | torch.device) -> "OnnxTacotron2":
         if torch.device(device).type != "cpu":
-            raise ValueError(f"the ONNX backend runs on the CPU; use --backend torch for device {device}")
+            raise ValueError(f"the ONNX backend runs on the CPU, not {device}; use the torch backend there")
         return self
 
     def infer_detailed(self, sequences: Tensor, lengths: Tensor, generator: Any = None,

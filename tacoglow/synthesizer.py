@@ -213,6 +213,8 @@ class Synthesizer:
         """
         if backend not in BACKENDS:
             raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+        if backend == "onnx" and torch.device(device).type != "cpu":
+            raise ValueError(f"the onnx backend runs on the CPU, not {device}: use backend='torch' there")
         t2 = inspect_checkpoint(tacotron2)
         model = _build(t2, "tacotron2")
         if waveglow is None:
@@ -226,8 +228,6 @@ class Synthesizer:
         if backend == "onnx":
             from .export import OnnxTacotron2, OnnxWaveGlow
 
-            if torch.device(device).type != "cpu":
-                raise ValueError(f"the onnx backend runs on the CPU, not {device}; use --backend torch there")
             model = OnnxTacotron2(model.eval())
             if isinstance(vocoder, WaveGlowVocoder):
                 vocoder.engine = OnnxWaveGlow(vocoder.waveglow)

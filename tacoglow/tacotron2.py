@@ -149,7 +149,9 @@ def _keep_mask(shape: Sequence[int], like: Tensor, generator: torch.Generator | 
 
 def _cached(module: nn.Module, name: str, build: Callable[[], Any]) -> Any:
     """build(), kept on ``module`` until one of its parameters or buffers changes (new storage, dtype or
-    device, or an in-place update such as an optimizer step or ``load_state_dict``). Never saved or moved."""
+    device, or an in-place update through autograd-visible tensors such as an optimizer step or
+    ``load_state_dict``; writes through ``.data`` bypass version counters and are not seen). Kept out of
+    the state dict; a pickled whole module carries it, and the key rebuilds it after loading."""
     key = tuple((t.data_ptr(), t._version, t.dtype, t.device)
                 for t in itertools.chain(module.parameters(), module.buffers()))
     cached = module.__dict__.get(name)
@@ -175,10 +177,12 @@ def _folded_convolutions(convolutions: nn.ModuleList) -> list[tuple[Tensor, Tens
 
 
 def _fast_convolutions(module: nn.Module, x: Tensor) -> bool:
-    """Generation on CPU in fp32 with oneDNN: the folded, fused convolution path (not while tracing or
-    compiling, where the portable modules are what an exported graph must record)."""
-    return (not module.training and x.device.type == "cpu" and x.dtype == torch.float32
-            and ops.onednn_conv_available() and not torch.jit.is_tracing() and not torch.compiler.is_compiling())
+    """Generation on CPU in fp32 with oneDNN: the folded, fused convolution path. Not with gradients on (the
+    folded weights are detached and the fused kernel has no backward), nor while tracing or compiling,
+    where the portable modules are what an exported graph must record."""
+    return (not module.training and not torch.is_grad_enabled() and x.device.type == "cpu"
+            and x.dtype == torch.float32 and ops.onednn_conv_available() and not torch.jit.is_tracing()
+            and not torch.compiler.is_compiling())
 
 
 # --------------------------------------------------------------------------------------------------
@@ -378,7 +382,7 @@ class _DecoderKernels:
         """portable: fp32 plain products only (for tracing and export, see tacoglow.export)."""
         with torch.no_grad():
             prenet = decoder.prenet.layers
-            self.prenet = [_PackedLinear(layer.linear_layer.weight, None) for layer in prenet]
+            self.prenet = [_PackedLinear(layer.linear_layer.weight, None, portable=portable) for layer in prenet]
             self.attention_rnn = _PackedLinear(*_fused_lstm_weights(decoder.attention_rnn), precision, portable)
             self.decoder_rnn = _PackedLinear(*_fused_lstm_weights(decoder.decoder_rnn), precision, portable)
             # Attention energies v . tanh(E) are computed as (2 v) . sigmoid(2 E): tanh(x) = 2 sigmoid(2x) - 1,
@@ -386,7 +390,7 @@ class _DecoderKernels:
             # CPU; doubling weights is exact, so only the tanh/sigmoid rounding differs (< 2e-7).
             attention = decoder.attention_layer
             self.memory_layer = attention.memory_layer.linear_layer.weight.detach()
-            self.query = _PackedLinear(2.0 * attention.query_layer.linear_layer.weight, None)
+            self.query = _PackedLinear(2.0 * attention.query_layer.linear_layer.weight, None, portable=portable)
             # location_dense(location_conv(w)) is linear in w: one conv (attention_dim, 2, kernel).
             conv = attention.location_layer.location_conv.conv
             dense = attention.location_layer.location_dense.linear_layer.weight  # (attention_dim, n_filters)
@@ -848,10 +852,13 @@ class Tacotron2(nn.Module):
         if isolated and len(generator) != b:
             raise ValueError(f"expected {b} generators (one per item), got {len(generator)}")
         if runtime is not None and (self.training or precision != "fp32"):
-            raise ValueError("a runtime generates in eval mode with fp32 weights")
-        if runtime is not None and not isolated and bool((lengths != lengths[0]).any()):
-            raise ValueError("a runtime encodes items one by one, as alone; for a batch of different lengths "
-                             "pass one generator per item")
+            raise ValueError(f"a runtime generates in eval mode with fp32 weights, not training={self.training} "
+                             f"precision={precision!r}: call model.eval() and use precision='fp32'")
+        if runtime is not None and not isolated and (bool((lengths != lengths[0]).any())
+                                                     or sequences.size(1) != int(lengths[0])):
+            raise ValueError("a runtime encodes items one by one, without padding; for a batch of different "
+                             f"lengths ({lengths.tolist()} in {sequences.size(1)} columns) pass one generator "
+                             "per item")
 
         # The reference requires batches sorted by length, and its dropout rows follow that order.
         order = torch.sort(lengths, descending=True, stable=True).indices

@@ -189,3 +189,37 @@ def test_missing_onnx_packages_are_named(monkeypatch, tmp_path, capsys):
     paths = fixture_path("tacotron2_small_ngc.pt"), fixture_path("waveglow_small_ngc.pt")
     with pytest.raises(RuntimeError, match="onnxruntime"):
         Synthesizer.from_checkpoints(*paths, backend="onnx")
+
+
+def _tiny(**overrides):
+    from tacoglow.tacotron2 import Tacotron2, Tacotron2Config
+
+    cfg = dict(symbols_embedding_dim=16, encoder_embedding_dim=16, attention_rnn_dim=24, attention_dim=8,
+               attention_location_n_filters=4, attention_location_kernel_size=5, decoder_rnn_dim=24,
+               prenet_dim=8, postnet_embedding_dim=12, max_decoder_steps=20)
+    cfg.update(overrides)
+    torch.manual_seed(0)
+    return Tacotron2(Tacotron2Config(**cfg)).eval()
+
+
+@pytest.mark.parametrize("overrides", [dict(n_frames_per_step=3), dict(decoder_no_early_stopping=True)])
+def test_onnx_generation_matches_eager_with_r_and_no_early_stopping(overrides):
+    model = _tiny(**overrides)
+    state = torch.get_rng_state()
+    onnx_model = OnnxTacotron2(model)
+    assert torch.equal(torch.get_rng_state(), state)  # building the graphs leaves the global stream alone
+    text = torch.randint(1, 148, (3, 9), generator=torch.Generator().manual_seed(2))
+    # Reference mode (one shared generator) with items of one length, and per-item generators with padding.
+    shared = lambda: torch.Generator().manual_seed(5)
+    for lengths, generators in ((torch.tensor([9, 9, 9]), lambda: shared()),
+                                (torch.tensor([9, 4, 6]),
+                                 lambda: [torch.Generator().manual_seed(s) for s in (1, 2, 3)])):
+        ours = onnx_model.infer_detailed(text, lengths, generators())
+        eager = model.infer_detailed(text, lengths, generators())
+        assert torch.equal(ours.mel_lengths, eager.mel_lengths)
+        assert torch.equal(ours.gate_stopped, eager.gate_stopped)
+        assert ours.mel_postnet.shape == eager.mel_postnet.shape
+        assert rel_err(ours.mel_postnet, eager.mel_postnet) < 1e-5
+        assert rel_err(ours.alignments, eager.alignments) < 1e-5
+    with pytest.raises(ValueError, match="without padding"):  # shared generator, padded columns
+        onnx_model.infer_detailed(text, torch.tensor([8, 8, 8]), shared())

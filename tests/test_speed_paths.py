@@ -56,6 +56,7 @@ def test_fast_decoder_equals_module_decoder(per_item):
 
 
 @pytest.mark.parametrize("per_item", [False, True])
+@pytest.mark.skipif(not ops.onednn_conv_available(), reason="this torch build has no oneDNN convolutions")
 def test_folded_encoder_and_postnet_equal_the_modules(per_item, monkeypatch):
     # Batch norm folded into the convolutions, activations fused (oneDNN) vs conv -> batch norm -> activation.
     model = _tacotron2(max_decoder_steps=12)
@@ -73,11 +74,25 @@ def test_folded_encoder_and_postnet_equal_the_modules(per_item, monkeypatch):
         plain = model.infer_detailed(TEXT, LENGTHS, gens())
     assert torch.equal(fast.mel_lengths, plain.mel_lengths)
     assert rel_err(fast.mel_postnet, plain.mel_postnet) < 1e-5
-    # The folded weights follow the statistics.
-    with torch.no_grad():
-        model.postnet.convolutions[0][1].running_mean.add_(1.0)
-    moved = model.infer_detailed(TEXT, LENGTHS, gens())
-    assert rel_err(moved.mel_postnet, fast.mel_postnet) > 1e-3
+    # The folded weights follow the statistics and loaded weights, in the encoder and the postnet.
+    saved = {k: v.clone() for k, v in model.state_dict().items()}
+    for module in (model.postnet, model.encoder):
+        with torch.no_grad():
+            module.convolutions[0][1].running_mean.add_(1.0)
+        moved = model.infer_detailed(TEXT, LENGTHS, gens())
+        assert rel_err(moved.mel_postnet, fast.mel_postnet) > 1e-3
+    model.load_state_dict(saved)
+    assert rel_err(model.infer_detailed(TEXT, LENGTHS, gens()).mel_postnet, fast.mel_postnet) < 1e-6
+
+
+def test_eval_mode_forward_with_gradients_trains_the_convolutions():
+    # Frozen batch norm (eval mode) with gradients on takes the module path: every weight gets a gradient.
+    model = _tacotron2()
+    mels = torch.randn(3, 80, 6)
+    _, mel_postnet, _, _ = model(TEXT, LENGTHS, mels, torch.tensor([6, 6, 6]))
+    mel_postnet.square().mean().backward()
+    assert model.encoder.convolutions[0][0].conv.weight.grad.abs().sum() > 0
+    assert model.postnet.convolutions[0][0].conv.weight.grad.abs().sum() > 0
 
 
 def test_masks_drawn_in_chunks_consume_the_stream_like_per_step_draws(monkeypatch):
