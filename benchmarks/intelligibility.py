@@ -318,7 +318,10 @@ def load_synthesizer(args: argparse.Namespace):
     vocoder = args.vocoder or ("waveglow" if waveglow else "griffin-lim")
     if vocoder == "waveglow" and waveglow is None:
         raise SystemExit("--vocoder waveglow needs a WaveGlow checkpoint (--waveglow FILE)")
-    synthesizer = Synthesizer.from_checkpoints(tacotron2, waveglow if vocoder == "waveglow" else None)
+    synthesizer = Synthesizer.from_checkpoints(tacotron2, waveglow if vocoder == "waveglow" else None,
+                                               griffin_lim_power=args.griffin_lim_power)
+    if vocoder == "griffin-lim":
+        vocoder += f", power {synthesizer.griffin_lim_power:g}"
     return synthesizer, f"tacoglow ({vocoder})"
 
 
@@ -328,6 +331,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--waveglow", type=Path, help="WaveGlow checkpoint")
     parser.add_argument("--vocoder", choices=["griffin-lim", "waveglow"],
                         help="default: WaveGlow when a WaveGlow checkpoint is known, else Griffin-Lim")
+    parser.add_argument("--griffin-lim-power", type=float, default=None,
+                        help="Griffin-Lim magnitude power (default: the voice's setting, else 1)")
     parser.add_argument("--sentences", type=Path, default=REPO.parent / "shared" / "data" / "ljspeech_val.txt",
                         help="'id|text' sentences (default: LJSpeech's 100 validation sentences)")
     parser.add_argument("--limit", type=int, help="only the first N sentences")

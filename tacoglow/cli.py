@@ -21,6 +21,8 @@ def add_voice_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--denoise", type=float, default=None,
                    help="WaveGlow denoiser strength (default 0.01, as NVIDIA's script; 0 turns it off)")
     p.add_argument("--griffin-lim-iters", type=int, default=60, help="Griffin-Lim iterations (default 60)")
+    p.add_argument("--griffin-lim-power", type=float, default=None,
+                   help="raise Griffin-Lim's magnitudes to this power (default: the voice's setting, else 1)")
     p.add_argument("--no-normalize", dest="normalize", action="store_false",
                    help="feed text to NVIDIA's english_cleaners exactly as the reference does")
     p.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda (default cpu)")
@@ -61,7 +63,8 @@ def load_synthesizer(args: argparse.Namespace):
     if args.threads:  # before loading: the ONNX backend sizes its thread pools when it is built
         torch.set_num_threads(args.threads)
     synth = Synthesizer.from_checkpoints(tacotron2, waveglow, device=args.device,
-                                         griffin_lim_iters=args.griffin_lim_iters, backend=args.backend, **options)
+                                         griffin_lim_iters=args.griffin_lim_iters,
+                                         griffin_lim_power=args.griffin_lim_power, backend=args.backend, **options)
     if not args.normalize:
         synth.normalize = False
     return synth

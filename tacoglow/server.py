@@ -264,7 +264,7 @@ class SpeechService:
         if isinstance(synth.vocoder, WaveGlowVocoder):
             self.vocoders["waveglow"] = synth.vocoder
         self.vocoders["griffin-lim"] = (synth.vocoder if isinstance(synth.vocoder, GriffinLimVocoder)
-                                        else GriffinLimVocoder(synth.audio))
+                                        else GriffinLimVocoder(synth.audio, power=synth.griffin_lim_power))
         self.metrics = Metrics()
         events.subscribe(self.metrics.on_event)
         self.scheduler = BatchScheduler(synth, max_active=limits.max_concurrent, max_queue=limits.max_queue,

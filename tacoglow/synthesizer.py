@@ -96,12 +96,13 @@ class GriffinLimVocoder:
 
     name = "griffin-lim"
 
-    def __init__(self, audio: AudioConfig | None = None, n_iters: int = 60):
+    def __init__(self, audio: AudioConfig | None = None, n_iters: int = 60, power: float = 1.0):
         self.audio = audio or AudioConfig()
         self.n_iters = n_iters
+        self.power = power  # magnitude sharpening, see tacoglow.audio.griffin_lim
 
     def __call__(self, mel: torch.Tensor, generator: torch.Generator | None = None, **options) -> torch.Tensor:
-        return griffin_lim(mel.float(), self.audio, n_iters=self.n_iters, generator=generator)
+        return griffin_lim(mel.float(), self.audio, n_iters=self.n_iters, generator=generator, power=self.power)
 
 
 @dataclass
@@ -173,17 +174,21 @@ class Synthesizer:
         max_chars: longer sentences are split further so none is cut off by the cap.
         sentence_pause: seconds of silence between sentences in :meth:`synthesize`.
         batch_size: sentences per Tacotron 2 batch.
+        griffin_lim_power: Griffin-Lim's magnitude power (see :func:`tacoglow.audio.griffin_lim`) for the
+            default vocoder and wherever Griffin-Lim stands in for WaveGlow.
     """
 
     def __init__(self, tacotron2: Tacotron2, vocoder: Vocoder | None = None, *, audio: AudioConfig | None = None,
                  device: str | torch.device = "cpu", normalize: bool = True,
                  cleaners: Sequence[str] = ("english_cleaners",),
                  frames_per_symbol: float | None = DEFAULT_FRAMES_PER_SYMBOL, min_frames: int = DEFAULT_MIN_FRAMES,
-                 max_chars: int | None = None, sentence_pause: float = 0.2, batch_size: int = 8):
+                 max_chars: int | None = None, sentence_pause: float = 0.2, batch_size: int = 8,
+                 griffin_lim_power: float = 1.0):
         self.device = torch.device(device)
         self.tacotron2 = tacotron2.eval().to(self.device)
         self.audio = audio or AudioConfig()
-        self.vocoder = vocoder if vocoder is not None else GriffinLimVocoder(self.audio)
+        self.griffin_lim_power = griffin_lim_power  # for Griffin-Lim here and wherever it stands in for WaveGlow
+        self.vocoder = vocoder if vocoder is not None else GriffinLimVocoder(self.audio, power=griffin_lim_power)
         if getattr(self.vocoder, "audio", self.audio) != self.audio:
             raise ValueError(f"the Tacotron 2 and the vocoder disagree on audio settings: "
                              f"{self.audio} vs {self.vocoder.audio}; use a pair trained on the same features")
@@ -204,8 +209,12 @@ class Synthesizer:
     def from_checkpoints(cls, tacotron2: str | Path, waveglow: str | Path | None = None, *,
                          device: str | torch.device = "cpu", sigma: float = DEFAULT_SIGMA,
                          denoiser_strength: float = DEFAULT_DENOISER_STRENGTH, griffin_lim_iters: int = 60,
-                         backend: str = "torch", **kwargs) -> "Synthesizer":
+                         griffin_lim_power: float | None = None, backend: str = "torch",
+                         **kwargs) -> "Synthesizer":
         """Load a Tacotron 2 and (optionally) a WaveGlow from any supported checkpoint layout.
+
+        griffin_lim_power: magnitude power for Griffin-Lim; default: the Tacotron 2 checkpoint's
+        ``synthesis.griffin_lim_power`` (a voice's measured setting), else 1.
 
         backend: "torch" (eager, the default) or "onnx": the networks are exported at load time and run
         on ONNX Runtime (CPU, fp32; random numbers still come from torch, so the audio matches "torch" to
@@ -217,14 +226,17 @@ class Synthesizer:
             raise ValueError(f"the onnx backend runs on the CPU, not {device}: use backend='torch' there")
         t2 = inspect_checkpoint(tacotron2)
         model = _build(t2, "tacotron2")
+        if griffin_lim_power is None:
+            griffin_lim_power = _synthesis_setting(t2, "griffin_lim_power", 1.0)
         if waveglow is None:
-            vocoder: Vocoder = GriffinLimVocoder(t2.audio, n_iters=griffin_lim_iters)
+            vocoder: Vocoder = GriffinLimVocoder(t2.audio, n_iters=griffin_lim_iters, power=griffin_lim_power)
         else:
             wg = inspect_checkpoint(waveglow)
             _check_audio_pair(t2, wg)
             vocoder = WaveGlowVocoder(_build(wg, "waveglow"), sigma=sigma, denoiser_strength=denoiser_strength,
                                       audio=t2.audio)
         kwargs.setdefault("normalize", t2.text.get("normalize", True))
+        kwargs["griffin_lim_power"] = griffin_lim_power
         if backend == "onnx":
             from .export import OnnxTacotron2, OnnxWaveGlow
 
@@ -374,6 +386,19 @@ class Synthesizer:
 
 def _new_seed() -> int:
     return secrets.randbits(63)
+
+
+def _synthesis_setting(checkpoint: LoadedCheckpoint, key: str, default: float) -> float:
+    """A voice's recorded synthesis default (tacoglow checkpoints' optional ``synthesis`` dict)."""
+    settings = checkpoint.extra.get("synthesis") or {}
+    if not isinstance(settings, dict):
+        raise CheckpointError(f"{checkpoint.path}: 'synthesis' must be a dict of settings, got "
+                              f"{type(settings).__name__}; re-export the checkpoint")
+    value = settings.get(key, default)
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        raise CheckpointError(f"{checkpoint.path}: synthesis.{key} must be a number, got {value!r}; re-export "
+                              "the checkpoint")
+    return float(value)
 
 
 def _check_audio_pair(t2: LoadedCheckpoint, wg: LoadedCheckpoint) -> None:

@@ -725,13 +725,17 @@ def _save_checkpoint(run: _Run, model: nn.Module, optimizer: torch.optim.Optimiz
     return path
 
 
-def export_checkpoint(source: str | os.PathLike, target: str | os.PathLike, dtype: torch.dtype | None = None) -> None:
+def export_checkpoint(source: str | os.PathLike, target: str | os.PathLike, dtype: torch.dtype | None = None,
+                      synthesis: dict[str, float] | None = None) -> None:
     """Write the model of a training checkpoint alone (config, audio, text, step and weights; optionally cast
-    to ``dtype``), atomically: what a voice ships."""
+    to ``dtype``), atomically: what a voice ships. ``synthesis``: the voice's measured synthesis defaults,
+    e.g. ``{"griffin_lim_power": 1.4}`` (read by ``Synthesizer.from_checkpoints``)."""
     obj = read_checkpoint(source)
     if not isinstance(obj, dict) or obj.get("format") != "tacoglow":
         raise CheckpointError(f"{source}: not a tacoglow checkpoint")
     model = {k: v for k, v in obj.items() if k not in ("training", "train_config")}
+    if synthesis:
+        model["synthesis"] = {k: float(v) for k, v in synthesis.items()}
     if dtype is not None:
         model["state_dict"] = {k: (v.to(dtype) if v.is_floating_point() else v) for k, v in obj["state_dict"].items()}
     atomic_save(model, target)

@@ -96,6 +96,23 @@ def test_griffin_lim_fallback_when_no_waveglow():
     assert speech.audio.numel() == speech.sentences[0].mel_length * 256
 
 
+def test_voice_records_its_griffin_lim_power(tmp_path):
+    from tacoglow.checkpoint import CheckpointError, save_model
+
+    model = load_tacotron2(fixture_path("tacotron2_small_ngc.pt"))
+    voice = tmp_path / "voice.pt"
+    save_model(model, voice, synthesis={"griffin_lim_power": 1.4})
+    synth = Synthesizer.from_checkpoints(voice)
+    assert synth.vocoder.power == 1.4 and synth.griffin_lim_power == 1.4
+    assert Synthesizer.from_checkpoints(voice, griffin_lim_power=1.0).vocoder.power == 1.0  # the caller wins
+    a = synth.synthesize("Sharper.", seed=2).audio
+    b = Synthesizer.from_checkpoints(voice, griffin_lim_power=1.0).synthesize("Sharper.", seed=2).audio
+    assert a.shape == b.shape and not torch.equal(a, b)
+    save_model(model, voice, synthesis={"griffin_lim_power": "loud"})
+    with pytest.raises(CheckpointError, match="voice.pt: synthesis.griffin_lim_power must be a number"):
+        Synthesizer.from_checkpoints(voice)
+
+
 def test_vocoder_options_change_waveglow_output(synth):
     assert isinstance(synth.vocoder, WaveGlowVocoder)
     a = synth.synthesize("Sigma test.", seed=4, sigma=0.0, denoiser_strength=0.0)

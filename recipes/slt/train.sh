@@ -9,7 +9,8 @@
 # a checkpoint) the newest checkpoint's model is written to the package in fp16.
 # Environment: PYTHON (.venv/bin/python), RUN (runs/slt_t2), DATA (corpora/slt_prepared), THREADS (2),
 # AMP (bf16: autocast matrix products to bfloat16, about 1.9x the fp32 step rate on CPUs with AVX-512 BF16;
-# "none" trains in fp32).
+# "none" trains in fp32), GL_POWER (1.4: the Griffin-Lim magnitude power recorded in the exported voice;
+# measured on 25 validation sentences at step 5,250: WER 57.0% at 1.0, 53.8% at 1.2, 51.1% at 1.4).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -19,6 +20,7 @@ RUN=${RUN:-runs/slt_t2}
 DATA=${DATA:-corpora/slt_prepared}
 THREADS=${THREADS:-2}
 AMP=${AMP:-bf16}
+GL_POWER=${GL_POWER:-1.4}
 VOICE=tacoglow/voices/default
 
 [ -f "$DATA/dataset.json" ] || bash recipes/slt/build.sh 4000 "${DATA%_prepared}"
@@ -29,15 +31,15 @@ if ! ls "$RUN"/checkpoints/step_*.pt >/dev/null 2>&1 && [ -f "$VOICE/tacotron2.p
 fi
 "$PYTHON" -m tacoglow train "${args[@]}" || echo "training stopped (status $?); exporting the newest checkpoint"
 
-"$PYTHON" - "$RUN" "$VOICE/tacotron2.pt" <<'PY'
+"$PYTHON" - "$RUN" "$VOICE/tacotron2.pt" "$GL_POWER" <<'PY'
 import sys
 import torch
 from tacoglow.train import export_checkpoint, latest_checkpoint
 
-run, target = sys.argv[1], sys.argv[2]
+run, target, power = sys.argv[1], sys.argv[2], float(sys.argv[3])
 source = latest_checkpoint(run)
 if source is None:
     sys.exit(f"{run}: no checkpoint to export")
-export_checkpoint(source, target, dtype=torch.float16)
+export_checkpoint(source, target, dtype=torch.float16, synthesis={"griffin_lim_power": power})
 print(f"exported {source} -> {target}")
 PY
