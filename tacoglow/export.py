@@ -228,32 +228,30 @@ def _manifest(model: Tacotron2 | WaveGlow, graphs: dict[str, Graph], files: dict
                        for name, g in graphs.items()}}
 
 
-def export_onnx(model: Tacotron2 | WaveGlow, directory: str | Path) -> dict[str, Path]:
-    """Writes ``<graph>.onnx`` files and ``<model>.json`` (config, input and output names) to ``directory``."""
+def _write(model: Tacotron2 | WaveGlow, directory: str | Path, suffix: str, manifest_suffix: str,
+           save: Callable[[Graph, Path], None]) -> dict[str, Path]:
+    """Each graph saved as ``<name><suffix>``, then the manifest ``<model><manifest_suffix>``."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     graphs = graphs_of(model)
     paths = {}
     for name, graph in graphs.items():
-        paths[name] = directory / f"{name}.onnx"
-        paths[name].write_bytes(onnx_bytes(graph))
+        paths[name] = directory / f"{name}{suffix}"
+        save(graph, paths[name])
     manifest = _manifest(model, graphs, {n: p.name for n, p in paths.items()})
-    (directory / f"{manifest['model']}.json").write_text(json.dumps(manifest, indent=2) + "\n")
+    (directory / f"{manifest['model']}{manifest_suffix}").write_text(json.dumps(manifest, indent=2) + "\n")
     return paths
+
+
+def export_onnx(model: Tacotron2 | WaveGlow, directory: str | Path) -> dict[str, Path]:
+    """Writes ``<graph>.onnx`` files and ``<model>.json`` (config, input and output names) to ``directory``."""
+    return _write(model, directory, ".onnx", ".json", lambda graph, path: path.write_bytes(onnx_bytes(graph)))
 
 
 def export_torchscript(model: Tacotron2 | WaveGlow, directory: str | Path) -> dict[str, Path]:
-    """Writes traced ``<graph>.ts.pt`` TorchScript archives (same inputs and outputs as the ONNX graphs)."""
-    directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
-    graphs = graphs_of(model)
-    paths = {}
-    for name, graph in graphs.items():
-        paths[name] = directory / f"{name}.ts.pt"
-        _trace(graph).save(str(paths[name]))
-    manifest = _manifest(model, graphs, {n: p.name for n, p in paths.items()})
-    (directory / f"{manifest['model']}.torchscript.json").write_text(json.dumps(manifest, indent=2) + "\n")
-    return paths
+    """Writes traced ``<graph>.ts.pt`` TorchScript archives (same inputs and outputs as the ONNX graphs) and
+    ``<model>.torchscript.json``."""
+    return _write(model, directory, ".ts.pt", ".torchscript.json", lambda graph, path: _trace(graph).save(str(path)))
 
 
 # -------------------------------------------------------------------------------------------- ONNX Runtime
