@@ -60,8 +60,6 @@ def load_synthesizer(args: argparse.Namespace):
         options["sigma"] = args.sigma
     if args.denoise is not None:
         options["denoiser_strength"] = args.denoise
-    if args.threads:  # before loading: the ONNX backend sizes its thread pools when it is built
-        torch.set_num_threads(args.threads)
     synth = Synthesizer.from_checkpoints(tacotron2, waveglow, device=args.device,
                                          griffin_lim_iters=args.griffin_lim_iters,
                                          griffin_lim_power=args.griffin_lim_power, backend=args.backend, **options)
@@ -225,12 +223,12 @@ def _export(args: argparse.Namespace) -> int:
 
     loaded = inspect_checkpoint(args.checkpoint)
     model = _build(loaded, loaded.kind).float().eval()
-    written = {}
+    written = []
     if args.format in ("onnx", "both"):
-        written.update({f"{k}.onnx": v for k, v in export_onnx(model, args.output).items()})
+        written += export_onnx(model, args.output).values()
     if args.format in ("torchscript", "both"):
-        written.update({f"{k}.ts": v for k, v in export_torchscript(model, args.output).items()})
-    for path in written.values():
+        written += export_torchscript(model, args.output).values()
+    for path in written:
         print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB)", file=sys.stderr)
     return 0
 
