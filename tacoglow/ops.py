@@ -1,11 +1,29 @@
 """CPU kernels shared by the models' generation paths (pure functions of tensors, no state)."""
 from __future__ import annotations
 
+import itertools
+from typing import Any, Callable
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
 _ACTIVATIONS = {"none": lambda x: x, "relu": F.relu, "tanh": torch.tanh}
+
+
+def cached(module: torch.nn.Module, name: str, build: Callable[[], Any], extra: tuple = ()) -> Any:
+    """build(), kept on ``module`` (attribute ``name``, not a submodule or buffer) until ``extra`` or one of
+    its parameters or buffers changes: new storage, dtype or device, or an in-place update through
+    autograd-visible tensors such as an optimizer step or ``load_state_dict`` (writes through ``.data``
+    bypass version counters and are not seen). Kept out of the state dict; a pickled whole module carries
+    it, and the key rebuilds it after loading."""
+    key = extra + tuple((t.data_ptr(), t._version, t.dtype, t.device)
+                        for t in itertools.chain(module.parameters(), module.buffers()))
+    entry = module.__dict__.get(name)
+    if entry is None or entry[0] != key:
+        entry = (key, build())
+        module.__dict__[name] = entry
+    return entry[1]
 
 
 def onednn_conv_available() -> bool:

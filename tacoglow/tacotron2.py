@@ -13,7 +13,6 @@ same weights, inputs and seed, ``infer`` and ``forward`` reproduce it on CPU (se
 """
 from __future__ import annotations
 
-import itertools
 import warnings
 from dataclasses import asdict, dataclass
 from typing import Any, Callable, NamedTuple, Sequence
@@ -147,20 +146,6 @@ def _keep_mask(shape: Sequence[int], like: Tensor, generator: torch.Generator | 
     return keep.to(device=like.device, dtype=like.dtype) * (1.0 / (1.0 - _PRENET_DROPOUT))
 
 
-def _cached(module: nn.Module, name: str, build: Callable[[], Any]) -> Any:
-    """build(), kept on ``module`` until one of its parameters or buffers changes (new storage, dtype or
-    device, or an in-place update through autograd-visible tensors such as an optimizer step or
-    ``load_state_dict``; writes through ``.data`` bypass version counters and are not seen). Kept out of
-    the state dict; a pickled whole module carries it, and the key rebuilds it after loading."""
-    key = tuple((t.data_ptr(), t._version, t.dtype, t.device)
-                for t in itertools.chain(module.parameters(), module.buffers()))
-    cached = module.__dict__.get(name)
-    if cached is None or cached[0] != key:
-        cached = (key, build())
-        module.__dict__[name] = cached
-    return cached[1]
-
-
 def _folded_convolutions(convolutions: nn.ModuleList) -> list[tuple[Tensor, Tensor]]:
     """(_ConvNorm, BatchNorm1d) pairs in eval mode as single convolutions for ``ops.conv``: batch norm's affine
     map (x - mean) / sqrt(var + eps) * gamma + beta folded into the weights and bias (float rounding apart,
@@ -206,7 +191,7 @@ class _Encoder(nn.Module):
         if _fast_convolutions(self, x):
             y = ops.as_conv_input(x)  # (B, C, 1, T), time-major
             keep4 = None if keep is None else keep.unsqueeze(2)  # (B, 1, 1, T)
-            for weight, bias in _cached(self, "_folded", lambda: _folded_convolutions(self.convolutions)):
+            for weight, bias in ops.cached(self, "_folded", lambda: _folded_convolutions(self.convolutions)):
                 y = ops.conv(y, weight, bias, activation="relu")
                 if keep4 is not None:
                     y = y * keep4
@@ -601,12 +586,7 @@ class _Decoder(nn.Module):
     def kernels(self, precision: str = "fp32") -> _DecoderKernels:
         """The parameters arranged for generation; rebuilt only when a parameter changes (new storage,
         dtype or device, or an in-place update such as an optimizer step or ``load_state_dict``)."""
-        key = (precision,) + tuple((p.data_ptr(), p._version, p.dtype, p.device) for p in self.parameters())
-        cached = self.__dict__.get("_kernels")
-        if cached is None or cached[0] != key:
-            cached = (key, _DecoderKernels(self, precision))
-            self.__dict__["_kernels"] = cached  # not a submodule or buffer: never saved, never moved
-        return cached[1]
+        return ops.cached(self, "_kernels", lambda: _DecoderKernels(self, precision), extra=(precision,))
 
     def infer(self, memory: Tensor, mask: Tensor, caps: Tensor,
               rng: torch.Generator | list[torch.Generator] | None,
@@ -719,7 +699,8 @@ class _Postnet(nn.Module):
         if _fast_convolutions(self, x):
             y = ops.as_conv_input(x)  # (B, n_mel, 1, T), time-major
             keep4 = None if keep is None else keep.unsqueeze(2)
-            for i, (weight, bias) in enumerate(_cached(self, "_folded", lambda: _folded_convolutions(self.convolutions))):
+            folded = ops.cached(self, "_folded", lambda: _folded_convolutions(self.convolutions))
+            for i, (weight, bias) in enumerate(folded):
                 y = ops.conv(y, weight, bias, activation="tanh" if i < last else "none")
                 if keep4 is not None:
                     y = y * keep4

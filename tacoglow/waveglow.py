@@ -21,6 +21,7 @@ from torch import Tensor, nn
 
 from .audio import STFT
 from .config import dataclass_from_dict
+from . import ops
 from .ops import conv as _conv
 
 __all__ = ["WaveGlowConfig", "WaveGlow", "WaveGlowLoss", "Denoiser"]
@@ -250,12 +251,7 @@ class _WN(nn.Module):
     def kernels(self) -> _WNKernels:
         """The weights arranged for `infer`; rebuilt only when a parameter changes (new storage, dtype or
         device, or an in-place update such as an optimizer step or `load_state_dict`)."""
-        key = tuple((p.data_ptr(), p._version, p.dtype, p.device) for p in self.parameters())
-        cached = self.__dict__.get("_kernels")
-        if cached is None or cached[0] != key:
-            cached = (key, _WNKernels(self))
-            self.__dict__["_kernels"] = cached  # not a submodule or buffer: never saved, never moved
-        return cached[1]
+        return ops.cached(self, "_kernels", lambda: _WNKernels(self))
 
     def infer(self, audio: Tensor, mel: Tensor) -> Tensor:
         """`forward` for inference on (B, n_in, 1, L) audio and (B, n_cond, 1, L) mel, both channels-last
