@@ -168,9 +168,12 @@ class TrainConfig:
         return dataclass_from_dict(cls, d)
 
 
-# Fields that describe how long and how verbosely a run goes; they may differ when a run is resumed.
+# Fields that describe how long and how verbosely a run goes, and its learning-rate schedule (a run that is
+# extended past its plan needs its annealing points moved); they may differ when a run is resumed. The
+# learning rate is recomputed from the schedule at every step, so a changed schedule applies at once.
 _RUN_FIELDS = frozenset({"max_steps", "epochs", "log_every", "val_every", "val_items", "checkpoint_every",
-                         "keep_checkpoints", "max_nonfinite", "amp"})
+                         "keep_checkpoints", "max_nonfinite", "amp",
+                         "learning_rate", "anneal_at", "anneal_unit", "anneal_factor"})
 
 # Tacotron 2 "small": NVIDIA's layers at half width (the "reduced" size, 7.4 M parameters) predicting
 # r = 3 frames per decoder step, with guided attention so that alignment comes early. Measured on the

@@ -209,6 +209,14 @@ def test_resumed_run_continues_the_same_loss_curve(corpus, tmp_path):
     assert all(torch.equal(a["state_dict"][k], b["state_dict"][k]) for k in a["state_dict"])
     with pytest.raises(T.TrainingError, match="batch_size"):  # other settings on an existing run
         T.train_tacotron2(corpus, tmp_path / "resumed", dataclasses.replace(cfg, batch_size=2), max_steps=7)
+    # The schedule may change on resume (a longer run moves its annealing points); the next step uses it.
+    extended = dataclasses.replace(cfg, learning_rate=cfg.learning_rate * 2, anneal_at=[100])
+    T.train_tacotron2(corpus, tmp_path / "resumed", extended, max_steps=7)
+    last = read_log(tmp_path / "resumed")[-1]
+    assert last["step"] == 7 and last["lr"] == pytest.approx(T.learning_rate_at(extended, 7, last["epoch"]))
+    assert last["lr"] != pytest.approx(T.learning_rate_at(cfg, 7, last["epoch"]))
+    saved = json.loads((tmp_path / "resumed" / "config.json").read_text())
+    assert saved["anneal_at"] == [100] and saved["batch_size"] == cfg.batch_size
 
 
 def test_nonfinite_losses_are_skipped_then_stop_the_run(corpus, tmp_path, monkeypatch):
