@@ -191,9 +191,9 @@ PRESETS: dict[str, dict[str, TrainConfig]] = {
         # scripts/train_tacotron2.sh: Adam 1e-3, wd 1e-6, clip 1.0, batch 48, lr x0.1 at epochs 500/1000/1500.
         "nvidia": TrainConfig(),
         "small": TrainConfig(
-            model_config=_TACOTRON2_SMALL, batch_size=32, anneal_at=[5000, 8000], anneal_unit="step",
+            model_config=_TACOTRON2_SMALL, batch_size=32, anneal_at=[5000, 14000], anneal_unit="step",
             anneal_factor=0.3, max_frames=1000, masked_loss=True, gate_pos_weight=5.0,
-            guided_attention_weight=2.0, guided_attention_half_life=5000, max_steps=10_000, epochs=None,
+            guided_attention_weight=2.0, guided_attention_half_life=5000, max_steps=20_000, epochs=None,
             log_every=10, val_every=250, val_items=32, checkpoint_every=250),
     },
     "waveglow": {

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Continue training the default voice (Tacotron 2, "small" recipe) and export it into the package.
 #
-#   bash recipes/slt/train.sh [MAX_STEPS]          (default 10000 steps in all)
+#   bash recipes/slt/train.sh [MAX_STEPS]          (default 20000 steps in all)
 #
 # Builds the SLT corpus first when it is missing (recipes/slt/build.sh). An existing run folder is
 # resumed exactly (model, optimizer, data order, random state); otherwise a new run starts warm from
@@ -14,7 +14,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
-MAX_STEPS=${1:-10000}
+MAX_STEPS=${1:-20000}
 PYTHON=${PYTHON:-.venv/bin/python}
 RUN=${RUN:-runs/slt_t2}
 DATA=${DATA:-corpora/slt_prepared}
