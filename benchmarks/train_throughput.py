@@ -24,6 +24,7 @@ import time
 
 import torch
 
+from tacoglow import data as D
 from tacoglow import train as T
 from tacoglow.audio import AudioConfig, mel_spectrogram
 from tacoglow.tacotron2 import Tacotron2, Tacotron2Config
@@ -40,9 +41,9 @@ def _tacotron2_step(cfg: T.TrainConfig, seconds: float, audio: AudioConfig):
     model = Tacotron2(Tacotron2Config.from_dict(cfg.model_config)).train()
     r = model.config.n_frames_per_step
     b, frames = cfg.batch_size, round(seconds * audio.sampling_rate / audio.hop_length)
-    clips = [T.Clip(f"x{i}", torch.randint(1, 148, (round(seconds * SYMBOLS_PER_SECOND),)).tolist(), None, None,
+    clips = [D.Clip(f"x{i}", torch.randint(1, 148, (round(seconds * SYMBOLS_PER_SECOND),)).tolist(), None, None,
                     frames, 0) for i in range(b)]
-    batch = T.collate_text_mel(clips, [torch.randn(audio.n_mel_channels, frames) * 2 - 6 for _ in clips], r)
+    batch = D.collate_text_mel(clips, [torch.randn(audio.n_mel_channels, frames) * 2 - 6 for _ in clips], r)
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
     scaler = torch.amp.GradScaler("cpu", enabled=False)
 

@@ -1,4 +1,5 @@
-"""Dataset preparation: transcripts and recordings in, model-rate wavs, mel features and an index out.
+"""Dataset preparation: transcripts and recordings in, model-rate wavs, mel features and an index out; and the
+reading side that training uses (`PreparedData`, the batch collators, length-bucketed batches).
 
 `prepare_dataset(DATA_DIR, OUT_DIR)` reads one of two input layouts:
 
@@ -37,13 +38,15 @@ from __future__ import annotations
 
 import argparse
 import collections
+import dataclasses
 import json
 import logging
 import math
 import random
 import re
 import shutil
-from collections.abc import Iterable
+import os
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -52,13 +55,17 @@ import librosa
 import numpy as np
 import soundfile
 import torch
+import torch.nn.functional as F
+from torch import Tensor
 
 from .audio import AudioConfig, _resample, mel_spectrogram, save_wav
 from .text import NORMALIZER_VERSION, TEXT_FRONTEND_VERSION, normalize_text, text_to_sequence
 from .text.cleaners import english_cleaners
 from .text.symbols import FIRST_LETTER_ID, PAD, SYMBOL_TO_ID
 
-__all__ = ["prepare_dataset", "add_prepare_arguments", "run_prepare", "DATASET_FORMAT", "DATASET_VERSION"]
+__all__ = ["prepare_dataset", "add_prepare_arguments", "run_prepare", "DATASET_FORMAT", "DATASET_VERSION",
+           "DatasetError", "Clip", "PreparedData", "TextMelBatch", "AudioMelBatch", "collate_text_mel",
+           "collate_audio_mel", "bucket_batches"]
 
 log = logging.getLogger(__name__)
 
@@ -477,3 +484,163 @@ if __name__ == "__main__":
     add_prepare_arguments(_parser)
     logging.basicConfig(level=logging.INFO, format="tacoglow: %(levelname)s: %(message)s")
     sys.exit(run_prepare(_parser.parse_args()))
+
+
+# ==========================================================================================================
+# Reading a prepared dataset, and batching it for training
+# ==========================================================================================================
+
+class DatasetError(RuntimeError):
+    """A prepared dataset folder that is missing, incomplete or of another format; the message says which
+    file and what to do."""
+
+
+@dataclass
+class Clip:
+    """One line of train.jsonl / val.jsonl."""
+
+    id: str
+    ids: list[int]
+    wav: Path
+    mel: Path
+    frames: int
+    samples: int
+
+
+class PreparedData:
+    """A prepared dataset folder: its audio settings, text front-end and clips."""
+
+    def __init__(self, data_dir: str | os.PathLike):
+        self.dir = Path(data_dir)
+        meta_path = self.dir / "dataset.json"
+        if not meta_path.is_file():
+            raise DatasetError(f"{self.dir}: no dataset.json; prepare the data first (tacoglow prepare)")
+        try:
+            meta = json.loads(meta_path.read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError) as error:
+            raise DatasetError(f"{meta_path}: not JSON ({error}); prepare the data again (tacoglow prepare)") from None
+        if not isinstance(meta, dict) or meta.get("format") != DATASET_FORMAT:
+            found = meta.get("format") if isinstance(meta, dict) else type(meta).__name__
+            raise DatasetError(f"{meta_path}: format is {found!r}, not {DATASET_FORMAT!r}; point --data at a "
+                               "folder written by tacoglow prepare")
+        if meta.get("version") != DATASET_VERSION:
+            raise DatasetError(f"{meta_path}: dataset version {meta.get('version')} is not supported "
+                               f"({DATASET_VERSION} is); prepare the data again with this tacoglow")
+        self.audio = AudioConfig.from_dict(meta["audio"])
+        self.text: dict[str, Any] = dict(meta.get("text") or {})
+        self.train = self._read("train.jsonl")
+        self.val = self._read("val.jsonl")
+        if not self.train:
+            raise DatasetError(f"{self.dir}/train.jsonl: no clips")
+
+    def _read(self, name: str) -> list[Clip]:
+        path = self.dir / name
+        if not path.is_file():
+            raise DatasetError(f"{path}: missing; the dataset folder is incomplete")
+        clips = []
+        with path.open(encoding="utf-8") as f:
+            for n, line in enumerate(f, start=1):
+                if not line.strip():
+                    continue
+                try:
+                    d = json.loads(line)
+                    clips.append(Clip(id=str(d["id"]), ids=[int(i) for i in d["ids"]], wav=self.dir / d["wav"],
+                                      mel=self.dir / d["mel"], frames=int(d["frames"]),
+                                      samples=int(d["samples"])))
+                except (json.JSONDecodeError, KeyError, TypeError, ValueError) as error:
+                    raise DatasetError(f"{path}:{n}: not a clip record ({error})") from None
+        return clips
+
+    def load_mel(self, clip: Clip) -> Tensor:
+        mel = torch.load(clip.mel, map_location="cpu", weights_only=True)
+        if mel.dim() != 2 or mel.size(0) != self.audio.n_mel_channels:
+            raise DatasetError(f"{clip.mel}: expected a ({self.audio.n_mel_channels}, frames) mel, "
+                                f"got {tuple(mel.shape)}")
+        return mel.float()
+
+    def load_segment(self, clip: Clip, start: int, length: int) -> Tensor:
+        """``length`` samples from ``start`` as float32 in [-1, 1], zero-padded past the clip's end."""
+        with soundfile.SoundFile(clip.wav) as f:
+            if f.samplerate != self.audio.sampling_rate:
+                raise DatasetError(f"{clip.wav}: {f.samplerate} Hz, but the dataset says "
+                                    f"{self.audio.sampling_rate} Hz; prepare the data again")
+            f.seek(start)
+            data = f.read(length, dtype="float32", always_2d=True)
+        audio = torch.from_numpy(data.mean(axis=1) if data.shape[1] > 1 else data[:, 0].copy())
+        return F.pad(audio, (0, length - audio.numel()))
+
+
+class _TensorBatch:
+    def to(self, device: torch.device | str):
+        """A copy with every tensor on ``device``."""
+        return dataclasses.replace(self, **{f.name: getattr(self, f.name).to(device, non_blocking=True)
+                                            for f in dataclasses.fields(self)
+                                            if isinstance(getattr(self, f.name), Tensor)})
+
+
+@dataclass
+class TextMelBatch(_TensorBatch):
+    """Tacotron 2 training batch. Mels are zero-padded to a multiple of r = n_frames_per_step."""
+
+    text: Tensor  # (B, T_in) int64, zero-padded
+    text_lengths: Tensor  # (B,) int64
+    mels: Tensor  # (B, n_mel, T), T a multiple of r
+    mel_lengths: Tensor  # (B,) int64, real frames
+    gate: Tensor  # (B, T / r) float: 1 from the step holding the last real frame on (the reference's target)
+    ids: list[str]
+
+    @property
+    def step_lengths(self) -> Tensor:
+        """(B,) decoder steps that hold real frames: ceil(mel_lengths / r)."""
+        r = self.mels.size(2) // self.gate.size(1)
+        return (self.mel_lengths + r - 1) // r
+
+
+@dataclass
+class AudioMelBatch(_TensorBatch):
+    """WaveGlow training batch: audio segments and the mels computed from them."""
+
+    audio: Tensor  # (B, segment_length) float32
+    mels: Tensor  # (B, n_mel, 1 + segment_length // hop_length)
+    ids: list[str]
+
+
+def collate_text_mel(clips: Sequence[Clip], mels: Sequence[Tensor], r: int) -> TextMelBatch:
+    text_lengths = torch.tensor([len(c.ids) for c in clips], dtype=torch.int64)
+    mel_lengths = torch.tensor([m.size(1) for m in mels], dtype=torch.int64)
+    t = int(math.ceil(int(mel_lengths.max()) / r) * r)
+    text = torch.zeros(len(clips), int(text_lengths.max()), dtype=torch.int64)
+    padded = torch.zeros(len(clips), mels[0].size(0), t)
+    gate = torch.zeros(len(clips), t // r)
+    for i, (clip, mel) in enumerate(zip(clips, mels)):
+        text[i, :len(clip.ids)] = torch.tensor(clip.ids, dtype=torch.int64)
+        padded[i, :, :mel.size(1)] = mel
+        gate[i, (mel.size(1) - 1) // r:] = 1.0
+    return TextMelBatch(text, text_lengths, padded, mel_lengths, gate, [c.id for c in clips])
+
+
+def collate_audio_mel(data: PreparedData, clips: Sequence[Clip], starts: Sequence[int],
+                      segment_length: int) -> AudioMelBatch:
+    audio = torch.stack([data.load_segment(c, s, segment_length) for c, s in zip(clips, starts)])
+    # The mel comes from the segment itself, as the reference's MelAudioLoader does.
+    return AudioMelBatch(audio, mel_spectrogram(audio, data.audio), [c.id for c in clips])
+
+
+def bucket_batches(lengths: Sequence[int], batch_size: int, seed: int, epoch: int, *, bucket_batches: int = 32,
+                   rank: int = 0, world_size: int = 1) -> list[list[int]]:
+    """One epoch's batches (lists of indices) for process ``rank`` of ``world_size``.
+
+    Shuffle, then sort each pool of ``bucket_batches * batch_size`` items by length and cut it into batches
+    of similar lengths (little padding); shuffle the batches. Deterministic given (seed, epoch); incomplete
+    batches are dropped, and every process gets the same number of batches.
+    """
+    rng = np.random.default_rng([seed, epoch])
+    order = rng.permutation(len(lengths))
+    pool = batch_size * bucket_batches
+    batches: list[list[int]] = []
+    for start in range(0, len(order), pool):
+        chunk = sorted(order[start:start + pool].tolist(), key=lambda i: lengths[i])
+        batches += [chunk[k:k + batch_size] for k in range(0, len(chunk) - batch_size + 1, batch_size)]
+    batches = [batches[k] for k in rng.permutation(len(batches))]
+    usable = len(batches) - len(batches) % world_size
+    return batches[rank:usable:world_size]

@@ -46,25 +46,25 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
-import soundfile
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .audio import AudioConfig, griffin_lim, mel_spectrogram, save_wav
+from .audio import griffin_lim, save_wav
 from .config import dataclass_from_dict
 from .checkpoint import CheckpointError, atomic_save, checkpoint_dict, inspect_checkpoint, read_checkpoint
+from .data import Clip, DatasetError, PreparedData, TextMelBatch, bucket_batches, collate_audio_mel, collate_text_mel
+from .plots import save_alignment_plot, save_gate_plot, save_mel_plot
 from .tacotron2 import Tacotron2, Tacotron2Config
 from .waveglow import WaveGlow, WaveGlowConfig, WaveGlowLoss
 
 __all__ = [
     "TrainConfig", "PRESETS", "load_train_config", "train_tacotron2", "train_waveglow", "TrainingError",
-    "Clip", "PreparedData", "TextMelBatch", "AudioMelBatch", "collate_text_mel", "collate_audio_mel",
-    "bucket_batches", "tacotron2_loss", "guided_attention_loss", "attention_scores", "learning_rate_at",
+    "tacotron2_loss", "guided_attention_loss", "attention_scores", "learning_rate_at",
     "backward_and_step", "StepResult", "validate_tacotron2", "validate_waveglow", "latest_checkpoint",
     "export_checkpoint", "add_train_arguments", "run_train",
 ]
@@ -251,158 +251,6 @@ def guided_attention_weight_at(cfg: TrainConfig, step: int) -> float:
     if cfg.guided_attention_half_life is None:
         return cfg.guided_attention_weight
     return cfg.guided_attention_weight * 0.5 ** (step / cfg.guided_attention_half_life)
-
-
-# ==========================================================================================================
-# Data
-# ==========================================================================================================
-
-DATASET_FORMAT = "tacoglow-dataset"
-
-
-@dataclass
-class Clip:
-    """One line of train.jsonl / val.jsonl."""
-
-    id: str
-    ids: list[int]
-    wav: Path
-    mel: Path
-    frames: int
-    samples: int
-
-
-class PreparedData:
-    """A prepared dataset folder: its audio settings, text front-end and clips."""
-
-    def __init__(self, data_dir: str | os.PathLike):
-        self.dir = Path(data_dir)
-        meta_path = self.dir / "dataset.json"
-        if not meta_path.is_file():
-            raise TrainingError(f"{self.dir}: no dataset.json; prepare the data first (tacoglow prepare)")
-        meta = json.loads(meta_path.read_text(encoding="utf-8"))
-        if meta.get("format") != DATASET_FORMAT:
-            raise TrainingError(f"{meta_path}: format is {meta.get('format')!r}, not {DATASET_FORMAT!r}")
-        if meta.get("version") != 1:
-            raise TrainingError(f"{meta_path}: dataset version {meta.get('version')} is not supported (1 is)")
-        self.audio = AudioConfig.from_dict(meta["audio"])
-        self.text: dict[str, Any] = dict(meta.get("text") or {})
-        self.train = self._read("train.jsonl")
-        self.val = self._read("val.jsonl")
-        if not self.train:
-            raise TrainingError(f"{self.dir}/train.jsonl: no clips")
-
-    def _read(self, name: str) -> list[Clip]:
-        path = self.dir / name
-        if not path.is_file():
-            raise TrainingError(f"{path}: missing; the dataset folder is incomplete")
-        clips = []
-        with path.open(encoding="utf-8") as f:
-            for n, line in enumerate(f, start=1):
-                if not line.strip():
-                    continue
-                try:
-                    d = json.loads(line)
-                    clips.append(Clip(id=str(d["id"]), ids=[int(i) for i in d["ids"]], wav=self.dir / d["wav"],
-                                      mel=self.dir / d["mel"], frames=int(d["frames"]),
-                                      samples=int(d["samples"])))
-                except (json.JSONDecodeError, KeyError, TypeError, ValueError) as error:
-                    raise TrainingError(f"{path}:{n}: not a clip record ({error})") from None
-        return clips
-
-    def load_mel(self, clip: Clip) -> Tensor:
-        mel = torch.load(clip.mel, map_location="cpu", weights_only=True)
-        if mel.dim() != 2 or mel.size(0) != self.audio.n_mel_channels:
-            raise TrainingError(f"{clip.mel}: expected a ({self.audio.n_mel_channels}, frames) mel, "
-                                f"got {tuple(mel.shape)}")
-        return mel.float()
-
-    def load_segment(self, clip: Clip, start: int, length: int) -> Tensor:
-        """``length`` samples from ``start`` as float32 in [-1, 1], zero-padded past the clip's end."""
-        with soundfile.SoundFile(clip.wav) as f:
-            if f.samplerate != self.audio.sampling_rate:
-                raise TrainingError(f"{clip.wav}: {f.samplerate} Hz, but the dataset says "
-                                    f"{self.audio.sampling_rate} Hz; prepare the data again")
-            f.seek(start)
-            data = f.read(length, dtype="float32", always_2d=True)
-        audio = torch.from_numpy(data.mean(axis=1) if data.shape[1] > 1 else data[:, 0].copy())
-        return F.pad(audio, (0, length - audio.numel()))
-
-
-class _TensorBatch:
-    def to(self, device: torch.device | str):
-        """A copy with every tensor on ``device``."""
-        return dataclasses.replace(self, **{f.name: getattr(self, f.name).to(device, non_blocking=True)
-                                            for f in dataclasses.fields(self)
-                                            if isinstance(getattr(self, f.name), Tensor)})
-
-
-@dataclass
-class TextMelBatch(_TensorBatch):
-    """Tacotron 2 training batch. Mels are zero-padded to a multiple of r = n_frames_per_step."""
-
-    text: Tensor  # (B, T_in) int64, zero-padded
-    text_lengths: Tensor  # (B,) int64
-    mels: Tensor  # (B, n_mel, T), T a multiple of r
-    mel_lengths: Tensor  # (B,) int64, real frames
-    gate: Tensor  # (B, T / r) float: 1 from the step holding the last real frame on (the reference's target)
-    ids: list[str]
-
-    @property
-    def step_lengths(self) -> Tensor:
-        """(B,) decoder steps that hold real frames: ceil(mel_lengths / r)."""
-        r = self.mels.size(2) // self.gate.size(1)
-        return (self.mel_lengths + r - 1) // r
-
-
-@dataclass
-class AudioMelBatch(_TensorBatch):
-    """WaveGlow training batch: audio segments and the mels computed from them."""
-
-    audio: Tensor  # (B, segment_length) float32
-    mels: Tensor  # (B, n_mel, 1 + segment_length // hop_length)
-    ids: list[str]
-
-
-def collate_text_mel(clips: Sequence[Clip], mels: Sequence[Tensor], r: int) -> TextMelBatch:
-    text_lengths = torch.tensor([len(c.ids) for c in clips], dtype=torch.int64)
-    mel_lengths = torch.tensor([m.size(1) for m in mels], dtype=torch.int64)
-    t = int(math.ceil(int(mel_lengths.max()) / r) * r)
-    text = torch.zeros(len(clips), int(text_lengths.max()), dtype=torch.int64)
-    padded = torch.zeros(len(clips), mels[0].size(0), t)
-    gate = torch.zeros(len(clips), t // r)
-    for i, (clip, mel) in enumerate(zip(clips, mels)):
-        text[i, :len(clip.ids)] = torch.tensor(clip.ids, dtype=torch.int64)
-        padded[i, :, :mel.size(1)] = mel
-        gate[i, (mel.size(1) - 1) // r:] = 1.0
-    return TextMelBatch(text, text_lengths, padded, mel_lengths, gate, [c.id for c in clips])
-
-
-def collate_audio_mel(data: PreparedData, clips: Sequence[Clip], starts: Sequence[int],
-                      segment_length: int) -> AudioMelBatch:
-    audio = torch.stack([data.load_segment(c, s, segment_length) for c, s in zip(clips, starts)])
-    # The mel comes from the segment itself, as the reference's MelAudioLoader does.
-    return AudioMelBatch(audio, mel_spectrogram(audio, data.audio), [c.id for c in clips])
-
-
-def bucket_batches(lengths: Sequence[int], batch_size: int, seed: int, epoch: int, *, bucket_batches: int = 32,
-                   rank: int = 0, world_size: int = 1) -> list[list[int]]:
-    """One epoch's batches (lists of indices) for process ``rank`` of ``world_size``.
-
-    Shuffle, then sort each pool of ``bucket_batches * batch_size`` items by length and cut it into batches
-    of similar lengths (little padding); shuffle the batches. Deterministic given (seed, epoch); incomplete
-    batches are dropped, and every process gets the same number of batches.
-    """
-    rng = np.random.default_rng([seed, epoch])
-    order = rng.permutation(len(lengths))
-    pool = batch_size * bucket_batches
-    batches: list[list[int]] = []
-    for start in range(0, len(order), pool):
-        chunk = sorted(order[start:start + pool].tolist(), key=lambda i: lengths[i])
-        batches += [chunk[k:k + batch_size] for k in range(0, len(chunk) - batch_size + 1, batch_size)]
-    batches = [batches[k] for k in rng.permutation(len(batches))]
-    usable = len(batches) - len(batches) % world_size
-    return batches[rank:usable:world_size]
 
 
 # ==========================================================================================================
@@ -953,69 +801,6 @@ def _train_record(result: StepResult, state: TrainState, lr: float, seconds: flo
 
 
 # ==========================================================================================================
-# Plots (matplotlib, Agg canvas; no pyplot state)
-# ==========================================================================================================
-
-def _figure(rows: int):
-    try:
-        from matplotlib.figure import Figure
-    except ImportError:
-        return None
-    figure = Figure(figsize=(9, 3.2 * rows), dpi=100, layout="constrained")
-    return figure, figure.subplots(rows, 1, squeeze=False)[:, 0]
-
-
-_WARNED_NO_MATPLOTLIB = []
-
-
-def _save_figure(figure_axes, path: Path):
-    """Write the figure as PNG and return it (for TensorBoard), or None without matplotlib."""
-    if figure_axes is None:
-        if not _WARNED_NO_MATPLOTLIB:
-            _WARNED_NO_MATPLOTLIB.append(True)
-            log.warning("matplotlib is not installed: no plots (pip install 'tacoglow[train]')")
-        return None
-    figure_axes[0].savefig(path)
-    return figure_axes[0]
-
-
-def save_gate_plot(path: Path, predicted: Tensor, target: Tensor, title: str):
-    """Stop-token probability per decoder step (sigmoid of the gate) against its target."""
-    fa = _figure(1)
-    if fa is not None:
-        ax = fa[1][0]
-        ax.plot(target.float().cpu().numpy(), color="tab:green", label="target", linewidth=2, alpha=0.6)
-        ax.plot(predicted.float().cpu().numpy(), color="tab:red", label="predicted", linestyle="", marker=".")
-        ax.set(xlabel="decoder step", ylabel="stop probability", title=title, ylim=(-0.05, 1.05))
-        ax.legend(loc="upper left")
-    return _save_figure(fa, path)
-
-
-def save_alignment_plot(path: Path, alignment: Tensor, title: str):
-    """alignment (decoder steps, text positions) as an image: text position up, decoder step right."""
-    fa = _figure(1)
-    if fa is not None:
-        ax = fa[1][0]
-        image = ax.imshow(alignment.float().cpu().numpy().T, aspect="auto", origin="lower",
-                          interpolation="none", vmin=0.0, vmax=1.0)
-        ax.set(xlabel="decoder step", ylabel="text position", title=title)
-        fa[0].colorbar(image, ax=ax)
-    return _save_figure(fa, path)
-
-
-def save_mel_plot(path: Path, predicted: Tensor, target: Tensor, title: str):
-    fa = _figure(2)
-    if fa is not None:
-        low, high = float(target.min()), float(target.max())
-        for ax, mel, name in zip(fa[1], (predicted, target), ("predicted (postnet)", "target")):
-            image = ax.imshow(mel.float().cpu().numpy(), aspect="auto", origin="lower", interpolation="none",
-                              vmin=low, vmax=high)
-            ax.set(xlabel="frame", ylabel="mel channel", title=f"{title}: {name}")
-            fa[0].colorbar(image, ax=ax)
-    return _save_figure(fa, path)
-
-
-# ==========================================================================================================
 # Tacotron 2
 # ==========================================================================================================
 
@@ -1311,7 +1096,7 @@ def run_train(args: argparse.Namespace) -> int:
         path = train(args.data, args.run, args.config, max_steps=args.max_steps, threads=args.threads,
                      resume=args.resume, warm_start=args.warm_start, drop_embedding=args.drop_embedding,
                      device=args.device, amp=args.amp)
-    except (TrainingError, CheckpointError, ValueError) as error:
+    except (TrainingError, DatasetError, CheckpointError, ValueError) as error:
         print(f"tacoglow train: error: {error}", file=sys.stderr)
         return 1
     finally:

@@ -1,7 +1,5 @@
 """Every checkpoint layout loads and reproduces the reference; hostile files are refused."""
-import io
 import os
-import pickle
 import zipfile
 
 import pytest

@@ -1,7 +1,6 @@
 """The command line: WAV output, checkpoint info, and one-line errors on bad input."""
 import subprocess
 import sys
-import zipfile
 
 import pytest
 import soundfile as sf

@@ -9,7 +9,7 @@ import torch
 from conftest import fixture_path, rel_err
 from tacoglow import Synthesizer, load_tacotron2, load_waveglow
 from tacoglow.cli import main
-from tacoglow.export import (STATE_NAMES, OnnxTacotron2, OnnxWaveGlow, export_onnx, export_torchscript,
+from tacoglow.export import (STATE_NAMES, OnnxTacotron2, OnnxWaveGlow, export_torchscript,
                              onnx_bytes, tacotron2_graphs, waveglow_graphs)
 from tacoglow.tacotron2 import _padding_mask
 

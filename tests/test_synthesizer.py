@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from tacoglow import GriffinLimVocoder, Synthesizer, load_tacotron2, load_waveglow
+from tacoglow import GriffinLimVocoder, Synthesizer, load_tacotron2
 from tacoglow.synthesizer import SynthesisError, WaveGlowVocoder
 from conftest import fixture_path
 

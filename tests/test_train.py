@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 import torch
 
+from tacoglow import data as D
 from tacoglow import train as T
 from tacoglow.audio import AudioConfig, load_wav, mel_spectrogram, save_wav
 from tacoglow.checkpoint import inspect_checkpoint, load_tacotron2, load_waveglow
@@ -90,20 +91,47 @@ def read_log(run: Path, split="train") -> list[dict]:
 
 def test_bucket_batches_are_deterministic_similar_in_length_and_sharded():
     lengths = [int(x) for x in np.random.default_rng(0).integers(50, 800, size=200)]
-    a = T.bucket_batches(lengths, 8, seed=1, epoch=3, bucket_batches=5)
-    assert a == T.bucket_batches(lengths, 8, seed=1, epoch=3, bucket_batches=5)
-    assert a != T.bucket_batches(lengths, 8, seed=1, epoch=4, bucket_batches=5)
+    a = D.bucket_batches(lengths, 8, seed=1, epoch=3, bucket_batches=5)
+    assert a == D.bucket_batches(lengths, 8, seed=1, epoch=3, bucket_batches=5)
+    assert a != D.bucket_batches(lengths, 8, seed=1, epoch=4, bucket_batches=5)
     assert len(a) == 25 and all(len(b) == 8 for b in a) and len({i for b in a for i in b}) == 200
     spread = np.mean([max(lengths[i] for i in b) - min(lengths[i] for i in b) for b in a])
     assert spread < 150  # random batches of 8 would spread ~550 frames
-    shards = [T.bucket_batches(lengths, 8, seed=1, epoch=3, bucket_batches=5, rank=r, world_size=3) for r in range(3)]
+    shards = [D.bucket_batches(lengths, 8, seed=1, epoch=3, bucket_batches=5, rank=r, world_size=3) for r in range(3)]
     assert [len(s) for s in shards] == [8, 8, 8]  # 25 batches: the last one is dropped so all ranks take 8
     assert sorted(map(sorted, sum(shards, []))) == sorted(map(sorted, a[:24]))
 
 
+def test_a_broken_prepared_dataset_is_refused_with_the_file_and_what_to_do(tmp_path):
+    with pytest.raises(D.DatasetError, match=r"no dataset.json; prepare the data first"):
+        D.PreparedData(tmp_path)
+    meta = tmp_path / "dataset.json"
+    meta.write_text("{not json")
+    with pytest.raises(D.DatasetError, match=r"dataset.json: not JSON .*prepare the data again"):
+        D.PreparedData(tmp_path)
+    meta.write_text(json.dumps({"format": "something-else", "version": 1}))
+    with pytest.raises(D.DatasetError, match=r"format is 'something-else', not 'tacoglow-dataset'"):
+        D.PreparedData(tmp_path)
+    meta.write_text(json.dumps({"format": D.DATASET_FORMAT, "version": 99}))
+    with pytest.raises(D.DatasetError, match=r"dataset version 99 is not supported"):
+        D.PreparedData(tmp_path)
+    meta.write_text(json.dumps({"format": D.DATASET_FORMAT, "version": D.DATASET_VERSION,
+                                "audio": AudioConfig().to_dict()}))
+    with pytest.raises(D.DatasetError, match=r"train.jsonl: missing; the dataset folder is incomplete"):
+        D.PreparedData(tmp_path)
+    good = {"id": "a", "ids": [5, 6], "wav": "wavs/a.wav", "mel": "mels/a.pt", "frames": 9, "samples": 2304}
+    (tmp_path / "train.jsonl").write_text(json.dumps(good) + "\n" + json.dumps({"id": "b"}) + "\n")
+    (tmp_path / "val.jsonl").write_text("")
+    with pytest.raises(D.DatasetError, match=r"train.jsonl:2: not a clip record"):
+        D.PreparedData(tmp_path)
+    (tmp_path / "train.jsonl").write_text(json.dumps(good) + "\n")
+    data = D.PreparedData(tmp_path)
+    assert [c.id for c in data.train] == ["a"] and data.val == [] and data.train[0].mel == tmp_path / "mels/a.pt"
+
+
 def test_text_mel_batch_pads_to_r_and_has_one_gate_target_per_step():
-    clips = [T.Clip("x", [5, 6, 7], Path("x"), Path("x"), 5, 0), T.Clip("y", [8, 9], Path("y"), Path("y"), 2, 0)]
-    batch = T.collate_text_mel(clips, [torch.ones(80, 5), torch.ones(80, 2)], r=3)
+    clips = [D.Clip("x", [5, 6, 7], Path("x"), Path("x"), 5, 0), D.Clip("y", [8, 9], Path("y"), Path("y"), 2, 0)]
+    batch = D.collate_text_mel(clips, [torch.ones(80, 5), torch.ones(80, 2)], r=3)
     assert batch.mels.shape == (2, 80, 6) and batch.gate.shape == (2, 2)
     assert batch.gate.tolist() == [[0, 1], [1, 1]]  # the step holding the last real frame and after
     assert batch.step_lengths.tolist() == [2, 1] and batch.text.tolist() == [[5, 6, 7], [8, 9, 0]]
