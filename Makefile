@@ -2,14 +2,17 @@
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
-# CPU build of torch, named exactly: a bare `torch` requirement would pull a multi-GB CUDA build.
+# torch pinned exactly (a bare `torch` requirement would pull a multi-GB CUDA build). Where pip resolves it to
+# the CUDA build, `make TORCH_INDEX=https://download.pytorch.org/whl/cpu ...` takes the CPU wheel from
+# PyTorch's own index.
 TORCH  ?= torch==2.13.0
+TORCH_INDEX ?=
 
 .PHONY: setup demo test fuzz clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet $(TORCH)
+	$(BIN)/pip install --quiet $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX)) $(TORCH)
 	$(BIN)/pip install --quiet -e '.[test]'
 	touch $@
 

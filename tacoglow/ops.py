@@ -1,4 +1,5 @@
-"""CPU kernels shared by the models' generation paths (pure functions of tensors, no state)."""
+"""CPU kernels shared by the models' generation paths: functions of tensors, plus `cached`, the one
+parameter-keyed cache (stored on the module) of the weights they prepare once."""
 from __future__ import annotations
 
 import itertools

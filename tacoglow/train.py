@@ -6,10 +6,10 @@
 ``data_dir`` is what ``tacoglow prepare`` writes (dataset.json, train.jsonl, val.jsonl, wavs/, mels/).
 ``run_dir`` holds everything a run produces, so a run describes itself::
 
-    run_dir/config.json                 the TrainConfig (checked again on resume)
+    run_dir/config.json                 the TrainConfig (on resume: only run-length and schedule fields may change)
     run_dir/log.jsonl                   one JSON object per logged step / validation
     run_dir/checkpoints/step_XXXXXXX.pt model checkpoint (loads in load_tacotron2 / Synthesizer) + training state
-    run_dir/plots/                      alignment and mel PNGs from each validation
+    run_dir/plots/                      Tacotron 2 validation: alignment, mel, gate and inference PNGs, a WAV
     run_dir/tensorboard/                the same scalars, when TensorBoard is installed
 
 A run resumes from its newest checkpoint (model, optimizer, grad scaler, step, epoch, position in the
@@ -99,7 +99,8 @@ class TrainConfig:
     adam_eps: float = 1e-8
     grad_clip: float | None = 1.0  # max gradient norm; None: no clipping (the norm is still checked)
     # Learning rate = learning_rate * anneal_factor ** p, p = how many of anneal_at have been reached,
-    # counted in anneal_unit ("epoch" as the reference, or "step").
+    # counted in anneal_unit ("epoch" as the reference, or "step"). A factor of 0.3 follows NVIDIA's
+    # recipes instead: x1, x0.3, x0.1, x0.03, ... (see learning_rate_at).
     anneal_at: list[int] = field(default_factory=lambda: [500, 1000, 1500])
     anneal_unit: str = "epoch"
     anneal_factor: float = 0.1

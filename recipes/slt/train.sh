@@ -4,7 +4,8 @@
 #   bash recipes/slt/train.sh [MAX_STEPS]          (default 20000 steps in all)
 #
 # Builds the SLT corpus first when it is missing (recipes/slt/build.sh). An existing run folder is
-# resumed exactly (model, optimizer, data order, random state); otherwise a new run starts warm from
+# resumed (model, optimizer, data order, random state; the learning-rate schedule is the recipe's current
+# one, so a run started under a shorter plan follows the new annealing points); otherwise a new run starts warm from
 # the shipped voice (tacoglow/voices/default/tacotron2.pt). At the end (or after Ctrl-C, which saves
 # a checkpoint) the newest checkpoint's model is written to the package in fp16.
 # Environment: PYTHON (.venv/bin/python), RUN (runs/slt_t2), DATA (corpora/slt_prepared), THREADS (2),

@@ -8,8 +8,8 @@
 # model is written in fp16 to $RUN/waveglow.pt, NOT into the package: the voice ships a WaveGlow only when
 # it beats Griffin-Lim on the intelligibility benchmark, so compare first:
 #
-#   python benchmarks/intelligibility.py --threads 2 --limit 25 --vocoder griffin-lim
-#   python benchmarks/intelligibility.py --threads 2 --limit 25 --waveglow runs/slt_wg/waveglow.pt
+#   python benchmarks/intelligibility.py --threads 2 --limit 25 --vocoder griffin-lim --out runs/intel_gl
+#   python benchmarks/intelligibility.py --threads 2 --limit 25 --waveglow runs/slt_wg/waveglow.pt --out runs/intel_wg
 #
 # and copy $RUN/waveglow.pt to tacoglow/voices/default/waveglow.pt only if its WER is lower.
 # Environment: PYTHON (.venv/bin/python), RUN (runs/slt_wg), DATA (corpora/slt_prepared), THREADS (2),
