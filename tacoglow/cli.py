@@ -25,6 +25,9 @@ def add_voice_arguments(p: argparse.ArgumentParser) -> None:
                    help="raise Griffin-Lim's magnitudes to this power (default: the voice's setting, else 1)")
     p.add_argument("--no-normalize", dest="normalize", action="store_false",
                    help="feed text to NVIDIA's english_cleaners exactly as the reference does")
+    p.add_argument("--arpabet", action=argparse.BooleanOptionalAction, default=None,
+                   help="read words the pronunciation lexicon knows as ARPAbet phones (default: as the voice "
+                        "was trained, recorded in its checkpoint)")
     p.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda (default cpu)")
     p.add_argument("--threads", type=int, default=None, help="CPU threads for torch")
     p.add_argument("--backend", choices=("torch", "onnx"), default="torch",
@@ -65,6 +68,8 @@ def load_synthesizer(args: argparse.Namespace):
                                          griffin_lim_power=args.griffin_lim_power, backend=args.backend, **options)
     if not args.normalize:
         synth.normalize = False
+    if args.arpabet is not None:
+        synth.arpabet = args.arpabet
     return synth
 
 

@@ -505,6 +505,7 @@ class Clip:
     mel: Path
     frames: int
     samples: int
+    text: str = ""  # what the ids were made from (before the cleaners)
 
 
 class PreparedData:
@@ -546,7 +547,7 @@ class PreparedData:
                     d = json.loads(line)
                     clips.append(Clip(id=str(d["id"]), ids=[int(i) for i in d["ids"]], wav=self.dir / d["wav"],
                                       mel=self.dir / d["mel"], frames=int(d["frames"]),
-                                      samples=int(d["samples"])))
+                                      samples=int(d["samples"]), text=str(d.get("text", ""))))
                 except (json.JSONDecodeError, KeyError, TypeError, ValueError) as error:
                     raise DatasetError(f"{path}:{n}: not a clip record ({error})") from None
         return clips

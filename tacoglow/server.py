@@ -483,7 +483,7 @@ def create_app(synthesizer: Synthesizer | Callable[[], Synthesizer], *, limits: 
                  "default_vocoder": next(iter(service.vocoders)),
                  "sigma": waveglow.sigma if waveglow else None,
                  "denoiser_strength": waveglow.denoiser_strength if waveglow else None,
-                 "normalize": synth.normalize, "max_sentence_chars": synth.max_chars,
+                 "normalize": synth.normalize, "arpabet": getattr(synth, "arpabet", False), "max_sentence_chars": synth.max_chars,
                  "tacotron2": dataclasses.asdict(synth.tacotron2.config),
                  "waveglow": dataclasses.asdict(waveglow.waveglow.config) if waveglow else None,
                  "audio": synth.audio.to_dict()}

@@ -176,6 +176,9 @@ class Synthesizer:
         batch_size: sentences per Tacotron 2 batch.
         griffin_lim_power: Griffin-Lim's magnitude power (see :func:`tacoglow.audio.griffin_lim`) for the
             default vocoder and wherever Griffin-Lim stands in for WaveGlow.
+        arpabet: give the model every word the pronunciation lexicon knows as ARPAbet phones
+            (:mod:`tacoglow.text.lexicon`): for voices trained with ``p_arpabet`` (their checkpoint's
+            ``text.arpabet`` says so, and ``from_checkpoints`` follows it).
     """
 
     def __init__(self, tacotron2: Tacotron2, vocoder: Vocoder | None = None, *, audio: AudioConfig | None = None,
@@ -183,7 +186,7 @@ class Synthesizer:
                  cleaners: Sequence[str] = ("english_cleaners",),
                  frames_per_symbol: float | None = DEFAULT_FRAMES_PER_SYMBOL, min_frames: int = DEFAULT_MIN_FRAMES,
                  max_chars: int | None = None, sentence_pause: float = 0.2, batch_size: int = 8,
-                 griffin_lim_power: float = 1.0):
+                 griffin_lim_power: float = 1.0, arpabet: bool = False):
         self.device = torch.device(device)
         self.tacotron2 = tacotron2.eval().to(self.device)
         self.audio = audio or AudioConfig()
@@ -196,6 +199,7 @@ class Synthesizer:
             self.vocoder.waveglow.to(self.device)
         self.normalize = normalize
         self.cleaners = tuple(cleaners)
+        self.arpabet = arpabet
         self.frames_per_symbol = frames_per_symbol
         self.min_frames = min_frames
         config = self.tacotron2.config
@@ -236,6 +240,7 @@ class Synthesizer:
             vocoder = WaveGlowVocoder(_build(wg, "waveglow"), sigma=sigma, denoiser_strength=denoiser_strength,
                                       audio=t2.audio)
         kwargs.setdefault("normalize", t2.text.get("normalize", True))
+        kwargs.setdefault("arpabet", bool(t2.text.get("arpabet")))  # the lexicon version it was trained with
         kwargs["griffin_lim_power"] = griffin_lim_power
         if backend == "onnx":
             from .export import OnnxTacotron2, OnnxWaveGlow
@@ -248,7 +253,7 @@ class Synthesizer:
     # ---------------------------------------------------------------- text
     def text_to_ids(self, text: str) -> list[int]:
         """Normalised, cleaned symbol ids; ``ValueError`` for empty or unspeakable text."""
-        return prepare_text(text, normalize=self.normalize, cleaners=self.cleaners)
+        return prepare_text(text, normalize=self.normalize, cleaners=self.cleaners, arpabet=self.arpabet)
 
     def split(self, text: str) -> list[str]:
         """The sentences of ``text`` that will be decoded one by one."""

@@ -60,6 +60,8 @@ from .checkpoint import CheckpointError, atomic_save, checkpoint_dict, inspect_c
 from .data import Clip, DatasetError, PreparedData, TextMelBatch, bucket_batches, collate_audio_mel, collate_text_mel
 from .plots import save_alignment_plot, save_gate_plot, save_mel_plot
 from .tacotron2 import Tacotron2, Tacotron2Config
+from .text import text_to_sequence
+from .text.lexicon import LEXICON_VERSION, to_arpabet
 from .waveglow import WaveGlow, WaveGlowConfig, WaveGlowLoss
 
 __all__ = [
@@ -111,6 +113,10 @@ class TrainConfig:
     max_frames: int | None = None  # Tacotron 2: leave out training clips longer than this (mel frames)
     segment_length: int = 16000  # WaveGlow: audio samples per training segment
     seed: int = 1234
+    # Tacotron 2 input: each word the pronunciation lexicon knows is read as ARPAbet with this probability,
+    # drawn anew per word and step (NVIDIA's Flowtron / RAD-TTS "p_arpabet"); 0 keeps the dataset's
+    # character ids. A voice trained with p > 0 reads every known word as phones at synthesis.
+    p_arpabet: float = 0.0
 
     # Tacotron 2 loss: mel MSE + postnet MSE + gate BCE (+ guided attention).
     masked_loss: bool = False  # False: padding counts, as the reference; True: only real frames/steps
@@ -158,6 +164,8 @@ class TrainConfig:
                 fail(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.learning_rate <= 0:
             fail(f"learning_rate must be positive, got {self.learning_rate}")
+        if not 0.0 <= self.p_arpabet <= 1.0:
+            fail(f"p_arpabet must be in [0, 1], got {self.p_arpabet}")
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
@@ -568,7 +576,9 @@ def _save_checkpoint(run: _Run, model: nn.Module, optimizer: torch.optim.Optimiz
     if run.main:
         training = {"state": dataclasses.asdict(state), "optimizer": optimizer.state_dict(),
                     "scaler": scaler.state_dict(), "rng": rng, "world_size": run.world_size}
-        atomic_save(checkpoint_dict(_unwrap(model), audio=data.audio, text=data.text, step=state.step,
+        # A model that learned phones says which lexicon: synthesis reads with it (Synthesizer's arpabet).
+        text = {**data.text, "arpabet": LEXICON_VERSION} if cfg.p_arpabet > 0 else data.text
+        atomic_save(checkpoint_dict(_unwrap(model), audio=data.audio, text=text, step=state.step,
                                     train_config=cfg.to_dict(), training=training), path)
         for old in _checkpoint_files(run.dir)[:-cfg.keep_checkpoints]:
             old.unlink()
@@ -827,8 +837,24 @@ def _tacotron2_config(cfg: TrainConfig, data: PreparedData) -> Tacotron2Config:
     return model_config
 
 
-def _tacotron2_batch(data: PreparedData, clips: Sequence[Clip], r: int) -> TextMelBatch:
-    return collate_text_mel(clips, [data.load_mel(c) for c in clips], r)
+def _read_arpabet(data: PreparedData, clips: Sequence[Clip], p: float, rng: np.random.Generator | None) -> list[Clip]:
+    """The clips with their ids made again from their text, lexicon words as ARPAbet with probability p."""
+    if p <= 0.0:
+        return list(clips)
+    cleaners = data.text.get("cleaners") or ["english_cleaners"]
+    read = []
+    for clip in clips:
+        if not clip.text.strip():
+            raise TrainingError(f"{data.dir}: clip {clip.id} has no text; p_arpabet needs each clip's text "
+                                "(prepare the data again with this tacoglow)")
+        read.append(dataclasses.replace(clip, ids=text_to_sequence(to_arpabet(clip.text, p, rng, cleaners),
+                                                                    cleaners)))
+    return read
+
+
+def _tacotron2_batch(data: PreparedData, clips: Sequence[Clip], r: int, p_arpabet: float = 0.0,
+                     rng: np.random.Generator | None = None) -> TextMelBatch:
+    return collate_text_mel(_read_arpabet(data, clips, p_arpabet, rng), [data.load_mel(c) for c in clips], r)
 
 
 @torch.no_grad()
@@ -849,7 +875,9 @@ def validate_tacotron2(model: Tacotron2, data: PreparedData, clips: Sequence[Cli
     with torch.random.fork_rng(devices=[device.index or 0] if device.type == "cuda" else []):
         torch.manual_seed(cfg.seed)
         for start in range(0, len(clips), cfg.batch_size):
-            batch = _tacotron2_batch(data, clips[start:start + cfg.batch_size], r).to(device)
+            # Read as synthesis reads: every lexicon word as phones when the model learns them.
+            batch = _tacotron2_batch(data, clips[start:start + cfg.batch_size], r,
+                                     1.0 if cfg.p_arpabet > 0 else 0.0).to(device)
             outputs = model(batch.text, batch.text_lengths, batch.mels, batch.mel_lengths)
             for k, v in tacotron2_loss(outputs, batch, cfg, step).items():
                 totals[k] = totals.get(k, 0.0) + float(v) * len(batch.ids)
@@ -938,7 +966,10 @@ def train_tacotron2(data_dir: str | os.PathLike, run_dir: str | os.PathLike,
         while not _finished(cfg, state):
             started = time.perf_counter()
             batches = plan(state.epoch)
-            batch = _tacotron2_batch(data, [train_clips[i] for i in batches[state.batch_in_epoch]], r).to(run.device)
+            # Which words are read as phones depends only on (seed, epoch, position, rank), as resumption needs.
+            words = np.random.default_rng([cfg.seed, state.epoch, state.batch_in_epoch, run.rank, 1])
+            batch = _tacotron2_batch(data, [train_clips[i] for i in batches[state.batch_in_epoch]], r,
+                                     cfg.p_arpabet, words).to(run.device)
             lr = learning_rate_at(cfg, state.step, state.epoch)
             _set_learning_rate(optimizer, lr)
 

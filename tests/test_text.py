@@ -398,3 +398,48 @@ def test_split_long_sentences():
     assert all(0 < len(p) <= 300 for p in pieces) and "".join(pieces) == "." * 100000 + "a" + "!" * 50000
     with pytest.raises(ValueError):
         split_sentences("hello", max_chars=0)
+
+
+# --- pronunciation lexicon (voices trained on ARPAbet) ------------------------------------------------------
+
+
+def test_lexicon_words_become_arpabet_and_the_rest_stays_spelled():
+    from tacoglow.text.lexicon import load_lexicon, to_arpabet
+
+    lexicon = load_lexicon()
+    assert len(lexicon) > 100_000 and lexicon["hello"] == "HH AH0 L OW1" and "live" not in lexicon  # homograph
+    assert to_arpabet("Hello, wonderful world!") == "{HH AH0 L OW1}, {W AH1 N D ER0 F AH0 L} {W ER1 L D}!"
+    # Cleaned first (numbers spelled, lower case); braces the caller wrote are kept; unknown words stay letters.
+    assert to_arpabet("Zqxv {K AE1 T} 2 live") == "zqxv {K AE1 T} {T UW1} live"
+    assert to_arpabet("The cat.", p=0.0) == "the cat."
+    ids = prepare_text("Hello world.", arpabet=True)
+    assert sequence_to_text(ids) == "{HH AH0 L OW1} {W ER1 L D}."
+    assert prepare_text("Hello world.", arpabet=False) == text_to_sequence("hello world.")
+
+
+def test_mixed_reading_draws_one_choice_per_known_word():
+    import numpy as np
+
+    from tacoglow.text.lexicon import to_arpabet
+
+    text = " ".join(["cat"] * 400 + ["zqxv"])
+    mixed = to_arpabet(text, 0.5, np.random.default_rng(7))
+    assert mixed == to_arpabet(text, 0.5, np.random.default_rng(7))  # the rng decides, nothing else
+    phones = mixed.count("{K AE1 T}")
+    assert 160 < phones < 240 and mixed.count("cat") == 400 - phones and mixed.endswith(" zqxv")
+    with pytest.raises(ValueError, match="needs an rng"):
+        to_arpabet("cat", 0.5)
+    with pytest.raises(ValueError, match=r"p must be in \[0, 1\]"):
+        to_arpabet("cat", 1.5)
+
+
+def test_a_broken_lexicon_names_the_file_and_the_line(tmp_path):
+    from tacoglow.text.lexicon import load_lexicon
+
+    bad = tmp_path / "lexicon.tsv.gz"
+    bad.write_bytes(gzip.compress(b"# comment\ncat\tK AE1 T\ndog\n"))
+    with pytest.raises(ValueError, match=r"lexicon.tsv.gz:3: expected 'word<TAB>phones', got 'dog'"):
+        load_lexicon(bad)
+    bad.write_bytes(b"not gzip")
+    with pytest.raises(ValueError, match=r"cannot read the pronunciation lexicon .*make_lexicon.py"):
+        load_lexicon(bad)

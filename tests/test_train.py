@@ -19,7 +19,7 @@ from tacoglow import train as T
 from tacoglow.audio import AudioConfig, load_wav, mel_spectrogram, save_wav
 from tacoglow.checkpoint import inspect_checkpoint, load_tacotron2, load_waveglow
 from tacoglow.synthesizer import Synthesizer
-from tacoglow.text import TEXT_FRONTEND_VERSION, text_to_sequence
+from tacoglow.text import TEXT_FRONTEND_VERSION, sequence_to_text, text_to_sequence
 
 REPO = Path(__file__).resolve().parents[1]
 TEXTS = ["a cat", "the sun", "big dog", "red hat", "one two", "hi there", "go home", "blue sea"]
@@ -245,6 +245,33 @@ def test_resumed_run_continues_the_same_loss_curve(corpus, tmp_path):
     assert last["lr"] != pytest.approx(T.learning_rate_at(cfg, 7, last["epoch"]))
     saved = json.loads((tmp_path / "resumed" / "config.json").read_text())
     assert saved["anneal_at"] == [100] and saved["batch_size"] == cfg.batch_size
+
+
+def test_arpabet_training_reads_words_as_phones_and_the_voice_says_so(corpus, tmp_path):
+    torch.set_num_threads(1)
+    from tacoglow.text.lexicon import LEXICON_VERSION
+
+    data = D.PreparedData(corpus)
+    clips = data.train[:4]
+    mixed = T._tacotron2_batch(data, clips, 2, 0.5, np.random.default_rng([1, 2]))
+    again = T._tacotron2_batch(data, clips, 2, 0.5, np.random.default_rng([1, 2]))
+    chars = T._tacotron2_batch(data, clips, 2)
+    assert torch.equal(mixed.text, again.text) and torch.equal(mixed.mels, chars.mels)
+    texts = [sequence_to_text(row[:n].tolist()) for row, n in zip(mixed.text, mixed.text_lengths)]
+    assert any("{" in t for t in texts) and texts != [c.text for c in clips]
+    full = T._tacotron2_batch(data, clips[:1], 2, 1.0)
+    assert sequence_to_text(full.text[0].tolist()) == "a {K AE1 T}"  # "a" is a homograph: spelled
+
+    path = T.train_tacotron2(corpus, tmp_path / "phones", tiny_config(p_arpabet=0.5, max_steps=2))
+    assert torch.load(path, weights_only=True)["text"]["arpabet"] == LEXICON_VERSION
+    synth = Synthesizer.from_checkpoints(path, griffin_lim_iters=2)
+    assert synth.arpabet and sequence_to_text(synth.text_to_ids("A cat.")) == "a {K AE1 T}."
+    shipped = tmp_path / "voice.pt"
+    T.export_checkpoint(path, shipped)
+    assert Synthesizer.from_checkpoints(shipped, griffin_lim_iters=2).arpabet
+    assert not Synthesizer.from_checkpoints(shipped, griffin_lim_iters=2, arpabet=False).arpabet
+    with pytest.raises(ValueError, match=r"p_arpabet must be in \[0, 1\]"):
+        tiny_config(p_arpabet=2.0)
 
 
 def test_nonfinite_losses_are_skipped_then_stop_the_run(corpus, tmp_path, monkeypatch):

@@ -118,16 +118,25 @@ def sequence_to_text(ids: Iterable[int]) -> str:
 
 
 def prepare_text(
-    text: str, normalize: bool = True, cleaners: str | Sequence[str] = ("english_cleaners",)
+    text: str, normalize: bool = True, cleaners: str | Sequence[str] = ("english_cleaners",),
+    arpabet: bool = False,
 ) -> list[int]:
-    """Text to model input ids: optional ``normalize_text``, then ``text_to_sequence``.
+    """Text to model input ids: optional ``normalize_text``, optionally every word the pronunciation
+    lexicon knows as ARPAbet (:func:`tacoglow.text.lexicon.to_arpabet`, for voices trained so), then
+    ``text_to_sequence``.
 
     Raises ValueError when ``text`` is empty or leaves nothing speakable (no letter or
     ARPAbet id), so that callers never feed the model punctuation alone.
     """
     if not text.strip():
         raise ValueError("text is empty")
-    ids = text_to_sequence(normalize_text(text) if normalize else text, cleaners)
+    if normalize:
+        text = normalize_text(text)
+    if arpabet:
+        from .lexicon import to_arpabet  # the lexicon module builds on this one
+
+        text = to_arpabet(text, cleaners=cleaners)
+    ids = text_to_sequence(text, cleaners)
     if not any(i >= FIRST_LETTER_ID for i in ids):
         raise ValueError(
             f"text {text[:40]!r} has no characters the model can speak "
