@@ -1,14 +1,16 @@
 #!/usr/bin/env bash
-# Continue training the default voice (Tacotron 2, "small" recipe) and export it into the package.
+# Continue training the default voice (Tacotron 2: the "small" recipe reading words as ARPAbet half of the
+# time, recipes/slt/tacotron2.json) and export it into the package.
 #
 #   bash recipes/slt/train.sh [MAX_STEPS]          (default 20000 steps in all)
 #
 # Builds the SLT corpus first when it is missing (recipes/slt/build.sh). An existing run folder is
 # resumed (model, optimizer, data order, random state; the learning-rate schedule is the recipe's current
-# one, so a run started under a shorter plan follows the new annealing points); otherwise a new run starts warm from
-# the shipped voice (tacoglow/voices/default/tacotron2.pt). At the end (or after Ctrl-C, which saves
-# a checkpoint) the newest checkpoint's model is written to the package in fp16.
-# Environment: PYTHON (.venv/bin/python), RUN (runs/slt_t2), DATA (corpora/slt_prepared), THREADS (2),
+# one); otherwise a new run starts warm from the shipped voice (tacoglow/voices/default/tacotron2.pt),
+# which is why the recipe's learning rate starts at 3e-4. At the end (or after Ctrl-C, which saves a
+# checkpoint) the newest checkpoint's model is written to the package in fp16; it records the lexicon it
+# reads with, so synthesis gives it ARPAbet too.
+# Environment: PYTHON (.venv/bin/python), RUN (runs/slt_t2p), DATA (corpora/slt_prepared), THREADS (2),
 # AMP (bf16: autocast matrix products to bfloat16, about 1.9x the fp32 step rate on CPUs with AVX-512 BF16;
 # "none" trains in fp32), GL_POWER (1.4: the Griffin-Lim magnitude power recorded in the exported voice;
 # measured on 25 validation sentences at step 5,250: WER 57.0% at 1.0, 53.8% at 1.2, 51.1% at 1.4).
@@ -17,7 +19,7 @@ cd "$(dirname "$0")/../.."
 
 MAX_STEPS=${1:-20000}
 PYTHON=${PYTHON:-.venv/bin/python}
-RUN=${RUN:-runs/slt_t2}
+RUN=${RUN:-runs/slt_t2p}
 DATA=${DATA:-corpora/slt_prepared}
 THREADS=${THREADS:-2}
 AMP=${AMP:-bf16}
@@ -26,7 +28,8 @@ VOICE=tacoglow/voices/default
 
 [ -f "$DATA/dataset.json" ] || bash recipes/slt/build.sh 4000 "${DATA%_prepared}"
 
-args=(tacotron2 --data "$DATA" --run "$RUN" --config small --max-steps "$MAX_STEPS" --threads "$THREADS" --amp "$AMP")
+args=(tacotron2 --data "$DATA" --run "$RUN" --config recipes/slt/tacotron2.json --max-steps "$MAX_STEPS"
+      --threads "$THREADS" --amp "$AMP")
 if ! ls "$RUN"/checkpoints/step_*.pt >/dev/null 2>&1 && [ -f "$VOICE/tacotron2.pt" ]; then
     args+=(--warm-start "$VOICE/tacotron2.pt")
 fi
