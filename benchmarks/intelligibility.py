@@ -322,7 +322,8 @@ def load_synthesizer(args: argparse.Namespace):
                                                griffin_lim_power=args.griffin_lim_power)
     if vocoder == "griffin-lim":
         vocoder += f", power {synthesizer.griffin_lim_power:g}"
-    return synthesizer, f"tacoglow ({vocoder})"
+    reading = "ARPAbet from the lexicon" if synthesizer.arpabet else "characters"
+    return synthesizer, f"tacoglow ({reading}; {vocoder})"
 
 
 def main(argv: list[str] | None = None) -> int:
