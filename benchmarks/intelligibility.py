@@ -264,10 +264,11 @@ def _fmt(value: float | None, spec: str) -> str:
 
 
 def report(results: list[SystemResult], worst: int) -> None:
-    print(f"\n{'system':<34} {'WER':>7} {'sentences':>9} {'audio s':>8} {'compute s':>10} {'RTF':>6} threads")
+    width = max([34] + [len(r.name) for r in results])
+    print(f"\n{'system':<{width}} {'WER':>7} {'sentences':>9} {'audio s':>8} {'compute s':>10} {'RTF':>6} threads")
     for r in results:
         done = sum(s.wav is not None for s in r.sentences)
-        print(f"{r.name:<34} {r.wer:>7.1%} {f'{done}/{len(r.sentences)}':>9} {r.audio_s:>8.1f} "
+        print(f"{r.name:<{width}} {r.wer:>7.1%} {f'{done}/{len(r.sentences)}':>9} {r.audio_s:>8.1f} "
               f"{_fmt(r.compute_s, '.1f'):>10} {_fmt(r.rtf, '.3f'):>6} {r.threads:>7}")
     for r in results:
         print(f"\n{r.name}: {r.errors} errors ({r.substitutions} sub, {r.deletions} del, {r.insertions} ins) "
