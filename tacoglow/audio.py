@@ -391,9 +391,10 @@ def griffin_lim(mel: Tensor, config: AudioConfig = AudioConfig(), n_iters: int =
         momentum: 0 gives plain Griffin-Lim; 0.99 is the paper's recommendation.
         generator: if given, the initial phase is uniform random drawn from it; if None the initial phase is
             zero. Either way the result is deterministic and the global RNG is untouched.
-        power: the linear magnitudes are raised to this power first. Values above 1 sharpen the smoothed
-            spectra an acoustic model predicts and reduce Griffin-Lim's artefacts (Tacotron, Wang et al.
-            2017, used 1.2 to 1.5); 1 keeps the spectrum as given.
+        power: the linear magnitudes are raised to this power first, then scaled back to their energy (per
+            item), so the loudness stays. Values above 1 sharpen the smoothed spectra an acoustic model
+            predicts and reduce Griffin-Lim's artefacts (Tacotron, Wang et al. 2017, used 1.2 to 1.5); 1 keeps
+            the spectrum as given.
 
     Returns:
         `(batch, frames * hop_length)` waveform (or `(frames * hop_length,)` for 2-D input), not clipped.
@@ -417,7 +418,11 @@ def griffin_lim(mel: Tensor, config: AudioConfig = AudioConfig(), n_iters: int =
     inverse = _mel_pseudo_inverse(config).to(device=mel.device, dtype=dtype)  # (n_bins, n_mel)
     magnitude = torch.clamp(inverse @ dynamic_range_decompression(mel), min=0.0)  # (B, n_bins, frames)
     if power != 1.0:
+        # Sharpen, then give each item back the energy it had: the power shapes the spectrum, not the loudness
+        # (a mel peaking at magnitude 10 would come out 4x louder at power 1.6, and clip).
+        energy = magnitude.square().sum(dim=(1, 2), keepdim=True)  # (B, 1, 1)
         magnitude = magnitude ** power
+        magnitude = magnitude * torch.sqrt(energy / magnitude.square().sum(dim=(1, 2), keepdim=True).clamp_min(1e-30))
 
     window = torch.hann_window(config.win_length, periodic=True, dtype=dtype, device=mel.device)
     stft_args = dict(n_fft=config.filter_length, hop_length=config.hop_length, win_length=config.win_length,

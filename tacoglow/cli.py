@@ -22,7 +22,8 @@ def add_voice_arguments(p: argparse.ArgumentParser) -> None:
                    help="WaveGlow denoiser strength (default 0.01, as NVIDIA's script; 0 turns it off)")
     p.add_argument("--griffin-lim-iters", type=int, default=60, help="Griffin-Lim iterations (default 60)")
     p.add_argument("--griffin-lim-power", type=float, default=None,
-                   help="raise Griffin-Lim's magnitudes to this power (default: the voice's setting, else 1)")
+                   help="sharpen Griffin-Lim's magnitudes by this power, at the same loudness "
+                        "(default: the voice's setting, else 1)")
     p.add_argument("--no-normalize", dest="normalize", action="store_false",
                    help="feed text to NVIDIA's english_cleaners exactly as the reference does")
     p.add_argument("--arpabet", action=argparse.BooleanOptionalAction, default=None,

@@ -177,8 +177,13 @@ def test_griffin_lim_power_sharpens_the_spectrum(reference):
         rebuilt = mel_spectrogram(waveform.clamp(-1, 1))[..., :frames]
         return rebuilt.std(dim=1).mean().item()
 
-    plain, sharp = contrast(griffin_lim(mel, n_iters=30)), contrast(griffin_lim(mel, n_iters=30, power=1.5))
-    assert sharp > plain * 1.1
+    plain_audio, sharp_audio = griffin_lim(mel, n_iters=30), griffin_lim(mel, n_iters=30, power=1.5)
+    assert contrast(sharp_audio) > contrast(plain_audio) * 1.1
+    # ... at the same loudness: the sharpened magnitudes keep the energy of the plain ones
+    ratio = (sharp_audio.square().mean() / plain_audio.square().mean()).sqrt().item()
+    assert 0.8 < ratio < 1.25, ratio
+    loud = griffin_lim(mel + 3.0, n_iters=30, power=1.5)  # a 20x louder mel stays 20x louder, not 90x
+    assert 16 < (loud.square().mean() / plain_audio.square().mean()).sqrt().item() < 25
     for bad in (0.0, -1.0, 5.0):
         with pytest.raises(ValueError, match="power"):
             griffin_lim(mel, n_iters=1, power=bad)
