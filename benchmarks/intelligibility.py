@@ -3,6 +3,7 @@
     python benchmarks/intelligibility.py                                  # default voice (and the teacher)
     python benchmarks/intelligibility.py --tacotron2 T2.pt --waveglow WG.pt --threads 2
     python benchmarks/intelligibility.py --tacotron2 T2.pt --vocoder griffin-lim --limit 10
+    python benchmarks/intelligibility.py --waveglow WG.pt --resynthesis --limit 25  # + the vocoders alone
 
 Both systems speak the `id|text` sentences of `--sentences` (LJSpeech's 100 validation sentences by default).
 tacoglow's `Synthesizer` gets the sentence as written; the teacher (Festival's CMU ARCTIC SLT HTS voice, the
@@ -17,6 +18,9 @@ apostrophes inside a word are kept ("o'donnell", "buxton's"), every other charac
 recogniser's abbreviations ("mr", "dr") are spelled out by the front end's own table, as the label spells
 them. A sentence that fails to synthesize counts all its words as deletions. The recogniser has its own error
 rate, so the teacher's WER is the floor a voice trained on the teacher can be expected to reach, not zero.
+`--resynthesis` adds the vocoders alone: each teacher wav's mel spectrogram, turned back into audio by
+Griffin-Lim and (with `--waveglow`) by WaveGlow; what such a row loses against the teacher is the vocoder's
+share of a voice's errors.
 
 Compute seconds are CPU seconds (this process for tacoglow with `--threads` torch threads; the Festival
 processes for the teacher), so other load on the machine inflates them less than wall time; real-time factor
@@ -243,6 +247,47 @@ def run_tacoglow(sentences: list[Sentence], synthesizer, name: str, out_dir: Pat
     return SystemResult(name, sentences, compute_s, threads, details={"wavs": str(wav_dir), "seed": seed})
 
 
+def run_resynthesis(teacher: SystemResult, vocoder, name: str, out_dir: Path, threads: int,
+                    seed: int) -> SystemResult:
+    """The vocoder alone: each teacher wav -> `mel_spectrogram` -> vocoder, timed in CPU seconds of this process.
+    What it loses against the teacher is the vocoder's share of a voice's errors."""
+    from tacoglow.audio import load_wav, mel_spectrogram
+
+    wav_dir = out_dir / "wavs"
+    wav_dir.mkdir(parents=True, exist_ok=True)
+    sentences = [Sentence(s.id, s.text, s.label) for s in teacher.sentences]
+    for k, (s, source) in enumerate(zip(sentences, teacher.sentences)):
+        if source.wav is None:
+            continue
+        mel = mel_spectrogram(load_wav(source.wav)).unsqueeze(0)  # (1, n_mel, frames)
+        generator = torch.Generator().manual_seed(seed + k)
+        start = time.process_time()
+        with torch.inference_mode():
+            audio = vocoder(mel, generator=generator).reshape(-1).clamp(-1.0, 1.0)
+        s.compute_s = time.process_time() - start
+        s.audio_s = audio.numel() / 22050
+        s.wav = wav_dir / f"{s.id}.wav"
+        soundfile.write(str(s.wav), audio.numpy(), 22050, subtype="PCM_16")
+        print(f"  {name} {k + 1}/{len(sentences)} {s.id}: {s.audio_s:.1f} s audio in {s.compute_s:.2f} CPU s",
+              file=sys.stderr)
+    compute_s = sum(s.compute_s or 0.0 for s in sentences)
+    return SystemResult(name, sentences, compute_s, threads, details={"wavs": str(wav_dir), "seed": seed})
+
+
+def resynthesis_vocoders(waveglow: Path | None) -> list[tuple[str, object]]:
+    """(name, vocoder) pairs measured by `--resynthesis`: Griffin-Lim at power 1 (a true mel needs no
+    sharpening) and, when a WaveGlow checkpoint is named, WaveGlow with the Synthesizer's defaults."""
+    from tacoglow.checkpoint import load_waveglow
+    from tacoglow.synthesizer import GriffinLimVocoder, WaveGlowVocoder
+
+    vocoders: list[tuple[str, object]] = [("griffin-lim", GriffinLimVocoder())]
+    if waveglow is not None:
+        vocoder = WaveGlowVocoder(load_waveglow(waveglow))
+        vocoders.append((f"waveglow {waveglow.name} (sigma {vocoder.sigma:g}, denoiser {vocoder.denoiser_strength:g})",
+                         vocoder))
+    return vocoders
+
+
 def score(result: SystemResult, recognizer: Recognizer) -> None:
     start = time.process_time()
     for s in result.sentences:
@@ -345,6 +390,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="teacher wavs, made once")
     parser.add_argument("--seed", type=int, default=1234, help="tacoglow's seed for the first sentence")
     parser.add_argument("--worst", type=int, default=5, help="worst sentences listed per system")
+    parser.add_argument("--resynthesis", action="store_true",
+                        help="also measure the vocoders alone, from the mels of the teacher's wavs: Griffin-Lim "
+                             "and, with --waveglow, WaveGlow")
     args = parser.parse_args(argv)
     if not args.sentences.is_file():
         raise SystemExit(f"{args.sentences}: sentence list not found")
@@ -359,7 +407,13 @@ def main(argv: list[str] | None = None) -> int:
         synthesizer, name = loaded
         results.append(run_tacoglow(read_sentences(args.sentences, args.limit), synthesizer, name,
                                     args.out / "tacoglow", args.threads, args.seed))
-    results.append(run_teacher(read_sentences(args.sentences, args.limit), args.teacher_cache, args.threads))
+    teacher = run_teacher(read_sentences(args.sentences, args.limit), args.teacher_cache, args.threads)
+    results.append(teacher)
+    if args.resynthesis:
+        for name, vocoder in resynthesis_vocoders(args.waveglow):
+            folder = args.out / ("resynthesis_" + name.split()[0])
+            results.append(run_resynthesis(teacher, vocoder, f"{name} from the teacher's mels", folder,
+                                           args.threads, args.seed))
     for result in results:
         score(result, recognizer)
     report(results, args.worst)
