@@ -255,19 +255,20 @@ def run_resynthesis(teacher: SystemResult, vocoder, name: str, out_dir: Path, th
 
     wav_dir = out_dir / "wavs"
     wav_dir.mkdir(parents=True, exist_ok=True)
+    rate = vocoder.audio.sampling_rate
     sentences = [Sentence(s.id, s.text, s.label) for s in teacher.sentences]
     for k, (s, source) in enumerate(zip(sentences, teacher.sentences)):
         if source.wav is None:
             continue
-        mel = mel_spectrogram(load_wav(source.wav)).unsqueeze(0)  # (1, n_mel, frames)
+        mel = mel_spectrogram(load_wav(source.wav, rate), vocoder.audio).unsqueeze(0)  # (1, n_mel, frames)
         generator = torch.Generator().manual_seed(seed + k)
         start = time.process_time()
         with torch.inference_mode():
             audio = vocoder(mel, generator=generator).reshape(-1).clamp(-1.0, 1.0)
         s.compute_s = time.process_time() - start
-        s.audio_s = audio.numel() / 22050
+        s.audio_s = audio.numel() / rate
         s.wav = wav_dir / f"{s.id}.wav"
-        soundfile.write(str(s.wav), audio.numpy(), 22050, subtype="PCM_16")
+        soundfile.write(str(s.wav), audio.numpy(), rate, subtype="PCM_16")
         print(f"  {name} {k + 1}/{len(sentences)} {s.id}: {s.audio_s:.1f} s audio in {s.compute_s:.2f} CPU s",
               file=sys.stderr)
     compute_s = sum(s.compute_s or 0.0 for s in sentences)
@@ -283,8 +284,8 @@ def resynthesis_vocoders(waveglow: Path | None) -> list[tuple[str, object]]:
     vocoders: list[tuple[str, object]] = [("griffin-lim", GriffinLimVocoder())]
     if waveglow is not None:
         vocoder = WaveGlowVocoder(load_waveglow(waveglow))
-        vocoders.append((f"waveglow {waveglow.name} (sigma {vocoder.sigma:g}, denoiser {vocoder.denoiser_strength:g})",
-                         vocoder))
+        settings = f"sigma {vocoder.sigma:g}, denoiser {vocoder.denoiser_strength:g}"
+        vocoders.append((f"waveglow {waveglow.name} ({settings})", vocoder))
     return vocoders
 
 
