@@ -397,6 +397,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if not args.sentences.is_file():
         raise SystemExit(f"{args.sentences}: sentence list not found")
+    for option, path in (("--tacotron2", args.tacotron2), ("--waveglow", args.waveglow)):
+        if path is not None and not path.is_file():  # before minutes of synthesis, not after
+            raise SystemExit(f"{option} {path}: no such file; check the path")
     torch.set_num_threads(args.threads)
     print(f"torch {torch.__version__}, {args.threads} thread(s), {os.cpu_count()} CPUs, "
           f"load average {os.getloadavg()[0]:.2f} at start", file=sys.stderr)

@@ -28,8 +28,8 @@ AMP=${AMP:-bf16}
 
 [ -f "$DATA/dataset.json" ] || bash recipes/slt/build.sh 4000 "${DATA%_prepared}"
 
-"$PYTHON" -m tacoglow train waveglow --data "$DATA" --run "$RUN" --config recipes/slt/waveglow.json --max-steps "$MAX_STEPS" \
-    --threads "$THREADS" --amp "$AMP" || echo "training stopped (status $?); exporting the newest checkpoint"
+"$PYTHON" -m tacoglow train waveglow --data "$DATA" --run "$RUN" --config recipes/slt/waveglow.json \
+    --max-steps "$MAX_STEPS" --threads "$THREADS" --amp "$AMP" || echo "training stopped (status $?); exporting the newest checkpoint"
 
 "$PYTHON" - "$RUN" <<'PY'
 import sys
