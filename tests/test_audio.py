@@ -15,6 +15,7 @@ from tacoglow.audio import (
     griffin_lim,
     load_wav,
     mel_spectrogram,
+    mel_to_linear,
     save_wav,
     wav_bytes,
 )
@@ -166,6 +167,25 @@ def test_griffin_lim_reconstructs_the_mel(reference):
     assert torch.equal(seeded, griffin_lim(mel, n_iters=5, generator=g2))
     assert torch.equal(state, torch.get_rng_state())  # global RNG untouched
     assert griffin_lim(mel[0], n_iters=1).shape == (frames * 256,)
+
+
+def test_mel_to_linear_fits_the_mel_without_negative_magnitudes(reference):
+    mel = dynamic_range_decompression(reference["mel"].double())  # (1, 80, frames) linear mel magnitudes
+    config = AudioConfig()
+    basis = torch.from_numpy(__import__("librosa").filters.mel(
+        sr=22050, n_fft=1024, n_mels=80, fmin=0.0, fmax=8000.0, dtype=np.float64))
+
+    def misfit(linear):  # relative L1 of the linear magnitudes' mel against the target
+        return ((basis @ linear - mel).abs().sum() / mel.abs().sum()).item()
+
+    clamped, fitted = mel_to_linear(mel, config, n_iters=0), mel_to_linear(mel, config)
+    assert clamped.shape == fitted.shape == (1, 513, mel.shape[-1]) and fitted.dtype == torch.float64
+    assert clamped.min() >= 0 and fitted.min() >= 0
+    assert misfit(fitted) < 0.5 * misfit(clamped), (misfit(fitted), misfit(clamped))
+    assert torch.equal(fitted, mel_to_linear(mel, config))  # deterministic
+    assert fitted[:, 372:].abs().max() < 1e-6  # above fmax (8 kHz = bin 371.5) no filter sees energy
+    with pytest.raises(ValueError, match="n_iters"):
+        mel_to_linear(mel, config, n_iters=-1)
 
 
 def test_griffin_lim_power_sharpens_the_spectrum(reference):
