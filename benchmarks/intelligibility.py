@@ -368,7 +368,8 @@ def load_synthesizer(args: argparse.Namespace):
     synthesizer = Synthesizer.from_checkpoints(tacotron2, waveglow if vocoder == "waveglow" else None,
                                                griffin_lim_power=args.griffin_lim_power)
     if vocoder == "griffin-lim":
-        vocoder += f", power {synthesizer.griffin_lim_power:g}"
+        vocoder += (f", power {synthesizer.griffin_lim_power:g}, "
+                    f"mel inversion {synthesizer.griffin_lim_inversion_iters} iterations")
     reading = "ARPAbet from the lexicon" if synthesizer.arpabet else "characters"
     return synthesizer, f"tacoglow ({reading}; {vocoder})"
 

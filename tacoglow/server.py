@@ -100,7 +100,8 @@ class _Histogram:
 
     def lines(self, name: str) -> list[str]:
         return ([f'{name}_bucket{{le="{b:g}"}} {c}' for b, c in zip(LATENCY_BUCKETS, self.counts)]
-                + [f'{name}_bucket{{le="+Inf"}} {self.count}', f"{name}_sum {self.sum:.6f}", f"{name}_count {self.count}"])
+                + [f'{name}_bucket{{le="+Inf"}} {self.count}', f"{name}_sum {self.sum:.6f}",
+                   f"{name}_count {self.count}"])
 
 
 class Metrics:
@@ -264,7 +265,7 @@ class SpeechService:
         if isinstance(synth.vocoder, WaveGlowVocoder):
             self.vocoders["waveglow"] = synth.vocoder
         self.vocoders["griffin-lim"] = (synth.vocoder if isinstance(synth.vocoder, GriffinLimVocoder)
-                                        else GriffinLimVocoder(synth.audio, power=synth.griffin_lim_power))
+                                        else synth.griffin_lim_vocoder())
         self.metrics = Metrics()
         events.subscribe(self.metrics.on_event)
         self.scheduler = BatchScheduler(synth, max_active=limits.max_concurrent, max_queue=limits.max_queue,
@@ -483,7 +484,10 @@ def create_app(synthesizer: Synthesizer | Callable[[], Synthesizer], *, limits: 
                  "default_vocoder": next(iter(service.vocoders)),
                  "sigma": waveglow.sigma if waveglow else None,
                  "denoiser_strength": waveglow.denoiser_strength if waveglow else None,
-                 "normalize": synth.normalize, "arpabet": getattr(synth, "arpabet", False), "max_sentence_chars": synth.max_chars,
+                 "griffin_lim": {"power": synth.griffin_lim_power,
+                                 "inversion_iters": synth.griffin_lim_inversion_iters},
+                 "normalize": synth.normalize, "arpabet": getattr(synth, "arpabet", False),
+                 "max_sentence_chars": synth.max_chars,
                  "tacotron2": dataclasses.asdict(synth.tacotron2.config),
                  "waveglow": dataclasses.asdict(waveglow.waveglow.config) if waveglow else None,
                  "audio": synth.audio.to_dict()}

@@ -26,6 +26,7 @@ from typing import Any, Callable, Iterator, NamedTuple, Protocol, Sequence
 
 import torch
 
+from .audio import MEL_INVERSION_ITERS as DEFAULT_INVERSION_ITERS
 from .audio import AudioConfig, griffin_lim
 from .checkpoint import CheckpointError, LoadedCheckpoint, _build, inspect_checkpoint
 from .tacotron2 import Tacotron2
@@ -96,13 +97,16 @@ class GriffinLimVocoder:
 
     name = "griffin-lim"
 
-    def __init__(self, audio: AudioConfig | None = None, n_iters: int = 60, power: float = 1.0):
+    def __init__(self, audio: AudioConfig | None = None, n_iters: int = 60, power: float = 1.0,
+                 inversion_iters: int = DEFAULT_INVERSION_ITERS):
         self.audio = audio or AudioConfig()
         self.n_iters = n_iters
         self.power = power  # magnitude sharpening, see tacoglow.audio.griffin_lim
+        self.inversion_iters = inversion_iters  # mel -> linear refinement, see tacoglow.audio.mel_to_linear
 
     def __call__(self, mel: torch.Tensor, generator: torch.Generator | None = None, **options) -> torch.Tensor:
-        return griffin_lim(mel.float(), self.audio, n_iters=self.n_iters, generator=generator, power=self.power)
+        return griffin_lim(mel.float(), self.audio, n_iters=self.n_iters, generator=generator, power=self.power,
+                           inversion_iters=self.inversion_iters)
 
 
 @dataclass
@@ -176,6 +180,8 @@ class Synthesizer:
         batch_size: sentences per Tacotron 2 batch.
         griffin_lim_power: Griffin-Lim's magnitude power (see :func:`tacoglow.audio.griffin_lim`) for the
             default vocoder and wherever Griffin-Lim stands in for WaveGlow.
+        griffin_lim_inversion_iters: likewise, the non-negative least-squares iterations that map the mel to
+            linear magnitudes (:func:`tacoglow.audio.mel_to_linear`; 0: the clamped pseudo-inverse).
         arpabet: give the model every word the pronunciation lexicon knows as ARPAbet phones
             (:mod:`tacoglow.text.lexicon`): for voices trained with ``p_arpabet`` (their checkpoint's
             ``text.arpabet`` says so, and ``from_checkpoints`` follows it).
@@ -186,12 +192,15 @@ class Synthesizer:
                  cleaners: Sequence[str] = ("english_cleaners",),
                  frames_per_symbol: float | None = DEFAULT_FRAMES_PER_SYMBOL, min_frames: int = DEFAULT_MIN_FRAMES,
                  max_chars: int | None = None, sentence_pause: float = 0.2, batch_size: int = 8,
-                 griffin_lim_power: float = 1.0, arpabet: bool = False):
+                 griffin_lim_power: float = 1.0, griffin_lim_inversion_iters: int = DEFAULT_INVERSION_ITERS,
+                 arpabet: bool = False):
         self.device = torch.device(device)
         self.tacotron2 = tacotron2.eval().to(self.device)
         self.audio = audio or AudioConfig()
-        self.griffin_lim_power = griffin_lim_power  # for Griffin-Lim here and wherever it stands in for WaveGlow
-        self.vocoder = vocoder if vocoder is not None else GriffinLimVocoder(self.audio, power=griffin_lim_power)
+        # For Griffin-Lim here and wherever it stands in for WaveGlow (the server's griffin-lim option).
+        self.griffin_lim_power = griffin_lim_power
+        self.griffin_lim_inversion_iters = griffin_lim_inversion_iters
+        self.vocoder = vocoder if vocoder is not None else self.griffin_lim_vocoder()
         if getattr(self.vocoder, "audio", self.audio) != self.audio:
             raise ValueError(f"the Tacotron 2 and the vocoder disagree on audio settings: "
                              f"{self.audio} vs {self.vocoder.audio}; use a pair trained on the same features")
@@ -208,6 +217,11 @@ class Synthesizer:
         self.sentence_pause = sentence_pause
         self.batch_size = batch_size
 
+    def griffin_lim_vocoder(self, n_iters: int = 60) -> GriffinLimVocoder:
+        """A Griffin-Lim vocoder with this voice's settings."""
+        return GriffinLimVocoder(self.audio, n_iters=n_iters, power=self.griffin_lim_power,
+                                 inversion_iters=self.griffin_lim_inversion_iters)
+
     # ---------------------------------------------------------------- construction
     @classmethod
     def from_checkpoints(cls, tacotron2: str | Path, waveglow: str | Path | None = None, *,
@@ -218,7 +232,8 @@ class Synthesizer:
         """Load a Tacotron 2 and (optionally) a WaveGlow from any supported checkpoint layout.
 
         griffin_lim_power: magnitude power for Griffin-Lim; default: the Tacotron 2 checkpoint's
-        ``synthesis.griffin_lim_power`` (a voice's measured setting), else 1.
+        ``synthesis.griffin_lim_power`` (a voice's measured setting), else 1. Likewise the checkpoint's
+        ``synthesis.griffin_lim_inversion_iters`` (else 100) unless ``griffin_lim_inversion_iters`` is given.
 
         backend: "torch" (eager, the default) or "onnx": the networks are exported at load time and run
         on ONNX Runtime (CPU, fp32; random numbers still come from torch, so the audio matches "torch" to
@@ -232,8 +247,16 @@ class Synthesizer:
         model = _build(t2, "tacotron2")
         if griffin_lim_power is None:
             griffin_lim_power = _synthesis_setting(t2, "griffin_lim_power", 1.0)
+        inversion_iters = kwargs.pop("griffin_lim_inversion_iters", None)
+        if inversion_iters is None:
+            inversion_iters = _synthesis_setting(t2, "griffin_lim_inversion_iters", DEFAULT_INVERSION_ITERS)
+            if inversion_iters != int(inversion_iters) or inversion_iters < 0:
+                raise CheckpointError(f"{t2.path}: synthesis.griffin_lim_inversion_iters must be a whole number "
+                                      f">= 0, got {inversion_iters!r}; re-export the checkpoint")
+            inversion_iters = int(inversion_iters)
         if waveglow is None:
-            vocoder: Vocoder = GriffinLimVocoder(t2.audio, n_iters=griffin_lim_iters, power=griffin_lim_power)
+            vocoder: Vocoder = GriffinLimVocoder(t2.audio, n_iters=griffin_lim_iters, power=griffin_lim_power,
+                                                 inversion_iters=inversion_iters)
         else:
             wg = inspect_checkpoint(waveglow)
             _check_audio_pair(t2, wg)
@@ -242,6 +265,7 @@ class Synthesizer:
         kwargs.setdefault("normalize", t2.text.get("normalize", True))
         kwargs.setdefault("arpabet", bool(t2.text.get("arpabet")))  # the lexicon version it was trained with
         kwargs["griffin_lim_power"] = griffin_lim_power
+        kwargs["griffin_lim_inversion_iters"] = inversion_iters
         if backend == "onnx":
             from .export import OnnxTacotron2, OnnxWaveGlow
 

@@ -140,6 +140,7 @@ def test_health_voices_page_and_static_files(server):
     assert voice["sample_rate"] == 22050 and voice["vocoders"] == ["waveglow", "griffin-lim"]
     assert voice["tacotron2"]["n_mel_channels"] == 80 and voice["waveglow"] is not None
     assert voice["sigma"] == 0.9 and voice["denoiser_strength"] == 0.01
+    assert voice["griffin_lim"] == {"power": 1.0, "inversion_iters": 100}
     assert info["limits"]["max_input_chars"] == 600 and "opus" in info["formats"]["openai"]
     page = server.get("/")
     assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")

@@ -113,6 +113,29 @@ def test_voice_records_its_griffin_lim_power(tmp_path):
         Synthesizer.from_checkpoints(voice)
 
 
+def test_voice_records_its_mel_inversion(tmp_path):
+    from tacoglow.checkpoint import CheckpointError, save_model
+
+    model = load_tacotron2(fixture_path("tacotron2_small_ngc.pt"))
+    voice = tmp_path / "voice.pt"
+    save_model(model, voice)
+    assert Synthesizer.from_checkpoints(voice).vocoder.inversion_iters == 100  # the library's default
+    save_model(model, voice, synthesis={"griffin_lim_inversion_iters": 0})
+    synth = Synthesizer.from_checkpoints(voice)
+    assert synth.vocoder.inversion_iters == 0 and synth.griffin_lim_inversion_iters == 0
+    assert Synthesizer.from_checkpoints(voice, griffin_lim_inversion_iters=7).vocoder.inversion_iters == 7
+    a = synth.synthesize("Plain.", seed=2).audio
+    b = Synthesizer.from_checkpoints(voice, griffin_lim_inversion_iters=100).synthesize("Plain.", seed=2).audio
+    assert a.shape == b.shape and not torch.equal(a, b)
+    # Griffin-Lim standing in beside a WaveGlow (the server's griffin-lim option) keeps the voice's setting.
+    paired = Synthesizer.from_checkpoints(voice, fixture_path("waveglow_small_ngc.pt"))
+    assert paired.griffin_lim_vocoder().inversion_iters == 0 and paired.griffin_lim_vocoder().power == 1.0
+    for bad in (-1, 2.5, "many"):
+        save_model(model, voice, synthesis={"griffin_lim_inversion_iters": bad})
+        with pytest.raises(CheckpointError, match="voice.pt: synthesis.griffin_lim_inversion_iters must be"):
+            Synthesizer.from_checkpoints(voice)
+
+
 def test_vocoder_options_change_waveglow_output(synth):
     assert isinstance(synth.vocoder, WaveGlowVocoder)
     a = synth.synthesize("Sigma test.", seed=4, sigma=0.0, denoiser_strength=0.0)
