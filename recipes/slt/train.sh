@@ -1,16 +1,16 @@
 #!/usr/bin/env bash
-# Continue training the default voice (Tacotron 2: the "small" recipe reading words as ARPAbet half of the
-# time, recipes/slt/tacotron2.json) and export it into the package.
+# Continue training the default voice (Tacotron 2: the "small" recipe reading words the lexicon knows as
+# ARPAbet 80% of the time, recipes/slt/tacotron2.json) and export it into the package.
 #
 #   bash recipes/slt/train.sh [MAX_STEPS]          (default 20000 steps in all)
 #
 # Builds the SLT corpus first when it is missing (recipes/slt/build.sh). An existing run folder is
 # resumed (model, optimizer, data order, random state; the learning-rate schedule is the recipe's current
-# one); otherwise a new run starts warm from the shipped voice (tacoglow/voices/default/tacotron2.pt),
-# which is why the recipe's learning rate starts at 3e-4. At the end (or after Ctrl-C, which saves a
-# checkpoint) the newest checkpoint's model is written to the package in fp16; it records the lexicon it
-# reads with, so synthesis gives it ARPAbet too.
-# Environment: PYTHON (.venv/bin/python), RUN (runs/slt_t2p), DATA (corpora/slt_prepared), THREADS (2),
+# one); otherwise a new run starts warm from the shipped voice (tacoglow/voices/default/tacotron2.pt) at
+# the recipe's learning rate, 2.7e-5, the rate the shipped weights were last trained at. At the end (or
+# after Ctrl-C, which saves a checkpoint) the newest checkpoint's model is written to the package in fp16;
+# it records the lexicon it reads with, so synthesis gives it ARPAbet too.
+# Environment: PYTHON (.venv/bin/python), RUN (runs/slt_t2p8), DATA (corpora/slt_prepared), THREADS (2),
 # AMP (bf16: autocast matrix products to bfloat16, about 1.9x the fp32 step rate on CPUs with AVX-512 BF16;
 # "none" trains in fp32), GL_POWER (1.2: the Griffin-Lim magnitude power recorded in the exported voice;
 # measured on the 100 validation sentences at step 10,500: WER 30.1% at 1.1, 28.3% at 1.2, 29.7% at 1.25,
@@ -22,7 +22,7 @@ cd "$(dirname "$0")/../.."
 
 MAX_STEPS=${1:-20000}
 PYTHON=${PYTHON:-.venv/bin/python}
-RUN=${RUN:-runs/slt_t2p}
+RUN=${RUN:-runs/slt_t2p8}
 DATA=${DATA:-corpora/slt_prepared}
 THREADS=${THREADS:-2}
 AMP=${AMP:-bf16}
