@@ -402,11 +402,11 @@ def mel_to_linear(mel_magnitudes: Tensor, config: AudioConfig = AudioConfig(),
         raise ValueError(f"n_iters must be >= 0, got {n_iters}")
     dtype, device = mel_magnitudes.dtype, mel_magnitudes.device
     inverse = _mel_pseudo_inverse(config).to(device=device, dtype=dtype)  # (n_bins, n_mel)
+    # For the updates, a strictly positive start: a multiplicative update never moves a zero.
+    linear = torch.clamp(inverse @ mel_magnitudes, min=1e-8 if n_iters else 0.0)  # (..., n_bins, frames)
     if n_iters == 0:
-        return torch.clamp(inverse @ mel_magnitudes, min=0.0)
+        return linear
     basis = torch.from_numpy(_mel_basis_numpy(config, True)).to(device=device, dtype=dtype)  # (n_mel, n_bins)
-    # A strictly positive start: a multiplicative update never moves a zero.
-    linear = torch.clamp(inverse @ mel_magnitudes, min=1e-8)  # (..., n_bins, frames)
     numerator = basis.T @ mel_magnitudes  # (..., n_bins, frames), fixed
     for _ in range(n_iters):
         # x <- x * B^T y / (B^T B x); B^T (B x) costs n_mel/n_bins of forming B^T B.

@@ -227,8 +227,8 @@ class Synthesizer:
     def from_checkpoints(cls, tacotron2: str | Path, waveglow: str | Path | None = None, *,
                          device: str | torch.device = "cpu", sigma: float = DEFAULT_SIGMA,
                          denoiser_strength: float = DEFAULT_DENOISER_STRENGTH, griffin_lim_iters: int = 60,
-                         griffin_lim_power: float | None = None, backend: str = "torch",
-                         **kwargs) -> "Synthesizer":
+                         griffin_lim_power: float | None = None, griffin_lim_inversion_iters: int | None = None,
+                         backend: str = "torch", **kwargs) -> "Synthesizer":
         """Load a Tacotron 2 and (optionally) a WaveGlow from any supported checkpoint layout.
 
         griffin_lim_power: magnitude power for Griffin-Lim; default: the Tacotron 2 checkpoint's
@@ -247,7 +247,7 @@ class Synthesizer:
         model = _build(t2, "tacotron2")
         if griffin_lim_power is None:
             griffin_lim_power = _synthesis_setting(t2, "griffin_lim_power", 1.0)
-        inversion_iters = kwargs.pop("griffin_lim_inversion_iters", None)
+        inversion_iters = griffin_lim_inversion_iters
         if inversion_iters is None:
             inversion_iters = _synthesis_setting(t2, "griffin_lim_inversion_iters", DEFAULT_INVERSION_ITERS)
             if inversion_iters != int(inversion_iters) or inversion_iters < 0:
