@@ -224,6 +224,20 @@ def run_teacher(sentences: list[Sentence], cache: Path, workers: int) -> SystemR
                         details={"workers": workers, "cache": str(cache)})
 
 
+def _keep(s: Sentence, audio: torch.Tensor, rate: int, compute_s: float, wav_dir: Path, label: str,
+          position: str) -> None:
+    """Record one synthesized sentence: its timing, its wav (16-bit) and a progress line."""
+    s.compute_s, s.audio_s = compute_s, audio.numel() / rate
+    s.wav = wav_dir / f"{s.id}.wav"
+    soundfile.write(str(s.wav), audio.numpy(), rate, subtype="PCM_16")
+    print(f"  {label} {position} {s.id}: {s.audio_s:.1f} s audio in {s.compute_s:.2f} CPU s", file=sys.stderr)
+
+
+def _timed_result(name: str, sentences: list[Sentence], threads: int, wav_dir: Path, seed: int) -> SystemResult:
+    compute_s = sum(s.compute_s or 0.0 for s in sentences)
+    return SystemResult(name, sentences, compute_s, threads, details={"wavs": str(wav_dir), "seed": seed})
+
+
 def run_tacoglow(sentences: list[Sentence], synthesizer, name: str, out_dir: Path, threads: int,
                  seed: int) -> SystemResult:
     """Each sentence through `Synthesizer.synthesize`, one at a time, timed in CPU seconds of this process."""
@@ -237,14 +251,9 @@ def run_tacoglow(sentences: list[Sentence], synthesizer, name: str, out_dir: Pat
         except (ValueError, RuntimeError) as error:
             print(f"  {s.id}: synthesis failed ({error}); all its words count as deleted", file=sys.stderr)
             continue
-        s.compute_s = time.process_time() - start
-        s.audio_s = speech.duration
-        s.wav = wav_dir / f"{s.id}.wav"
-        soundfile.write(str(s.wav), speech.audio.numpy(), speech.sample_rate, subtype="PCM_16")
-        print(f"  tacoglow {k + 1}/{len(sentences)} {s.id}: {s.audio_s:.1f} s audio in {s.compute_s:.2f} CPU s",
-              file=sys.stderr)
-    compute_s = sum(s.compute_s or 0.0 for s in sentences)
-    return SystemResult(name, sentences, compute_s, threads, details={"wavs": str(wav_dir), "seed": seed})
+        _keep(s, speech.audio, speech.sample_rate, time.process_time() - start, wav_dir, "tacoglow",
+              f"{k + 1}/{len(sentences)}")
+    return _timed_result(name, sentences, threads, wav_dir, seed)
 
 
 def run_resynthesis(teacher: SystemResult, vocoder, name: str, out_dir: Path, threads: int,
@@ -265,14 +274,8 @@ def run_resynthesis(teacher: SystemResult, vocoder, name: str, out_dir: Path, th
         start = time.process_time()
         with torch.inference_mode():
             audio = vocoder(mel, generator=generator).reshape(-1).clamp(-1.0, 1.0)
-        s.compute_s = time.process_time() - start
-        s.audio_s = audio.numel() / rate
-        s.wav = wav_dir / f"{s.id}.wav"
-        soundfile.write(str(s.wav), audio.numpy(), rate, subtype="PCM_16")
-        print(f"  {name} {k + 1}/{len(sentences)} {s.id}: {s.audio_s:.1f} s audio in {s.compute_s:.2f} CPU s",
-              file=sys.stderr)
-    compute_s = sum(s.compute_s or 0.0 for s in sentences)
-    return SystemResult(name, sentences, compute_s, threads, details={"wavs": str(wav_dir), "seed": seed})
+        _keep(s, audio, rate, time.process_time() - start, wav_dir, name, f"{k + 1}/{len(sentences)}")
+    return _timed_result(name, sentences, threads, wav_dir, seed)
 
 
 def resynthesis_vocoders(waveglow: Path | None) -> list[tuple[str, object]]:

@@ -249,11 +249,8 @@ class Synthesizer:
             griffin_lim_power = _synthesis_setting(t2, "griffin_lim_power", 1.0)
         inversion_iters = griffin_lim_inversion_iters
         if inversion_iters is None:
-            inversion_iters = _synthesis_setting(t2, "griffin_lim_inversion_iters", DEFAULT_INVERSION_ITERS)
-            if inversion_iters != int(inversion_iters) or inversion_iters < 0:
-                raise CheckpointError(f"{t2.path}: synthesis.griffin_lim_inversion_iters must be a whole number "
-                                      f">= 0, got {inversion_iters!r}; re-export the checkpoint")
-            inversion_iters = int(inversion_iters)
+            inversion_iters = int(_synthesis_setting(t2, "griffin_lim_inversion_iters", DEFAULT_INVERSION_ITERS,
+                                                     count=True))
         if waveglow is None:
             vocoder: Vocoder = GriffinLimVocoder(t2.audio, n_iters=griffin_lim_iters, power=griffin_lim_power,
                                                  inversion_iters=inversion_iters)
@@ -417,8 +414,9 @@ def _new_seed() -> int:
     return secrets.randbits(63)
 
 
-def _synthesis_setting(checkpoint: LoadedCheckpoint, key: str, default: float) -> float:
-    """A voice's recorded synthesis default (tacoglow checkpoints' optional ``synthesis`` dict)."""
+def _synthesis_setting(checkpoint: LoadedCheckpoint, key: str, default: float, count: bool = False) -> float:
+    """A voice's recorded synthesis default (tacoglow checkpoints' optional ``synthesis`` dict); ``count``:
+    it must be a whole number >= 0."""
     settings = checkpoint.extra.get("synthesis") or {}
     if not isinstance(settings, dict):
         raise CheckpointError(f"{checkpoint.path}: 'synthesis' must be a dict of settings, got "
@@ -427,6 +425,9 @@ def _synthesis_setting(checkpoint: LoadedCheckpoint, key: str, default: float) -
     if not isinstance(value, (int, float)) or isinstance(value, bool):
         raise CheckpointError(f"{checkpoint.path}: synthesis.{key} must be a number, got {value!r}; re-export "
                               "the checkpoint")
+    if count and (not float(value).is_integer() or value < 0):  # inf and nan are not whole
+        raise CheckpointError(f"{checkpoint.path}: synthesis.{key} must be a whole number >= 0, got {value!r}; "
+                              "re-export the checkpoint")
     return float(value)
 
 
