@@ -414,6 +414,16 @@ def mel_to_linear(mel_magnitudes: Tensor, config: AudioConfig = AudioConfig(),
     return linear
 
 
+def check_griffin_lim_settings(n_iters: int, power: float, inversion_iters: int) -> None:
+    """``ValueError`` for settings `griffin_lim` refuses, so callers can fail before decoding."""
+    if n_iters < 0:
+        raise ValueError(f"n_iters must be >= 0, got {n_iters}")
+    if not 0 < power <= 4:
+        raise ValueError(f"power must be in (0, 4], got {power}")
+    if inversion_iters < 0:
+        raise ValueError(f"inversion_iters must be >= 0, got {inversion_iters}")
+
+
 def griffin_lim(mel: Tensor, config: AudioConfig = AudioConfig(), n_iters: int = 60, momentum: float = 0.99,
                 generator: torch.Generator | None = None, power: float = 1.0,
                 inversion_iters: int = MEL_INVERSION_ITERS) -> Tensor:
@@ -439,12 +449,9 @@ def griffin_lim(mel: Tensor, config: AudioConfig = AudioConfig(), n_iters: int =
     Returns:
         `(batch, frames * hop_length)` waveform (or `(frames * hop_length,)` for 2-D input), not clipped.
     """
-    if n_iters < 0:
-        raise ValueError(f"n_iters must be >= 0, got {n_iters}")
+    check_griffin_lim_settings(n_iters, power, inversion_iters)
     if momentum < 0:
         raise ValueError(f"momentum must be >= 0, got {momentum}")
-    if not 0 < power <= 4:
-        raise ValueError(f"power must be in (0, 4], got {power}")
     squeeze = mel.dim() == 2
     if squeeze:
         mel = mel.unsqueeze(0)

@@ -27,7 +27,7 @@ from typing import Any, Callable, Iterator, NamedTuple, Protocol, Sequence
 import torch
 
 from .audio import MEL_INVERSION_ITERS as DEFAULT_INVERSION_ITERS
-from .audio import AudioConfig, griffin_lim
+from .audio import AudioConfig, check_griffin_lim_settings, griffin_lim
 from .checkpoint import CheckpointError, LoadedCheckpoint, _build, inspect_checkpoint
 from .tacotron2 import Tacotron2
 from .text import prepare_text, split_sentences
@@ -99,6 +99,7 @@ class GriffinLimVocoder:
 
     def __init__(self, audio: AudioConfig | None = None, n_iters: int = 60, power: float = 1.0,
                  inversion_iters: int = DEFAULT_INVERSION_ITERS):
+        check_griffin_lim_settings(n_iters, power, inversion_iters)  # now, not after a sentence is decoded
         self.audio = audio or AudioConfig()
         self.n_iters = n_iters
         self.power = power  # magnitude sharpening, see tacoglow.audio.griffin_lim

@@ -130,6 +130,10 @@ def test_voice_records_its_mel_inversion(tmp_path):
     # Griffin-Lim standing in beside a WaveGlow (the server's griffin-lim option) keeps the voice's setting.
     paired = Synthesizer.from_checkpoints(voice, fixture_path("waveglow_small_ngc.pt"))
     assert paired.griffin_lim_vocoder().inversion_iters == 0 and paired.griffin_lim_vocoder().power == 1.0
+    with pytest.raises(ValueError, match="power must be in"):  # refused at once, before any decoding
+        Synthesizer.from_checkpoints(voice, griffin_lim_power=9.0)
+    with pytest.raises(ValueError, match="inversion_iters must be >= 0"):
+        Synthesizer.from_checkpoints(voice, griffin_lim_inversion_iters=-1)
     for bad in (-1, 2.5, float("inf"), float("nan"), "many"):
         save_model(model, voice, synthesis={"griffin_lim_inversion_iters": bad})
         with pytest.raises(CheckpointError, match="voice.pt: synthesis.griffin_lim_inversion_iters must be"):
