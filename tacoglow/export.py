@@ -31,13 +31,14 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from .tacotron2 import Tacotron2, _DecoderKernels, _decoder_step, _DecoderState, _padding_mask
+from .decoding import DecoderKernels, DecoderState, DecoderStep, decoder_step, padding_mask
+from .tacotron2 import Tacotron2
 from .waveglow import WaveGlow
 
 __all__ = ["STATE_NAMES", "tacotron2_graphs", "waveglow_graphs", "export_onnx", "export_torchscript",
            "OnnxRuntimeTacotron2", "OnnxTacotron2", "OnnxWaveGlow", "onnxruntime_available"]
 
-STATE_NAMES = _DecoderState._fields
+STATE_NAMES = DecoderState._fields
 # ONNX opset: 17 has every operator used here and is read by every ONNX Runtime of the last years.
 OPSET = 17
 
@@ -70,16 +71,16 @@ class _EncoderGraph(nn.Module):
 
 
 class _MemoryProjectionGraph(nn.Module):
-    def __init__(self, kernels: _DecoderKernels):
+    def __init__(self, kernels: DecoderKernels):
         super().__init__()
         self.kernels = kernels
 
     def forward(self, memory: Tensor) -> Tensor:
-        return self.kernels.process_memory(memory)  # (B, A, T_in), doubled (see _DecoderKernels)
+        return self.kernels.process_memory(memory)  # (B, A, T_in), doubled (see DecoderKernels)
 
 
 class _DecoderStepGraph(nn.Module):
-    def __init__(self, kernels: _DecoderKernels):
+    def __init__(self, kernels: DecoderKernels):
         super().__init__()
         self.kernels = kernels
 
@@ -87,9 +88,9 @@ class _DecoderStepGraph(nn.Module):
                 decoder_hidden: Tensor, decoder_cell: Tensor, attention_weights: Tensor,
                 attention_weights_cum: Tensor, attention_context: Tensor, memory: Tensor,
                 processed_memory: Tensor, mask: Tensor) -> tuple[Tensor, ...]:
-        state = _DecoderState(attention_hidden, attention_cell, decoder_hidden, decoder_cell, attention_weights,
-                              attention_weights_cum, attention_context)
-        out, new = _decoder_step(self.kernels, frame, keep, state, memory, processed_memory, mask)
+        state = DecoderState(attention_hidden, attention_cell, decoder_hidden, decoder_cell, attention_weights,
+                             attention_weights_cum, attention_context)
+        out, new = decoder_step(self.kernels, frame, keep, state, memory, processed_memory, mask)
         return (out,) + tuple(new)
 
 
@@ -108,16 +109,16 @@ def tacotron2_graphs(model: Tacotron2) -> dict[str, Graph]:
         raise ValueError("export a Tacotron 2 in eval mode: call model.eval() first")
     _check_cpu_fp32(model)
     cfg = model.config
-    kernels = _DecoderKernels(model.decoder, "fp32", portable=True)
+    kernels = DecoderKernels(model.decoder, "fp32", portable=True)
     weight = model.embedding.weight
     g = torch.Generator().manual_seed(0)  # example inputs from a local generator: the global one is left alone
     b, t_in = 2, 7
     frame_dim = cfg.n_mel_channels * cfg.n_frames_per_step
     state = model.decoder.initial_state(weight.new_zeros(b, t_in, cfg.encoder_embedding_dim))
-    state = _DecoderState(*(torch.rand(s.shape, generator=g) for s in state))
+    state = DecoderState(*(torch.rand(s.shape, generator=g) for s in state))
     memory = torch.randn(b, t_in, cfg.encoder_embedding_dim, generator=g)
     processed = kernels.process_memory(memory)
-    mask = _padding_mask(torch.tensor([t_in, t_in - 2]), t_in)
+    mask = padding_mask(torch.tensor([t_in, t_in - 2]), t_in)
     keep = (torch.rand(2, b, cfg.prenet_dim, generator=g) < 0.5).float() * 2.0
     batch_time = {0: "batch", 1: "time_in"}
     step_axes = {name: {0: "batch"} for name in ("frame", "out") + STATE_NAMES + tuple(f"new_{n}" for n in STATE_NAMES)}
@@ -284,7 +285,8 @@ def _numpy(x: Tensor) -> np.ndarray:
 
 
 class OnnxRuntimeTacotron2:
-    """Runs Tacotron 2's encoder, decoder step and postnet graphs on ONNX Runtime (CPU).
+    """Runs Tacotron 2's encoder, decoder step and postnet graphs on ONNX Runtime (CPU): a
+    :class:`~tacoglow.decoding.Tacotron2Runtime`.
 
     Pass it as ``runtime=`` to :meth:`Tacotron2.infer_detailed`, which keeps the loop, masks and stopping.
     """
@@ -304,16 +306,17 @@ class OnnxRuntimeTacotron2:
             memory[i, :m.size(1)] = m[0]
         return memory
 
-    def decoder_step(self, memory: Tensor, mask: Tensor) -> Callable[[Tensor, Tensor, _DecoderState],
-                                                                        tuple[Tensor, _DecoderState]]:
+    def start_decoding(self, memory: Tensor, mask: Tensor) -> DecoderStep:
+        """The decoder_step graph for this memory (B, T_in, C) and mask (B, T_in); its memory projection
+        runs once, here."""
         feeds = {"memory": _numpy(memory), "mask": _numpy(mask)}
         feeds["processed_memory"] = self._run("memory_projection", memory=feeds["memory"])[0]
         session = self.sessions["decoder_step"]
 
-        def step(frame: Tensor, keep: Tensor, state: _DecoderState) -> tuple[Tensor, _DecoderState]:
+        def step(frame: Tensor, keep: Tensor, state: DecoderState) -> tuple[Tensor, DecoderState]:
             feeds.update(zip(STATE_NAMES, map(_numpy, state)), frame=_numpy(frame), keep=_numpy(keep))
             out, *new = session.run(None, feeds)
-            return torch.from_numpy(out), _DecoderState(*map(torch.from_numpy, new))
+            return torch.from_numpy(out), DecoderState(*map(torch.from_numpy, new))
 
         return step
 

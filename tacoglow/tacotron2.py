@@ -13,9 +13,8 @@ same weights, inputs and seed, ``infer`` and ``forward`` reproduce it on CPU (se
 """
 from __future__ import annotations
 
-import warnings
 from dataclasses import asdict, dataclass
-from typing import Any, Callable, NamedTuple, Sequence
+from typing import Any, Callable, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -23,21 +22,16 @@ from torch.nn import functional as F
 
 from . import ops
 from .config import dataclass_from_dict
+from .decoding import (DecoderKernels, DecoderRuntime, DecoderState, DecoderStep, PrenetMasks, Tacotron2Runtime,
+                       grow, keep_mask, padding_mask)
+from .ops import PRECISIONS
 
 __all__ = ["Tacotron2", "Tacotron2Config", "Tacotron2Output", "PRECISIONS"]
 
-# The prenet keeps dropout on at inference too (paper, section 2.2); NVIDIA hard-codes p = 0.5.
-_PRENET_DROPOUT = 0.5
 # Encoder and postnet convolutions use dropout 0.5 in training (NVIDIA hard-codes it as well).
 _CONV_DROPOUT = 0.5
 # Padded gate logits when mask_padding is on: sigmoid(1e3) = 1, i.e. "stopped" (NVIDIA's value).
 _PADDED_GATE_LOGIT = 1e3
-# How the decoder's LSTM matrices are stored at generation. "fp32" reproduces the reference (up to float
-# rounding); the others trade a little accuracy for speed: "fp16" and "bf16" keep the weights in 16 bits,
-# "int8" in 8 bits with 8-bit activations (benchmarks/inference.py reports the error of each).
-PRECISIONS = ("fp32", "fp16", "bf16", "int8")
-# Decoder steps whose prenet masks are drawn at once (see _PrenetMasks).
-_MASK_CHUNK = 32
 
 
 @dataclass
@@ -129,45 +123,9 @@ class _ConvNorm(nn.Module):
         return self.conv(x)
 
 
-def _padding_mask(lengths: Tensor, width: int) -> Tensor:
-    """(B,) lengths -> (B, width) bool, True on padded positions."""
-    return torch.arange(width, device=lengths.device) >= lengths.unsqueeze(1)
-
-
-def _keep_mask(shape: Sequence[int], like: Tensor, generator: torch.Generator | None) -> Tensor:
-    """Dropout mask for p = 0.5 with kept entries scaled by 1 / (1 - p) = 2, in ``like``'s dtype/device.
-
-    Drawn as uniform float64 < 0.5: on CPU this gives exactly the mask of ``bernoulli_(0.5)`` that
-    ``F.dropout`` uses in the reference, on any CPU vendor, and accepts a caller's generator. Without a
-    generator the default generator of ``like``'s device is used.
-    """
-    device = generator.device if generator is not None else like.device
-    keep = torch.rand(tuple(shape), dtype=torch.float64, device=device, generator=generator) < 0.5
-    return keep.to(device=like.device, dtype=like.dtype) * (1.0 / (1.0 - _PRENET_DROPOUT))
-
-
-def _folded_convolutions(convolutions: nn.ModuleList) -> list[tuple[Tensor, Tensor]]:
-    """(_ConvNorm, BatchNorm1d) pairs in eval mode as single convolutions for ``ops.conv``: batch norm's affine
-    map (x - mean) / sqrt(var + eps) * gamma + beta folded into the weights and bias (float rounding apart,
-    the same function; one pass over the activations instead of two)."""
-    folded = []
-    with torch.no_grad():
-        for conv_norm, bn in convolutions:
-            conv = conv_norm.conv
-            scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
-            bias = conv.bias if conv.bias is not None else torch.zeros_like(bn.running_mean)
-            folded.append((ops.conv_weight(conv.weight * scale[:, None, None]),
-                           ((bias - bn.running_mean) * scale + bn.bias).detach()))
-    return folded
-
-
-def _fast_convolutions(module: nn.Module, x: Tensor) -> bool:
-    """Generation on CPU in fp32 with oneDNN: the folded, fused convolution path. Not with gradients on (the
-    folded weights are detached and the fused kernel has no backward), nor while tracing or compiling,
-    where the portable modules are what an exported graph must record."""
-    return (not module.training and not torch.is_grad_enabled() and x.device.type == "cpu"
-            and x.dtype == torch.float32 and ops.onednn_conv_available() and not torch.jit.is_tracing()
-            and not torch.compiler.is_compiling())
+def _folded(convolutions: nn.ModuleList) -> list[tuple[Tensor, Tensor]]:
+    """(_ConvNorm, BatchNorm1d) pairs in eval mode as single convolutions for ``ops.conv``."""
+    return [ops.fold_batch_norm(conv_norm.conv, bn) for conv_norm, bn in convolutions]
 
 
 # --------------------------------------------------------------------------------------------------
@@ -188,10 +146,10 @@ class _Encoder(nn.Module):
         """x: (B, C, T) embedded text; lengths: (B,) int64 on CPU; keep: optional (B, 1, T) 0/1 mask that
         zeroes padding after each conv, so that no item sees its padding (batch-independent results).
         Returns the memory (B, max(lengths), C); rows are zero past each length."""
-        if _fast_convolutions(self, x):
+        if ops.use_fused_convolutions(self, x):
             y = ops.as_conv_input(x)  # (B, C, 1, T), time-major
             keep4 = None if keep is None else keep.unsqueeze(2)  # (B, 1, 1, T)
-            for weight, bias in ops.cached(self, "_folded", lambda: _folded_convolutions(self.convolutions)):
+            for weight, bias in ops.cached(self, "_folded", lambda: _folded(self.convolutions)):
                 y = ops.conv(y, weight, bias, activation="relu")
                 if keep4 is not None:
                     y = y * keep4
@@ -264,265 +222,6 @@ class _Prenet(nn.Module):
         return x
 
 
-class _DecoderState(NamedTuple):
-    attention_hidden: Tensor  # (B, attention_rnn_dim)
-    attention_cell: Tensor
-    decoder_hidden: Tensor  # (B, decoder_rnn_dim)
-    decoder_cell: Tensor
-    attention_weights: Tensor  # (B, T_in)
-    attention_weights_cum: Tensor  # (B, T_in)
-    attention_context: Tensor  # (B, encoder_embedding_dim)
-
-
-# --------------------------------------------------------------------------------------------------
-# Generation. At batch 1 a decoder step multiplies a few vectors by ~18 M weights (NVIDIA's sizes) and
-# is bound by streaming those weights from memory, so generation uses the same parameters rearranged
-# once: each LSTM cell's two matrices side by side (one product instead of two), the projection and gate
-# layers stacked, the location conv and its dense layer composed into one conv, large matrices in the
-# layout the CPU library reads fastest. Results equal the module path up to float rounding.
-
-
-def _onednn_linear_available() -> bool:
-    return (torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_reorder_linear_weight")
-            and hasattr(torch.ops.mkldnn, "_linear_pointwise"))
-
-
-class _PackedLinear:
-    """y = x @ weight.T + bias for one fixed weight, stored for fast products with a few rows.
-
-    In fp32, small weights use the plain product (``F.linear``, as the modules do); large ones on CPU are
-    pre-blocked for oneDNN, whose skinny products read them about twice as fast as the BLAS
-    GEMV. The reduced precisions store the weight in fewer bits: "fp16" (fbgemm, fp32 accumulation),
-    "bf16" (oneDNN; inputs rounded to bf16 too), "int8" (fbgemm dynamic quantization: per-row int8
-    weights, inputs quantized per call).
-    """
-
-    _LARGE = 1 << 19  # elements; below this the call overhead matters more than the weight traffic
-    _ROWS_HINT = 4  # oneDNN's blocking for "a few rows": as fast at batch 1 as a batch-1 hint, and faster above
-
-    def __init__(self, weight: Tensor, bias: Tensor | None, precision: str = "fp32", portable: bool = False):
-        self.weight = weight.detach()
-        self.bias = None if bias is None else bias.detach()
-        self.kind = "plain"
-        cpu = weight.device.type == "cpu"
-        if precision == "fp32":
-            # portable: plain products only, which tracing and ONNX export can record.
-            if (cpu and not portable and weight.numel() >= self._LARGE and weight.dtype == torch.float32
-                    and _onednn_linear_available()):
-                try:
-                    self._packed = torch.ops.mkldnn._reorder_linear_weight(self.weight, self._ROWS_HINT)
-                    self.kind = "onednn"
-                except RuntimeError:  # an unusual build: the plain product is exact too
-                    pass
-        elif precision == "bf16":
-            self.kind, self._bias16 = "bf16", None if bias is None else self.bias.bfloat16()
-            self._packed = (torch.ops.mkldnn._reorder_linear_weight(self.weight.bfloat16(), self._ROWS_HINT)
-                            if cpu and _onednn_linear_available() else self.weight.bfloat16())
-            self._onednn = cpu and _onednn_linear_available()
-        elif precision in ("fp16", "int8"):
-            if not cpu or "fbgemm" not in torch.backends.quantized.supported_engines:
-                raise ValueError(f"precision {precision!r} needs a CPU build of torch with fbgemm; use 'fp32'"
-                                 f"{'' if cpu else ' or move the model to the CPU'}")
-            weight32 = self.weight.float()
-            bias32 = None if bias is None else self.bias.float()
-            with warnings.catch_warnings():  # quantized tensors are deprecated but still the CPU int8 route
-                warnings.simplefilter("ignore")
-                if precision == "fp16":
-                    self._packed = torch.ops.quantized.linear_prepack_fp16(weight32, bias32)
-                else:
-                    scales = weight32.abs().amax(dim=1).clamp_min(1e-12) / 127.0
-                    zero_points = torch.zeros(weight32.size(0), dtype=torch.long)
-                    qweight = torch.quantize_per_channel(weight32, scales.double(), zero_points, 0, torch.qint8)
-                    self._packed = torch.ops.quantized.linear_prepack(qweight, bias32)
-            self.kind = precision
-        else:
-            raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
-
-    def __call__(self, x: Tensor) -> Tensor:
-        kind = self.kind
-        if kind == "plain":
-            return F.linear(x, self.weight, self.bias)
-        if kind == "onednn":
-            return torch.ops.mkldnn._linear_pointwise(x, self._packed, self.bias, "none", [], "")
-        if kind == "bf16":
-            if self._onednn:
-                y = torch.ops.mkldnn._linear_pointwise(x.bfloat16(), self._packed, self._bias16, "none", [], "")
-            else:
-                y = F.linear(x.bfloat16(), self._packed, self._bias16)
-            return y.to(x.dtype)
-        if kind == "fp16":
-            return torch.ops.quantized.linear_dynamic_fp16(x.float(), self._packed).to(x.dtype)
-        return torch.ops.quantized.linear_dynamic(x.float(), self._packed).to(x.dtype)
-
-
-def _fused_lstm_weights(cell: nn.LSTMCell) -> tuple[Tensor, Tensor]:
-    """[W_ih | W_hh] and b_ih + b_hh: the cell's gates are then one product with [input, hidden]."""
-    return torch.cat((cell.weight_ih, cell.weight_hh), dim=1), cell.bias_ih + cell.bias_hh
-
-
-class _DecoderKernels:
-    """The decoder's parameters arranged for generation (built by :meth:`_Decoder.kernels`)."""
-
-    def __init__(self, decoder: "_Decoder", precision: str, portable: bool = False):
-        """portable: fp32 plain products only (for tracing and export, see tacoglow.export)."""
-        with torch.no_grad():
-            prenet = decoder.prenet.layers
-            self.prenet = [_PackedLinear(layer.linear_layer.weight, None, portable=portable) for layer in prenet]
-            self.attention_rnn = _PackedLinear(*_fused_lstm_weights(decoder.attention_rnn), precision, portable)
-            self.decoder_rnn = _PackedLinear(*_fused_lstm_weights(decoder.decoder_rnn), precision, portable)
-            # Attention energies v . tanh(E) are computed as (2 v) . sigmoid(2 E): tanh(x) = 2 sigmoid(2x) - 1,
-            # and the constant -sum(v) drops out of the softmax. torch.tanh is ~4x slower than sigmoid on
-            # CPU; doubling weights is exact, so only the tanh/sigmoid rounding differs (< 2e-7).
-            attention = decoder.attention_layer
-            self.memory_layer = attention.memory_layer.linear_layer.weight.detach()
-            self.query = _PackedLinear(2.0 * attention.query_layer.linear_layer.weight, None, portable=portable)
-            # location_dense(location_conv(w)) is linear in w: one conv (attention_dim, 2, kernel).
-            conv = attention.location_layer.location_conv.conv
-            dense = attention.location_layer.location_dense.linear_layer.weight  # (attention_dim, n_filters)
-            self.location = 2.0 * torch.einsum("af,fck->ack", dense, conv.weight).contiguous()
-            self.location_padding = conv.padding[0]
-            self.v = 2.0 * attention.v.linear_layer.weight  # (1, attention_dim)
-            projection, gate = decoder.linear_projection.linear_layer, decoder.gate_layer.linear_layer
-            self.projection = _PackedLinear(torch.cat((projection.weight, gate.weight)),
-                                            torch.cat((projection.bias, gate.bias)), portable=portable)
-        self.frame_dim = projection.weight.size(0)
-
-    def process_memory(self, memory: Tensor) -> Tensor:
-        """memory (B, T_in, C) -> the attention's memory term in the layout _attend uses: (B, A, T_in),
-        doubled (memory_layer(memory) is computed once per utterance, as in the reference)."""
-        return (2.0 * F.linear(memory, self.memory_layer)).transpose(1, 2).contiguous()
-
-
-def _lstm_cell(gates: Tensor, cell: Tensor) -> tuple[Tensor, Tensor]:
-    """(B, 4H) pre-activations (input, forget, cell, output gates, torch's order) and (B, H) cell state ->
-    hidden, cell; the elementwise part of ``nn.LSTMCell``, in its order of operations."""
-    i, f, g, o = gates.chunk(4, 1)
-    cell = (torch.sigmoid(f) * cell).add_(torch.sigmoid(i) * torch.tanh(g))
-    return torch.sigmoid(o) * torch.tanh(cell), cell
-
-
-def _attend(k: _DecoderKernels, query_hidden: Tensor, previous: Tensor, cumulative: Tensor, memory: Tensor,
-            processed_memory: Tensor, mask: Tensor | None) -> tuple[Tensor, Tensor]:
-    """Location-sensitive attention (see _Attention) -> context (B, C), weights (B, T_in).
-
-    processed_memory: ``k.process_memory(memory)``, (B, A, T_in)."""
-    query = k.query(query_hidden).unsqueeze(2)  # (B, A, 1)
-    location = F.conv1d(torch.stack((previous, cumulative), 1), k.location, padding=k.location_padding)
-    # (query + location) + memory, the reference's order of additions, all doubled (see _DecoderKernels).
-    energies = torch.matmul(k.v, torch.sigmoid_(location.add_(query).add_(processed_memory))).squeeze(1)
-    if mask is not None:
-        energies = energies.masked_fill(mask, float("-inf"))
-    weights = F.softmax(energies, dim=1)
-    return torch.bmm(weights.unsqueeze(1), memory).squeeze(1), weights
-
-
-def _decoder_step(k: _DecoderKernels, frame: Tensor, keep: Tensor, s: _DecoderState, memory: Tensor,
-                  processed_memory: Tensor, mask: Tensor | None) -> tuple[Tensor, _DecoderState]:
-    """One generation step (eval mode), with the prenet's dropout masks given.
-
-    frame (B, n_mel * r): the previous output (zeros at the start); keep (2, B, prenet_dim): the scaled
-    keep-masks of prenet layers 0 and 1; memory (B, T_in, C); processed_memory:
-    ``k.process_memory(memory)``; mask (B, T_in) True on padding, or None when there is none.
-    Returns (B, n_mel * r + 1), the frame then the gate logit, and the new state.
-    """
-    x = F.relu(k.prenet[0](frame)) * keep[0]
-    x = F.relu(k.prenet[1](x)) * keep[1]
-    h, c = _lstm_cell(k.attention_rnn(torch.cat((x, s.attention_context, s.attention_hidden), 1)),
-                      s.attention_cell)
-    context, weights = _attend(k, h, s.attention_weights, s.attention_weights_cum, memory, processed_memory, mask)
-    dh, dc = _lstm_cell(k.decoder_rnn(torch.cat((h, context, s.decoder_hidden), 1)), s.decoder_cell)
-    out = k.projection(torch.cat((dh, context), 1))
-    return out, _DecoderState(h, c, dh, dc, weights, s.attention_weights_cum + weights, context)
-
-
-class _PrenetMasks:
-    """The prenet's dropout masks, (2, B, prenet_dim) per decoder step, from the caller's generators.
-
-    The reference draws, per step, uniform float64 numbers for layer 0 then layer 1: (B, P) each from
-    one generator, or (1, P) each from every active item's own generator. CPU generators fill a tensor
-    in order, so drawing ``_MASK_CHUNK`` steps at once gives the same numbers with far fewer calls;
-    :meth:`close` rewinds each generator to just after the draws that were used, so the stream advances
-    exactly as with per-step draws. Other devices' generators (and ``chunked=False``, when other random
-    draws interleave with the prenet's) draw step by step.
-    """
-
-    def __init__(self, rng: torch.Generator | list[torch.Generator] | None, batch: int, dim: int, like: Tensor,
-                 chunked: bool = True):
-        self.per_item = isinstance(rng, list)
-        self.generators = rng if self.per_item else [rng]
-        self.batch, self.dim, self.like = batch, dim, like
-        devices = [g.device if g is not None else like.device for g in self.generators]
-        self.chunked = chunked and all(d.type == "cpu" for d in devices)
-        if self.chunked and not self.per_item and rng is None:
-            self.generators = [torch.default_generator]
-        self._buffer: Tensor | None = None
-        self._position = 0
-        self._saved: list[Tensor | None] = [None] * len(self.generators)  # state before the current chunk
-        self._used = [0] * len(self.generators)  # steps of the current chunk each generator has used
-
-    def _draw(self, shape: tuple[int, ...], generator: torch.Generator | None) -> Tensor:
-        device = generator.device if generator is not None else self.like.device
-        return torch.rand(shape, dtype=torch.float64, device=device, generator=generator) < 0.5
-
-    def _scale(self, keep: Tensor) -> Tensor:
-        return keep.to(device=self.like.device, dtype=self.like.dtype) * (1.0 / (1.0 - _PRENET_DROPOUT))
-
-    def next(self, steps_left: int, active: list[bool] | None = None) -> Tensor:
-        """Masks for the next step. ``active`` (per-item mode): items that draw at this step; the others
-        get zero rows and consume nothing. Once inactive, an item must stay inactive."""
-        b, p = self.batch, self.dim
-        if not self.chunked:
-            if not self.per_item:
-                return self._scale(torch.stack([self._draw((b, p), self.generators[0]) for _ in range(2)]))
-            keep = self.like.new_zeros(2, b, p)
-            for i, generator in enumerate(self.generators):
-                if active[i]:
-                    keep[:, i] = self._scale(torch.stack([self._draw((p,), generator) for _ in range(2)]))
-            return keep
-        if self._buffer is None or self._position == self._buffer.size(0):
-            self._rewind()
-            chunk = max(1, min(_MASK_CHUNK, steps_left))
-            if not self.per_item:
-                self._saved[0] = self.generators[0].get_state()
-                self._used[0] = 0
-                self._buffer = self._scale(self._draw((chunk, 2, b, p), self.generators[0]))
-            else:
-                keep = torch.zeros(chunk, 2, b, p, dtype=torch.bool)
-                for i, generator in enumerate(self.generators):
-                    self._saved[i] = None
-                    if active[i]:
-                        self._saved[i], self._used[i] = generator.get_state(), 0
-                        keep[:, :, i] = self._draw((chunk, 2, p), generator)
-                self._buffer = self._scale(keep)
-            self._position = 0
-        if self.per_item:
-            for i in range(b):
-                if self._saved[i] is not None and not active[i] and self._used[i] == self._position:
-                    self._buffer[self._position:, :, i] = 0  # stopped within this chunk: no more draws
-        for i, saved in enumerate(self._saved):
-            if saved is not None and (not self.per_item or active[i]):
-                self._used[i] += 1
-        self._position += 1
-        return self._buffer[self._position - 1]
-
-    def _rewind(self) -> None:
-        """Give back the draws of the current chunk that no step used."""
-        if self._buffer is None:
-            return
-        b, p, chunk = self.batch, self.dim, self._buffer.size(0)
-        for i, (generator, saved) in enumerate(zip(self.generators, self._saved)):
-            if saved is not None and self._used[i] < chunk:
-                generator.set_state(saved)
-                rows = (self._used[i], 2, b if not self.per_item else 1, p)
-                self._draw(rows, generator)  # advance past the used draws only
-            self._saved[i] = None
-        self._buffer = None
-
-    def close(self) -> None:
-        if self.chunked:
-            self._rewind()
-
-
 class _Decoder(nn.Module):
     """Autoregressive decoder: prenet -> attention LSTM -> attention -> decoder LSTM -> frame + gate."""
 
@@ -538,15 +237,15 @@ class _Decoder(nn.Module):
         self.linear_projection = _LinearNorm(cfg.decoder_rnn_dim + context_dim, frame_dim)
         self.gate_layer = _LinearNorm(cfg.decoder_rnn_dim + context_dim, 1, w_init_gain="sigmoid")
 
-    def initial_state(self, memory: Tensor) -> _DecoderState:
+    def initial_state(self, memory: Tensor) -> DecoderState:
         b, t_in, c = memory.shape
         zeros = memory.new_zeros
-        return _DecoderState(zeros(b, self.cfg.attention_rnn_dim), zeros(b, self.cfg.attention_rnn_dim),
+        return DecoderState(zeros(b, self.cfg.attention_rnn_dim), zeros(b, self.cfg.attention_rnn_dim),
                              zeros(b, self.cfg.decoder_rnn_dim), zeros(b, self.cfg.decoder_rnn_dim),
                              zeros(b, t_in), zeros(b, t_in), zeros(b, c))
 
-    def step(self, prenet_out: Tensor, s: _DecoderState, memory: Tensor, processed_memory: Tensor,
-             mask: Tensor) -> tuple[Tensor, Tensor, _DecoderState]:
+    def step(self, prenet_out: Tensor, s: DecoderState, memory: Tensor, processed_memory: Tensor,
+             mask: Tensor) -> tuple[Tensor, Tensor, DecoderState]:
         """One decoder step. prenet_out (B, prenet_dim) -> frame (B, n_mel * r), gate logit (B, 1), state."""
         cfg = self.cfg
         h, c = self.attention_rnn(torch.cat((prenet_out, s.attention_context), -1),
@@ -557,7 +256,7 @@ class _Decoder(nn.Module):
         dh, dc = self.decoder_rnn(torch.cat((h, context), -1), (s.decoder_hidden, s.decoder_cell))
         dh = F.dropout(dh, cfg.p_decoder_dropout, self.training)
         out = torch.cat((dh, context), dim=1)
-        state = _DecoderState(h, c, dh, dc, weights, s.attention_weights_cum + weights, context)
+        state = DecoderState(h, c, dh, dc, weights, s.attention_weights_cum + weights, context)
         return self.linear_projection(out), self.gate_layer(out), state
 
     def teacher_forced(self, memory: Tensor, mels: Tensor, mask: Tensor) -> tuple[Tensor, Tensor, Tensor]:
@@ -570,7 +269,7 @@ class _Decoder(nn.Module):
         # masks are drawn for all T / r + 1 inputs at once, layer 0 then layer 1.
         frames = mels.transpose(1, 2).reshape(b, t // r, n_mel * r).transpose(0, 1)
         inputs = torch.cat((memory.new_zeros(1, b, n_mel * r), frames), dim=0)
-        inputs = self.prenet(inputs, lambda h: _keep_mask(h.shape, h, None))
+        inputs = self.prenet(inputs, lambda h: keep_mask(h.shape, h, None))
 
         processed_memory = self.attention_layer.memory_layer(memory)
         state = self.initial_state(memory)
@@ -583,20 +282,34 @@ class _Decoder(nn.Module):
         mel = torch.stack(mel_steps, dim=1).reshape(b, t, n_mel).transpose(1, 2)  # (B, n_mel, T)
         return mel, torch.stack(gates, dim=1), torch.stack(alignments, dim=1)
 
-    def kernels(self, precision: str = "fp32") -> _DecoderKernels:
+    def kernels(self, precision: str = "fp32") -> DecoderKernels:
         """The parameters arranged for generation; rebuilt only when a parameter changes (new storage,
         dtype or device, or an in-place update such as an optimizer step or ``load_state_dict``)."""
-        return ops.cached(self, "_kernels", lambda: _DecoderKernels(self, precision), extra=(precision,))
+        return ops.cached(self, "_kernels", lambda: DecoderKernels(self, precision), extra=(precision,))
+
+    def start_decoding(self, memory: Tensor, mask: Tensor) -> DecoderStep:
+        """The modules' step (a :class:`~tacoglow.decoding.DecoderRuntime`), which generation runs in training
+        mode: attention and decoder dropout are then on, as in training."""
+        processed_memory = self.attention_layer.memory_layer(memory)  # once, not per step
+
+        def step(frame: Tensor, keep: Tensor, state: DecoderState) -> tuple[Tensor, DecoderState]:
+            layer_masks = iter(keep)
+            x = self.prenet(frame, lambda h: next(layer_masks))
+            frame_out, gate, state = self.step(x, state, memory, processed_memory, mask)
+            return torch.cat((frame_out, gate), 1), state
+
+        return step
 
     def infer(self, memory: Tensor, mask: Tensor, caps: Tensor,
-              rng: torch.Generator | list[torch.Generator] | None,
-              precision: str = "fp32", runtime: Any = None) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
-        """Free-running decoding. memory (B, T_in, C); mask (B, T_in) True on padding; caps (B,) int64 on
-        CPU, the most steps per item; rng: None or one generator (one (B, prenet_dim) mask per layer per
-        step), or one generator per item (each active item draws its own (1, prenet_dim) masks);
-        precision: one of ``PRECISIONS`` (eval mode; training mode always runs the modules in fp32);
-        runtime: optional engine whose ``decoder_step(memory, mask)`` returns the step function (see
-        ``tacoglow.export.OnnxRuntimeTacotron2``); the loop, stopping rule and masks stay here.
+              rng: torch.Generator | list[torch.Generator] | None, precision: str = "fp32",
+              runtime: DecoderRuntime | None = None) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+        """Free-running decoding: the loop, the stopping rule (``gate_threshold``), the caps and the prenet's
+        masks; the steps run on ``runtime``. memory (B, T_in, C); mask (B, T_in) True on padding; caps (B,)
+        int64 on CPU, the most steps per item; rng: None or one generator (one (B, prenet_dim) mask per layer
+        per step), or one generator per item (each active item draws its own (1, prenet_dim) masks);
+        precision: one of ``PRECISIONS`` for the kernels; runtime: None for the kernels in eval mode
+        (:meth:`kernels`) or the modules in training mode (:meth:`start_decoding`, always fp32), or another
+        engine such as ``tacoglow.export.OnnxRuntimeTacotron2``.
 
         Returns frames (B, n_mel, steps * r), gate logits (B, steps), alignments (B, steps, T_in),
         step_lengths (B,) int32 = steps before the stop step (or the cap), stopped (B,) bool.
@@ -608,25 +321,9 @@ class _Decoder(nn.Module):
         frame_dim = cfg.n_mel_channels * cfg.n_frames_per_step
         state = self.initial_state(memory)
         frame = memory.new_zeros(b, frame_dim)  # go frame
-        if self.training:
-            # Attention and decoder dropout draw from the global generator between the prenet's draws,
-            # so the masks are drawn step by step, and the modules run as in training.
-            processed_memory = self.attention_layer.memory_layer(memory)  # once, not per step
-
-            def step(frame: Tensor, keep: Tensor, state: _DecoderState) -> tuple[Tensor, _DecoderState]:
-                layer_masks = iter(keep)
-                x = self.prenet(frame, lambda h: next(layer_masks))
-                frame_out, gate, state = self.step(x, state, memory, processed_memory, mask)
-                return torch.cat((frame_out, gate), 1), state
-        elif runtime is not None:
-            step = runtime.decoder_step(memory, mask)
-        else:
-            kernels = self.kernels(precision)
-            processed_memory = kernels.process_memory(memory)
-            step_mask = mask if bool(mask.any()) else None  # no padding: masking is a no-op
-
-            def step(frame: Tensor, keep: Tensor, state: _DecoderState) -> tuple[Tensor, _DecoderState]:
-                return _decoder_step(kernels, frame, keep, state, memory, processed_memory, step_mask)
+        if runtime is None:
+            runtime = self if self.training else self.kernels(precision)
+        step = runtime.start_decoding(memory, mask)
 
         # Buffers grow by doubling up to max_steps: no per-step concatenation, no 1000-step allocation
         # for a 30-step utterance. outputs holds each step's frame, then its gate logit.
@@ -639,7 +336,9 @@ class _Decoder(nn.Module):
         threshold = torch.tensor(cfg.gate_threshold, dtype=memory.dtype).item()
         not_finished, stopped, step_lengths = [True] * b, [False] * b, [0] * b
         per_item = isinstance(rng, list)
-        masks = _PrenetMasks(rng, b, cfg.prenet_dim, memory, chunked=not self.training)
+        # In training mode attention and decoder dropout draw from the global generator between the
+        # prenet's draws, so the masks are drawn step by step.
+        masks = PrenetMasks(rng, b, cfg.prenet_dim, memory, chunked=not self.training)
         steps = 0
         try:
             while True:
@@ -650,7 +349,7 @@ class _Decoder(nn.Module):
                 out, state = step(frame, masks.next(max_steps - steps, active), state)
                 if steps == capacity:
                     capacity = min(2 * capacity, max_steps)
-                    outputs, alignments = _grow(outputs, capacity), _grow(alignments, capacity)
+                    outputs, alignments = grow(outputs, capacity), grow(alignments, capacity)
                 outputs[steps] = out
                 alignments[steps] = state.attention_weights
                 steps += 1
@@ -674,12 +373,6 @@ class _Decoder(nn.Module):
                 torch.tensor(stopped, dtype=torch.bool, device=device))
 
 
-def _grow(buffer: Tensor, capacity: int) -> Tensor:
-    """Extends dim 0 of an output buffer to ``capacity`` rows (new rows uninitialised)."""
-    extra = buffer.new_empty((capacity - buffer.size(0),) + tuple(buffer.shape[1:]))
-    return torch.cat((buffer, extra), dim=0)
-
-
 class _Postnet(nn.Module):
     """5 convolutions (tanh on all but the last) predicting a residual that refines the mel (section 2.2)."""
 
@@ -696,10 +389,10 @@ class _Postnet(nn.Module):
         """x: (B, n_mel, T) -> residual (B, n_mel, T). keep: optional (B, 1, T) 0/1 mask applied after
         every layer, so that frames past an item's end never leak into its last frames."""
         last = len(self.convolutions) - 1
-        if _fast_convolutions(self, x):
+        if ops.use_fused_convolutions(self, x):
             y = ops.as_conv_input(x)  # (B, n_mel, 1, T), time-major
             keep4 = None if keep is None else keep.unsqueeze(2)
-            folded = ops.cached(self, "_folded", lambda: _folded_convolutions(self.convolutions))
+            folded = ops.cached(self, "_folded", lambda: _folded(self.convolutions))
             for i, (weight, bias) in enumerate(folded):
                 y = ops.conv(y, weight, bias, activation="tanh" if i < last else "none")
                 if keep4 is not None:
@@ -759,13 +452,13 @@ class Tacotron2(nn.Module):
             mels = F.pad(mels, (0, r - mels.size(2) % r))
         text_lengths = torch.as_tensor(text_lengths).to("cpu", torch.int64)
         memory = self.encoder(self.embedding(text).transpose(1, 2), text_lengths)
-        mask = _padding_mask(text_lengths.to(memory.device), memory.size(1))
+        mask = padding_mask(text_lengths.to(memory.device), memory.size(1))
         mel, gate, alignments = self.decoder.teacher_forced(memory, mels, mask)
         mel_postnet = mel + self.postnet(mel)
 
         if cfg.mask_padding:
             mel_lengths = torch.as_tensor(mel_lengths).to(mel.device, torch.int64)
-            frame_pad = _padding_mask(mel_lengths, mel.size(2))  # (B, T')
+            frame_pad = padding_mask(mel_lengths, mel.size(2))  # (B, T')
             mel = mel.masked_fill(frame_pad.unsqueeze(1), 0.0)
             mel_postnet = mel_postnet.masked_fill(frame_pad.unsqueeze(1), 0.0)
             # A step is padding when all of its r frames are (with r = 1: exactly the reference).
@@ -790,7 +483,7 @@ class Tacotron2(nn.Module):
     def infer_detailed(self, sequences: Tensor, lengths: Tensor,
                        generator: torch.Generator | Sequence[torch.Generator] | None = None,
                        max_decoder_steps: int | Tensor | None = None, *,
-                       precision: str = "fp32", runtime: Any = None) -> Tacotron2Output:
+                       precision: str = "fp32", runtime: Tacotron2Runtime | None = None) -> Tacotron2Output:
         """Generate mels with the reference's stopping rule, plus per-item caps and stop flags.
 
         Args:
@@ -809,8 +502,8 @@ class Tacotron2(nn.Module):
             precision: how the decoder's LSTM weights are stored while generating (eval mode): "fp32"
                 (default) gives the reference's numbers; "fp16", "bf16" and "int8" are faster and
                 approximate (see ``PRECISIONS``).
-            runtime: run the encoder, decoder step and postnet on another engine, e.g. ONNX Runtime
-                (``tacoglow.export.OnnxRuntimeTacotron2``); it encodes items one by one, so a batch with
+            runtime: run the encoder, decoder step and postnet on another engine (:class:`Tacotron2Runtime`,
+                e.g. ``tacoglow.export.OnnxRuntimeTacotron2``); it encodes items one by one, so a batch with
                 padding needs per-item generators. Sorting, masks, stopping and caps stay here.
 
         Returns:
@@ -856,10 +549,10 @@ class Tacotron2(nn.Module):
             if isolated:
                 # The reference embeds the pad id (0) as a non-zero vector and convolves across it; zeroing
                 # padding reproduces the zero padding an item sees when it is alone.
-                keep_text = (~_padding_mask(lengths.to(device), x.size(2))).unsqueeze(1).to(x.dtype)
+                keep_text = (~padding_mask(lengths.to(device), x.size(2))).unsqueeze(1).to(x.dtype)
                 x = x * keep_text
             memory = self.encoder(x, lengths, keep_text)  # (B, max(lengths), C)
-        mask = _padding_mask(lengths.to(device), memory.size(1))
+        mask = padding_mask(lengths.to(device), memory.size(1))
         mel, _, alignments, step_lengths, stopped = self.decoder.infer(memory, mask, caps, rng, precision,
                                                                        runtime)
 
@@ -868,7 +561,7 @@ class Tacotron2(nn.Module):
             # Frames an item would not have produced alone: after its stop step (the stop step itself is
             # returned, as in the reference), or after its cap.
             kept_steps = caps.to(device) if cfg.decoder_no_early_stopping else step_lengths.long() + stopped.long()
-            keep_steps = ~_padding_mask(kept_steps, alignments.size(1))  # (B, steps)
+            keep_steps = ~padding_mask(kept_steps, alignments.size(1))  # (B, steps)
             alignments = alignments * keep_steps.unsqueeze(2).to(alignments.dtype)
             keep_frames = keep_steps.repeat_interleave(r, dim=1).unsqueeze(1).to(mel.dtype)  # (B, 1, T_out)
             mel = mel * keep_frames

@@ -11,7 +11,7 @@ from tacoglow import Synthesizer, load_tacotron2, load_waveglow
 from tacoglow.cli import main
 from tacoglow.export import (STATE_NAMES, OnnxTacotron2, OnnxWaveGlow, export_torchscript,
                              onnx_bytes, tacotron2_graphs, waveglow_graphs)
-from tacoglow.tacotron2 import _padding_mask
+from tacoglow.decoding import padding_mask
 
 
 @pytest.fixture(scope="module")
@@ -31,11 +31,11 @@ def _step_inputs(model, b: int, t_in: int, seed: int = 0) -> tuple[torch.Tensor,
     kernels = model.decoder.kernels()
     memory = torch.randn(b, t_in, cfg.encoder_embedding_dim, generator=g)
     lengths = torch.tensor([t_in] + [t_in - 1 - i for i in range(b - 1)])
-    memory = memory * (~_padding_mask(lengths, t_in)).unsqueeze(2)
+    memory = memory * (~padding_mask(lengths, t_in)).unsqueeze(2)
     state = tuple(torch.rand(s.shape, generator=g) for s in model.decoder.initial_state(memory))
     frame = torch.randn(b, cfg.n_mel_channels * cfg.n_frames_per_step, generator=g)
     keep = (torch.rand(2, b, cfg.prenet_dim, generator=g) < 0.5).float() * 2.0
-    return (frame, keep) + state + (memory, kernels.process_memory(memory), _padding_mask(lengths, t_in))
+    return (frame, keep) + state + (memory, kernels.process_memory(memory), padding_mask(lengths, t_in))
 
 
 def _inputs(model, name: str) -> tuple[torch.Tensor, ...]:
@@ -91,13 +91,13 @@ def test_onnx_and_torchscript_graphs_match_eager_on_new_shapes(which, tacotron2,
 
 def test_decoder_step_graph_equals_the_eager_generation_step(tacotron2):
     # The graph is the eager model's step (fp32 oneDNN products there, plain products here).
-    from tacoglow.tacotron2 import _decoder_step, _DecoderState
+    from tacoglow.decoding import DecoderState, decoder_step
 
     inputs = _step_inputs(tacotron2, 2, 9, seed=3)
     frame, keep, *rest = inputs
-    state, (memory, processed, mask) = _DecoderState(*rest[:7]), rest[7:]
-    expected_out, expected_state = _decoder_step(tacotron2.decoder.kernels(), frame, keep, state, memory,
-                                                 processed, mask)
+    state, (memory, processed, mask) = DecoderState(*rest[:7]), rest[7:]
+    expected_out, expected_state = decoder_step(tacotron2.decoder.kernels(), frame, keep, state, memory,
+                                                processed, mask)
     session = ort.InferenceSession(onnx_bytes(tacotron2_graphs(tacotron2)["decoder_step"]))
     names = ["frame", "keep", *STATE_NAMES, "memory", "processed_memory", "mask"]
     out, *new = session.run(None, {n: x.numpy() for n, x in zip(names, inputs)})

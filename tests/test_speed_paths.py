@@ -3,8 +3,8 @@ random draws, caches that follow weight changes, and the opt-in reduced precisio
 import pytest
 import torch
 
+import tacoglow.decoding as decoding
 import tacoglow.ops as ops
-import tacoglow.tacotron2 as t2
 from conftest import rel_err
 from tacoglow.tacotron2 import PRECISIONS, Tacotron2, Tacotron2Config
 from tacoglow.waveglow import WaveGlow, WaveGlowConfig
@@ -101,7 +101,7 @@ def test_masks_drawn_in_chunks_consume_the_stream_like_per_step_draws(monkeypatc
     p = model.config.prenet_dim
 
     def run(chunk):
-        monkeypatch.setattr(t2, "_MASK_CHUNK", chunk)
+        monkeypatch.setattr(decoding, "MASK_CHUNK", chunk)
         shared = torch.Generator().manual_seed(11)
         per_item = [torch.Generator().manual_seed(s) for s in (3, 4, 5)]
         out_shared = model.infer_detailed(TEXT, LENGTHS, shared, max_decoder_steps=caps)
@@ -153,9 +153,9 @@ def test_kernels_follow_weight_changes():
 def test_plain_products_when_onednn_is_missing(monkeypatch):
     model = _tacotron2(attention_rnn_dim=512, decoder_rnn_dim=512)  # LSTM weights large enough for oneDNN
     packed = model.infer(TEXT, LENGTHS, torch.Generator().manual_seed(0))[0]
-    if t2._onednn_linear_available():
+    if ops.onednn_linear_available():
         assert model.decoder.kernels().attention_rnn.kind == "onednn"
-    monkeypatch.setattr(t2, "_onednn_linear_available", lambda: False)
+    monkeypatch.setattr(ops, "onednn_linear_available", lambda: False)
     model.decoder.__dict__.pop("_kernels")
     plain = model.infer(TEXT, LENGTHS, torch.Generator().manual_seed(0))[0]
     assert model.decoder.kernels().attention_rnn.kind == "plain"
