@@ -326,9 +326,10 @@ class OnnxRuntimeTacotron2:
 
 
 class OnnxTacotron2:
-    """A Tacotron 2 that generates on ONNX Runtime: the same ``config``/``infer``/``infer_detailed`` as
-    :class:`Tacotron2` (fp32 only; batches with padding need per-item generators), so the
-    :class:`~tacoglow.Synthesizer` takes it in place of the model."""
+    """A Tacotron 2 that generates on ONNX Runtime: the same ``config``/``decoder``/``infer``/``infer_detailed``
+    as :class:`Tacotron2` (fp32 only; batches with padding need per-item generators), so the
+    :class:`~tacoglow.Synthesizer` takes it in place of the model. The decoding loop is the model's, so
+    ``decoder.max_decoder_steps`` and ``decoder.gate_threshold`` apply here too."""
 
     backend = "onnx"
 
@@ -336,6 +337,11 @@ class OnnxTacotron2:
         self.model = model.eval()
         self.config = model.config
         self.runtime = OnnxRuntimeTacotron2(self.model, threads)
+
+    @property
+    def decoder(self) -> nn.Module:
+        """The model's decoder, for NVIDIA's settings ``max_decoder_steps`` and ``gate_threshold``."""
+        return self.model.decoder
 
     def eval(self) -> "OnnxTacotron2":
         return self

@@ -237,6 +237,29 @@ class _Decoder(nn.Module):
         self.linear_projection = _LinearNorm(cfg.decoder_rnn_dim + context_dim, frame_dim)
         self.gate_layer = _LinearNorm(cfg.decoder_rnn_dim + context_dim, 1, w_init_gain="sigmoid")
 
+    # NVIDIA's decoder attributes, which its users set on the torch.hub model (``tacotron2.decoder.
+    # max_decoder_steps = 2000``). They read and write the config, so generation and the Synthesizer's caps
+    # follow them, and a saved checkpoint records them.
+    @property
+    def max_decoder_steps(self) -> int:
+        """The most decoder steps an inference runs unless ``infer_detailed`` is given its own caps."""
+        return self.cfg.max_decoder_steps
+
+    @max_decoder_steps.setter
+    def max_decoder_steps(self, steps: int) -> None:
+        if isinstance(steps, bool) or int(steps) != steps or steps < 1:
+            raise ValueError(f"max_decoder_steps must be a whole number >= 1, got {steps!r}")
+        self.cfg.max_decoder_steps = int(steps)
+
+    @property
+    def gate_threshold(self) -> float:
+        """An item stops at the first step where sigmoid(gate logit) > gate_threshold."""
+        return self.cfg.gate_threshold
+
+    @gate_threshold.setter
+    def gate_threshold(self, threshold: float) -> None:
+        self.cfg.gate_threshold = float(threshold)
+
     def initial_state(self, memory: Tensor) -> DecoderState:
         b, t_in, c = memory.shape
         zeros = memory.new_zeros
@@ -333,7 +356,7 @@ class _Decoder(nn.Module):
 
         # The reference stops an item when sigmoid(gate) <= threshold is false (NaN counts as stopped),
         # comparing in the model's dtype; the same test runs here on Python floats.
-        threshold = torch.tensor(cfg.gate_threshold, dtype=memory.dtype).item()
+        threshold = torch.tensor(self.gate_threshold, dtype=memory.dtype).item()
         not_finished, stopped, step_lengths = [True] * b, [False] * b, [0] * b
         per_item = isinstance(rng, list)
         # In training mode attention and decoder dropout draw from the global generator between the
@@ -468,7 +491,7 @@ class Tacotron2(nn.Module):
     def infer(self, sequences: Tensor, lengths: Tensor,
               generator: torch.Generator | Sequence[torch.Generator] | None = None, *,
               precision: str = "fp32") -> tuple[Tensor, Tensor, Tensor]:
-        """Generate mels, stopping items by the gate (up to ``config.max_decoder_steps`` steps).
+        """Generate mels, stopping items by the gate (up to ``decoder.max_decoder_steps`` steps).
 
         Args / semantics: see :meth:`infer_detailed`.
 
@@ -498,7 +521,8 @@ class Tacotron2(nn.Module):
                 and is isolated from the rest of the batch (text padding and the frames after its stop
                 are zeroed), so item i equals what it gives alone in a batch of 1 with that generator.
             max_decoder_steps: the most decoder steps, for all items (int) or per item ((B,) tensor,
-                input order); default ``config.max_decoder_steps``.
+                input order); default ``decoder.max_decoder_steps`` (initially ``config.max_decoder_steps``;
+                set it as in NVIDIA's examples). Items stop where sigmoid(gate) > ``decoder.gate_threshold``.
             precision: how the decoder's LSTM weights are stored while generating (eval mode): "fp32"
                 (default) gives the reference's numbers; "fp16", "bf16" and "int8" are faster and
                 approximate (see ``PRECISIONS``).
@@ -516,7 +540,7 @@ class Tacotron2(nn.Module):
         lengths = torch.as_tensor(lengths).to("cpu", torch.int64)
         if lengths.shape != (b,) or bool((lengths < 1).any()) or int(lengths.max()) > sequences.size(1):
             raise ValueError(f"lengths must be (B,) = ({b},) values in [1, {sequences.size(1)}]")
-        caps = torch.as_tensor(cfg.max_decoder_steps if max_decoder_steps is None else max_decoder_steps)
+        caps = torch.as_tensor(self.decoder.max_decoder_steps if max_decoder_steps is None else max_decoder_steps)
         caps = caps.to("cpu", torch.int64).expand(b).clone()
         if bool((caps < 1).any()):
             raise ValueError("max_decoder_steps must be >= 1")

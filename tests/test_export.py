@@ -223,3 +223,19 @@ def test_onnx_generation_matches_eager_with_r_and_no_early_stopping(overrides):
         assert rel_err(ours.alignments, eager.alignments) < 1e-5
     with pytest.raises(ValueError, match="without padding"):  # shared generator, padded columns
         onnx_model.infer_detailed(text, torch.tensor([8, 8, 8]), shared())
+
+
+def test_onnx_backend_follows_nvidias_decoder_settings():
+    model = load_tacotron2(fixture_path("tacotron2_small_ngc.pt"))
+    onnx_model = OnnxTacotron2(model)
+    case = torch.load(fixture_path("tacotron2_small_cases.pt"))["cases"][2]
+    gens = lambda: [torch.Generator().manual_seed(s) for s in (1, 2, 3)]
+    onnx_model.decoder.max_decoder_steps = 5
+    onnx_model.decoder.gate_threshold = 0.7  # above every gate output here: all items run to the cap
+    late = onnx_model.infer_detailed(case["text_padded"], case["input_lengths"], gens())
+    assert late.mel_postnet.size(2) == 5 and late.mel_lengths.tolist() == [5, 5, 5] and not late.gate_stopped.any()
+    eager = model.infer_detailed(case["text_padded"], case["input_lengths"], gens())
+    assert torch.equal(eager.mel_lengths, late.mel_lengths) and rel_err(late.mel_postnet, eager.mel_postnet) < 1e-5
+    onnx_model.decoder.gate_threshold = 0.3  # below them: all items stop at the first step
+    early = onnx_model.infer_detailed(case["text_padded"], case["input_lengths"], gens())
+    assert early.mel_postnet.size(2) == 1 and early.gate_stopped.all()

@@ -77,3 +77,34 @@ def test_checkpoint_argument_and_untrained_models(tmp_path):
     wg = torch.hub.load(str(REPO), "nvidia_waveglow", source="local", pretrained=False,
                         n_flows=4, WN_config={"n_layers": 2, "n_channels": 8, "kernel_size": 3})
     assert wg.config.n_flows == 4 and wg.config.n_channels == 8
+
+
+def test_decoder_settings_set_as_in_nvidias_examples_take_effect(torch_home):
+    from tacoglow import GriffinLimVocoder, Synthesizer
+
+    tacotron2 = torch.hub.load(str(REPO), "nvidia_tacotron2", source="local", model_math="fp16").eval()
+    case = torch.load(fixture_path("tacotron2_small_cases.pt"))["cases"][2]
+
+    def infer(**kwargs):
+        torch.manual_seed(case["seed"])
+        return tacotron2.infer_detailed(case["text_padded"], case["input_lengths"], **kwargs)
+
+    full = infer()
+    assert full.mel_lengths.tolist() == [0, 0, 51] and full.mel_postnet.size(2) == 52  # the reference's stops
+    tacotron2.decoder.max_decoder_steps = 5
+    capped = infer()
+    assert capped.mel_postnet.size(2) == capped.alignments.size(1) == 5 and capped.mel_lengths.tolist() == [0, 0, 5]
+    assert torch.equal(capped.alignments, full.alignments[:, :5])  # the same first steps, then the cap
+    assert infer(max_decoder_steps=7).alignments.size(1) == 7  # an explicit cap still wins
+    synth = Synthesizer(tacotron2, GriffinLimVocoder(n_iters=1), frames_per_symbol=None)
+    assert synth.step_cap(10) == 5  # the Synthesizer's caps follow the setting too
+
+    tacotron2.decoder.gate_threshold = 0.7  # above every gate output here: all items run to the cap
+    late = infer()
+    assert late.mel_lengths.tolist() == [5, 5, 5] and not late.gate_stopped.any()
+    tacotron2.decoder.gate_threshold = 0.3  # below them: all items stop at the first step
+    early = infer()
+    assert early.mel_postnet.size(2) == 1 and early.gate_stopped.all()
+    assert (tacotron2.config.max_decoder_steps, tacotron2.config.gate_threshold) == (5, 0.3)
+    with pytest.raises(ValueError, match="max_decoder_steps"):
+        tacotron2.decoder.max_decoder_steps = 0
