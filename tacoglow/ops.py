@@ -127,9 +127,13 @@ class PackedLinear:
                     pass
         elif precision == "bf16":
             self.kind, self._bias16 = "bf16", None if bias is None else self.bias.bfloat16()
-            self._packed = (torch.ops.mkldnn._reorder_linear_weight(self.weight.bfloat16(), self._ROWS_HINT)
-                            if cpu and onednn_linear_available() else self.weight.bfloat16())
-            self._onednn = cpu and onednn_linear_available()
+            self._packed, self._onednn = self.weight.bfloat16(), False
+            if cpu and onednn_linear_available():
+                try:
+                    self._packed = torch.ops.mkldnn._reorder_linear_weight(self._packed, self._ROWS_HINT)
+                    self._onednn = True
+                except RuntimeError:  # oneDNN's bf16 products need AVX-512 (BW, VL, DQ) or AVX-NE-CONVERT
+                    pass
         elif precision in ("fp16", "int8"):
             if not cpu or "fbgemm" not in torch.backends.quantized.supported_engines:
                 raise ValueError(f"precision {precision!r} needs a CPU build of torch with fbgemm; use 'fp32'"
