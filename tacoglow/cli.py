@@ -202,13 +202,13 @@ def _add_serve(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("serve", help="run the HTTP speech server",
                        description="Serve speech over HTTP (OpenAI-style /v1/audio/speech, streaming, a web page).")
     add_voice_arguments(p)
-    from .server import add_serve_arguments
+    from .serve import add_serve_arguments
 
     add_serve_arguments(p)
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from .server import run_serve
+    from .serve import run_serve
 
     return run_serve(args)
 
