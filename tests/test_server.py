@@ -27,7 +27,8 @@ from scipy.signal import resample_poly
 from conftest import fixture_path
 from tacoglow import GriffinLimVocoder, Synthesizer
 from tacoglow.audio import wav_bytes
-from tacoglow.serve import EventLog, ServerLimits, add_serve_arguments, create_app
+from tacoglow.cli import add_serve_arguments
+from tacoglow.serve import EventLog, ServerLimits, create_app
 
 TWO = "Hello there. How are you today?"
 FOUR = "The first sentence is here. A second one follows. Then a third. And the last one."

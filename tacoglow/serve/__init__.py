@@ -12,11 +12,11 @@ only translates HTTP to jobs and pieces of audio back to bytes. ``wav``, ``pcm``
 sentence; the other formats are encoded once the last sentence is ready.
 
 Modules: ``api`` (limits, request bodies, JSON errors), ``encoding`` (audio bytes), ``metrics``,
-``batching``, ``service`` (one request from text to response), ``app`` (routes, ``tacoglow serve``).
+``batching``, ``service`` (one request from text to response), ``app`` (routes, :func:`run`).
 """
 from .api import ApiError, ServerLimits
-from .app import add_serve_arguments, create_app, run_serve
+from .app import create_app, run
 from .batching import BatchScheduler, EventLog, Job, Piece, QueueFull, TimedOut
 
 __all__ = ["ApiError", "BatchScheduler", "EventLog", "Job", "Piece", "QueueFull", "ServerLimits", "TimedOut",
-           "add_serve_arguments", "create_app", "run_serve"]
+           "create_app", "run"]

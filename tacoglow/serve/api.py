@@ -28,6 +28,13 @@ class ServerLimits:
     request_timeout: float = 60.0  # seconds from arrival to the last byte; then 504 or a cut stream
     batch_wait: float = 0.01       # seconds to gather concurrent requests after an idle spell
 
+    def check(self) -> None:
+        """Raise ValueError, naming the ``tacoglow serve`` options, for limits no server can keep."""
+        if self.max_input_chars < 1 or self.max_concurrent < 1 or self.max_queue < 0:
+            raise ValueError("--max-input-chars and --max-concurrent must be at least 1, --max-queue at least 0")
+        if self.request_timeout <= 0 or self.batch_wait < 0:
+            raise ValueError("--timeout must be positive and --batch-wait-ms at least 0")
+
 
 class ApiError(Exception):
     def __init__(self, status: int, message: str, param: str | None = None, headers: dict | None = None):

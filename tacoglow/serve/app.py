@@ -1,14 +1,12 @@
-"""The FastAPI app: routes, the Host allow-list and request counters, the web page; ``tacoglow serve``."""
+"""The FastAPI app: routes, the Host allow-list and request counters, the web page; and :func:`run` under uvicorn."""
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import ipaddress
 import logging
 from pathlib import Path
 from typing import Callable
 
-import torch
 from fastapi import FastAPI, Request
 from fastapi.responses import FileResponse, Response
 from fastapi.staticfiles import StaticFiles
@@ -69,7 +67,7 @@ def create_app(synthesizer: Synthesizer | Callable[[], Synthesizer], *, limits: 
                events: EventLog | None = None) -> FastAPI:
     """The FastAPI app. ``synthesizer`` may be a factory, called once at start-up.
 
-    ``allowed_hosts``: Host header names served (``None``: any; :func:`run_serve` sets the loopback
+    ``allowed_hosts``: Host header names served (``None``: any; :func:`run` sets the loopback
     names when bound to loopback). ``events``: an :class:`EventLog` to watch the scheduler and streams.
     """
     limits = limits or ServerLimits()
@@ -159,24 +157,6 @@ def create_app(synthesizer: Synthesizer | Callable[[], Synthesizer], *, limits: 
     return app
 
 
-def add_serve_arguments(p: argparse.ArgumentParser) -> None:
-    """Server options of ``tacoglow serve`` (the voice options come from :func:`tacoglow.cli.add_voice_arguments`)."""
-    p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
-    p.add_argument("--port", type=int, default=8000, help="TCP port (default 8000)")
-    p.add_argument("--voice-name", default="default", help="name of the loaded voice in /voices")
-    d = ServerLimits()
-    p.add_argument("--max-input-chars", type=int, default=d.max_input_chars,
-                   help=f"longest input, in characters (default {d.max_input_chars})")
-    p.add_argument("--max-concurrent", type=int, default=d.max_concurrent,
-                   help=f"requests synthesized at once (default {d.max_concurrent})")
-    p.add_argument("--max-queue", type=int, default=d.max_queue,
-                   help=f"requests waiting beyond those; more get 503 (default {d.max_queue})")
-    p.add_argument("--timeout", type=float, default=d.request_timeout,
-                   help=f"seconds a request may take (default {d.request_timeout:g})")
-    p.add_argument("--batch-wait-ms", type=float, default=d.batch_wait * 1000,
-                   help=f"milliseconds to gather concurrent requests (default {d.batch_wait * 1000:g})")
-
-
 def _is_loopback(host: str) -> bool:
     try:
         return host == "localhost" or ipaddress.ip_address(host).is_loopback
@@ -184,25 +164,20 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
-def run_serve(args: argparse.Namespace) -> int:
-    """``tacoglow serve``: load the voice, then serve until interrupted."""
-    import uvicorn
+def run(synthesizer: Callable[[], Synthesizer], *, host: str = "127.0.0.1", port: int = 8000,
+        limits: ServerLimits | None = None, voice_name: str = "default") -> None:
+    """Check ``limits``, load the voice with ``synthesizer()``, then serve on ``host:port`` until interrupted.
 
-    from ..cli import load_synthesizer
+    Bound to loopback, the server answers only the loopback Host names (no DNS rebinding); bound to
+    any other address, it serves whoever can reach it.
+    """
+    import uvicorn  # here, so that create_app also runs under another ASGI server
 
-    limits = ServerLimits(max_input_chars=args.max_input_chars, max_concurrent=args.max_concurrent,
-                          max_queue=args.max_queue, request_timeout=args.timeout, batch_wait=args.batch_wait_ms / 1000)
-    if limits.max_input_chars < 1 or limits.max_concurrent < 1 or limits.max_queue < 0:
-        raise ValueError("--max-input-chars and --max-concurrent must be at least 1, --max-queue at least 0")
-    if limits.request_timeout <= 0 or limits.batch_wait < 0:
-        raise ValueError("--timeout must be positive and --batch-wait-ms at least 0")
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    synth = load_synthesizer(args)
-    allowed = {"localhost", "127.0.0.1", "::1"} if _is_loopback(args.host) else None
+    limits = limits or ServerLimits()
+    limits.check()
+    synth = synthesizer()
+    allowed = {"localhost", "127.0.0.1", "::1"} if _is_loopback(host) else None
     if allowed is None:
-        log.warning("serving on %s: anyone who can reach it can use it; put an authenticating proxy in front",
-                    args.host)
-    app = create_app(synth, limits=limits, voice_name=args.voice_name, allowed_hosts=allowed)
-    uvicorn.run(app, host=args.host, port=args.port, log_level="info", access_log=False)
-    return 0
+        log.warning("serving on %s: anyone who can reach it can use it; put an authenticating proxy in front", host)
+    app = create_app(synth, limits=limits, voice_name=voice_name, allowed_hosts=allowed)
+    uvicorn.run(app, host=host, port=port, log_level="info", access_log=False)
