@@ -1,7 +1,7 @@
 """The HTTP server, started for real on a loopback port: every endpoint, streaming, batching, every error.
 
 Ordering claims ("the first chunk arrived before the last sentence was synthesized", "a disconnect
-stopped the work") are checked with the server's own events (:class:`tacoglow.server.EventLog`), not
+stopped the work") are checked with the server's own events (:class:`tacoglow.serve.EventLog`), not
 with wall-clock limits: a `Gate` hook holds the synthesis thread at a chosen event and records what
 the client had seen by then.
 """
@@ -27,7 +27,8 @@ from scipy.signal import resample_poly
 from conftest import fixture_path
 from tacoglow import GriffinLimVocoder, Synthesizer
 from tacoglow.audio import wav_bytes
-from tacoglow.server import EventLog, ServerLimits, add_serve_arguments, create_app
+from tacoglow.cli import add_serve_arguments
+from tacoglow.serve import EventLog, ServerLimits, create_app
 
 TWO = "Hello there. How are you today?"
 FOUR = "The first sentence is here. A second one follows. Then a third. And the last one."

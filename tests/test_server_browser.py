@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tacoglow.server import EventLog, create_app
+from tacoglow.serve import EventLog, create_app
 from test_server import load_voice, running_server
 
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",

@@ -10,7 +10,7 @@ Every sentence draws randomness only from its own seeded generators
 its batch. A cancelled request (client gone, time-out) is dropped from the schedule: the sentence
 already in the model finishes, nothing after it runs.
 
-No HTTP here: ``tacoglow.server`` is one user; anything that can call ``deliver`` from another
+No HTTP here: the server (``tacoglow.serve``) is one user; anything that can call ``deliver`` from another
 thread can be another.
 """
 from __future__ import annotations
@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 from scipy.signal import resample_poly
 
-from .synthesizer import SentenceJob, SentenceResult, SynthesisError, Synthesizer, Vocoder
+from ..synthesizer import SentenceJob, SentenceResult, SynthesisError, Synthesizer, Vocoder
 
 log = logging.getLogger(__name__)
 

@@ -1,0 +1,142 @@
+"""The speech endpoints' shared work: a request's text to a scheduled job, its pieces back to a response."""
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+from fastapi import Request
+from fastapi.responses import Response, StreamingResponse
+from starlette.concurrency import run_in_threadpool
+
+from ..synthesizer import GriffinLimVocoder, SynthesisError, Synthesizer, WaveGlowVocoder, _new_seed
+from .api import OPENAI_VOICES, ApiError, ServerLimits, StreamCut
+from .batching import BatchScheduler, EventLog, Job, Piece, QueueFull, TimedOut
+from .encoding import MEDIA_TYPES, STREAMED, encode_whole, piece_bytes, streamed_wav_header
+from .metrics import Metrics
+
+
+async def _disconnected(request: Request) -> None:
+    """Returns when the client goes away (the body has been read, so only that message is left)."""
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
+
+
+class SpeechService:
+    """What the endpoints share: the synthesizer, its vocoders, the scheduler and the metrics."""
+
+    def __init__(self, synth: Synthesizer, limits: ServerLimits, voice_name: str, events: EventLog):
+        self.synth, self.limits, self.voice_name, self.events = synth, limits, voice_name, events
+        self.vocoders: dict[str, Any] = {}
+        if isinstance(synth.vocoder, WaveGlowVocoder):
+            self.vocoders["waveglow"] = synth.vocoder
+        self.vocoders["griffin-lim"] = (synth.vocoder if isinstance(synth.vocoder, GriffinLimVocoder)
+                                        else synth.griffin_lim_vocoder())
+        self.metrics = Metrics()
+        events.subscribe(self.metrics.on_event)
+        self.scheduler = BatchScheduler(synth, max_active=limits.max_concurrent, max_queue=limits.max_queue,
+                                        batch_wait=limits.batch_wait, events=events)
+
+    def check_voice(self, name: str | None) -> None:
+        if name is not None and name not in (self.voice_name, *OPENAI_VOICES):
+            raise ApiError(422, f"unknown voice {name!r}; this server has {self.voice_name!r} "
+                                f"(OpenAI's names {', '.join(OPENAI_VOICES)} map to it)", param="voice")
+
+    async def speak(self, request: Request, text: str, *, param: str, fmt: str, stream: bool, sample_rate: int,
+                    seed: int | None = None, vocoder: str | None = None, options: dict | None = None,
+                    speed: float = 1.0) -> Response:
+        arrival = time.monotonic()
+        limits = self.limits
+        if len(text) > limits.max_input_chars:
+            raise ApiError(413, f"{param} has {len(text)} characters; this server takes at most "
+                                f"{limits.max_input_chars}", param=param)
+        vocoder = vocoder or next(iter(self.vocoders))
+        if vocoder not in self.vocoders:
+            raise ApiError(422, f"vocoder {vocoder!r} is not loaded; this server has {list(self.vocoders)}",
+                           param="vocoder")
+        seed = _new_seed() if seed is None else seed
+        try:
+            sentences = self.synth.sentence_jobs(text, seed)
+        except ValueError as error:
+            raise ApiError(422, f"{param}: {error}", param=param) from None
+        loop, queue = asyncio.get_running_loop(), asyncio.Queue()
+
+        def deliver(item: Piece | Exception | None) -> None:  # called on the synthesis thread
+            try:
+                loop.call_soon_threadsafe(queue.put_nowait, item)
+            except RuntimeError:  # the event loop has closed (shutdown)
+                pass
+
+        job = Job(sentences, deliver, vocoder=self.vocoders[vocoder], options=options, speed=speed,
+                  sample_rate=sample_rate, deadline=arrival + limits.request_timeout)
+        try:
+            self.scheduler.submit(job)
+        except QueueFull as full:
+            self.events.emit("rejected", reason="queue full")
+            raise ApiError(503, f"the server is busy ({limits.max_concurrent} requests running, "
+                                f"{limits.max_queue} waiting); retry after {full.retry_after} s",
+                           headers={"Retry-After": str(full.retry_after)}) from None
+        except RuntimeError:
+            raise ApiError(503, "the server is shutting down") from None
+        pause = round(self.synth.sentence_pause * sample_rate)
+        headers = {"X-Seed": str(seed), "X-Sample-Rate": str(sample_rate), "X-Sentences": str(len(sentences)),
+                   "X-Request-Id": str(job.id)}
+        disconnect = asyncio.ensure_future(_disconnected(request))
+        try:
+            pieces = [await self._next(job, queue, disconnect)]
+            self.metrics.observe("tacoglow_first_audio_seconds", time.monotonic() - arrival)
+            if stream and fmt in STREAMED:
+                return StreamingResponse(self._stream(job, queue, pieces[0], fmt, pause, sample_rate, arrival),
+                                         media_type=MEDIA_TYPES[fmt], headers=headers)
+            while (piece := await self._next(job, queue, disconnect)) is not None:
+                pieces.append(piece)
+        except BaseException:
+            self.scheduler.cancel(job, "error")  # no-op when _next already cancelled it
+            raise
+        finally:
+            disconnect.cancel()
+        body = await run_in_threadpool(encode_whole, pieces, fmt, pause, sample_rate)
+        self.metrics.observe("tacoglow_request_duration_seconds", time.monotonic() - arrival)
+        return Response(body, media_type=MEDIA_TYPES[fmt], headers=headers)
+
+    async def _next(self, job: Job, queue: asyncio.Queue, disconnect: asyncio.Future | None) -> Piece | None:
+        """The job's next piece (None at its end); cancels the job on time-out or disconnect."""
+        get = asyncio.ensure_future(queue.get())
+        try:
+            done, _ = await asyncio.wait({get} if disconnect is None else {get, disconnect},
+                                         timeout=max(0.0, job.deadline - time.monotonic()),
+                                         return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            if not get.done():
+                get.cancel()
+        if get not in done:
+            reason = "disconnect" if disconnect is not None and disconnect in done else "timeout"
+            self.scheduler.cancel(job, reason)
+            if reason == "disconnect":
+                raise ApiError(499, "the client disconnected")
+        item = get.result() if get in done else TimedOut()
+        if isinstance(item, ApiError):
+            raise item
+        if isinstance(item, TimedOut):
+            raise ApiError(504, f"synthesis took longer than {self.limits.request_timeout:g} s")
+        if isinstance(item, SynthesisError):  # a one-line reason meant for users (e.g. a damaged model)
+            raise ApiError(500, f"synthesis failed: {str(item).splitlines()[0]}")
+        if isinstance(item, Exception):
+            raise ApiError(500, "synthesis failed; see the server log")
+        return item
+
+    async def _stream(self, job: Job, queue: asyncio.Queue, piece: Piece | None, fmt: str, pause: int,
+                      sample_rate: int, arrival: float):
+        try:
+            if fmt == "wav":
+                yield streamed_wav_header(sample_rate)
+            while piece is not None:
+                yield piece_bytes(piece, fmt, pause, sample_rate)
+                self.events.emit("chunk", job=job.id, index=piece.index)
+                try:
+                    piece = await self._next(job, queue, None)
+                except ApiError as error:
+                    raise StreamCut(error.message) from None
+            self.metrics.observe("tacoglow_request_duration_seconds", time.monotonic() - arrival)
+        finally:  # also when the client disconnects: Starlette then cancels this iterator
+            self.scheduler.cancel(job, "disconnect")
