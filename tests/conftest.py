@@ -8,6 +8,7 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("TACOGLOW_SHARED", REPO.parent / "shared"))
 FIXTURES = SHARED / "fixtures"
+DATA = REPO / "data"  # LJSpeech transcripts; see its README.md
 
 # Tests are small; one thread keeps them fast and stable on a 2-core machine.
 torch.set_num_threads(1)
