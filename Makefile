@@ -21,16 +21,26 @@ setup: $(BIN)/.installed
 demo: $(BIN)/.installed
 	$(BIN)/tacoglow synthesize "Hello world" -o hello.wav
 
-# The web page's browser test drives Debian's Chromium (headless).
+# The web page's browser test drives Debian's Chromium (headless). `make test` installs it with apt-get as
+# root or through sudo without a password; where it cannot, it says so and goes on: the browser test is then
+# reported as skipped, with the reason, in pytest's summary (-rs), except with CI=true, where it fails.
 CHROMIUM ?= /usr/bin/chromium
-SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 $(CHROMIUM):
-	$(SUDO) apt-get update -qq
-	DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium
+	@if [ -n "$$TACOGLOW_CHROMIUM" ] || command -v chromium >/dev/null || command -v chromium-browser >/dev/null; then \
+	    exit 0; \
+	elif ! command -v apt-get >/dev/null; then \
+	    echo "make: Chromium not installed (no apt-get): the browser test will be skipped"; \
+	elif [ "$$(id -u)" != 0 ] && ! sudo -n true 2>/dev/null; then \
+	    echo "make: Chromium not installed (not root, and sudo needs a password): the browser test will be skipped"; \
+	else \
+	    sudo=$$([ "$$(id -u)" = 0 ] || echo "sudo -n"); \
+	    $$sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq chromium \
+	        || echo "make: installing Chromium failed: the browser test will be skipped"; \
+	fi
 
 test: $(BIN)/.installed $(CHROMIUM)
-	TACOGLOW_OFFLINE=1 $(BIN)/python -m pytest
+	TACOGLOW_OFFLINE=1 $(BIN)/python -m pytest -rs
 
 # Text front-end fuzzing: 5 properties x 2,500 generated cases, per-case time limit.
 fuzz: $(BIN)/.installed

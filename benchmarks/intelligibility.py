@@ -168,7 +168,7 @@ class SystemResult:
 
 def read_sentences(path: Path, limit: int | None) -> list[Sentence]:
     sentences = []
-    for line_number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+    for line_number, line in enumerate(recipe.read_lines(path), start=1):
         if not line.strip():
             continue
         fields = line.split("|")
@@ -385,8 +385,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="default: WaveGlow when a WaveGlow checkpoint is known, else Griffin-Lim")
     parser.add_argument("--griffin-lim-power", type=float, default=None,
                         help="Griffin-Lim magnitude power (default: the voice's setting, else 1)")
-    parser.add_argument("--sentences", type=Path, default=REPO.parent / "shared" / "data" / "ljspeech_val.txt",
-                        help="'id|text' sentences (default: LJSpeech's 100 validation sentences)")
+    parser.add_argument("--sentences", type=Path, default=REPO / "data" / "ljspeech_val.txt",
+                        help="'id|text' sentences, plain or .gz (default: LJSpeech's 100 validation sentences)")
     parser.add_argument("--limit", type=int, help="only the first N sentences")
     parser.add_argument("--out", type=Path, default=REPO / "runs" / "intelligibility",
                         help="folder for results.json and tacoglow's wavs")

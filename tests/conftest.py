@@ -1,13 +1,12 @@
 """Shared test helpers: the golden fixtures made by running NVIDIA's reference implementation."""
-import os
 from pathlib import Path
 
 import pytest
 import torch
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED = Path(os.environ.get("TACOGLOW_SHARED", REPO.parent / "shared"))
-FIXTURES = SHARED / "fixtures"
+FIXTURES = REPO / "tests" / "fixtures"  # see its README.md; make_fixtures.py there regenerates them
+DATA = REPO / "data"  # LJSpeech transcripts; see its README.md
 
 # Tests are small; one thread keeps them fast and stable on a 2-core machine.
 torch.set_num_threads(1)
@@ -17,7 +16,8 @@ def fixture_path(name: str) -> Path:
     path = FIXTURES / name
     if not path.exists():
         raise FileNotFoundError(
-            f"golden fixture {path} is missing: set TACOGLOW_SHARED to the folder holding fixtures/")
+            f"golden fixture {path} is missing: restore it from git, or regenerate it with "
+            f"tests/fixtures/make_fixtures.py (see tests/fixtures/README.md)")
     return path
 
 

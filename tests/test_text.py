@@ -7,7 +7,7 @@ from importlib import metadata, resources
 
 import inflect
 import pytest
-from conftest import SHARED, fixture_path
+from conftest import DATA, fixture_path
 
 from tacoglow.text import (
     NORMALIZER_VERSION,
@@ -309,10 +309,9 @@ def test_normalize_identity_on_ljspeech():
     # normalize_text only acts on tokens that contain a digit; every line without one
     # must come back byte-identical (LJSpeech transcripts spell their years and numbers).
     lines = []
-    for name in ("ljspeech_val.txt", "ljspeech_train.txt"):
-        path = SHARED / "data" / name
-        for line in path.read_text(encoding="utf-8").splitlines():
-            lines.append(line.split("|", 1)[-1])
+    for text in (DATA.joinpath("ljspeech_val.txt").read_text(encoding="utf-8"),
+                 gzip.decompress(DATA.joinpath("ljspeech_train.txt.gz").read_bytes()).decode("utf-8")):
+        lines += [line.split("|", 1)[-1] for line in text.splitlines()]
     plain = [line for line in lines if not re.search(r"[0-9]", line)]
     assert len(lines) == 12600 and len(plain) >= 0.95 * len(lines)
     changed = [line for line in plain if normalize_text(line) != line]

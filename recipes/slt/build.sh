@@ -5,7 +5,8 @@
 #
 # Writes OUT (LJSpeech layout) and OUT_prepared (tacoglow dataset). Re-running resumes: phrases that
 # already have a wav are not synthesized again. Environment: PYTHON (default .venv/bin/python),
-# WORKERS (festival processes, default 2), TRAIN_LIST and VAL_LIST (LJSpeech-style 'id|text' transcripts).
+# WORKERS (festival processes, default 2), TRAIN_LIST and VAL_LIST (LJSpeech-style 'id|text' transcripts,
+# plain or .gz; default: the LJSpeech transcripts in data/).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -13,8 +14,8 @@ N_PHRASES=${1:-4000}
 OUT=${2:-corpora/slt}
 PYTHON=${PYTHON:-.venv/bin/python}
 WORKERS=${WORKERS:-2}
-TRAIN_LIST=${TRAIN_LIST:-../shared/data/ljspeech_train.txt}
-VAL_LIST=${VAL_LIST:-../shared/data/ljspeech_val.txt}
+TRAIN_LIST=${TRAIN_LIST:-data/ljspeech_train.txt.gz}
+VAL_LIST=${VAL_LIST:-data/ljspeech_val.txt}
 
 if ! command -v text2wave >/dev/null || [ ! -d /usr/share/festival/voices/us/cmu_us_slt_arctic_hts ]; then
     SUDO=""

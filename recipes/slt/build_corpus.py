@@ -7,7 +7,8 @@ Festival is given exactly that label, so numbers and abbreviations are spoken as
 
 Training phrases are the first `--phrases` of all phrases from `--train-list` in a fixed shuffled order
 (`--seed`), so a larger N extends a smaller corpus. Validation phrases are all phrases from `--val-list`;
-their ids go to `val_ids.txt` for `tacoglow prepare --val-ids`.
+their ids go to `val_ids.txt` for `tacoglow prepare --val-ids`. Both lists default to the LJSpeech
+transcripts under `data/` (see its README); a list whose name ends in `.gz` is read gzip-compressed.
 
 Output (`--out`): `metadata.csv` (id|phrase|label), `wavs/<id>.wav` (Festival's 16-bit PCM at its own rate),
 `val_ids.txt`. Re-running skips phrases whose wav already exists.
@@ -15,6 +16,7 @@ Output (`--out`): `metadata.csv` (id|phrase|label), `wavs/<id>.wav` (Festival's 
 from __future__ import annotations
 
 import argparse
+import gzip
 import logging
 import random
 import re
@@ -33,6 +35,8 @@ from tacoglow.text import normalize_text, symbols
 from tacoglow.text.cleaners import english_cleaners
 
 log = logging.getLogger("build_corpus")
+
+DATA = Path(__file__).resolve().parents[2] / "data"
 
 VOICE = "voice_cmu_us_slt_arctic_hts"
 SPEAKABLE = frozenset(symbols) - {"_"}  # single characters only; the '@' phones are multi-character
@@ -108,9 +112,17 @@ def split_phrases(text: str, min_chars: int, max_chars: int) -> list[tuple[str, 
             if min_chars <= len(label) <= max_chars and any(ch.isalpha() for ch in label)]
 
 
+def read_lines(path: Path) -> list[str]:
+    """The lines of a UTF-8 text file, gzip-compressed when its name ends in `.gz`."""
+    if path.suffix == ".gz":
+        with gzip.open(path, "rt", encoding="utf-8") as f:
+            return f.read().splitlines()
+    return path.read_text(encoding="utf-8").splitlines()
+
+
 def read_phrases(transcripts: Path, min_chars: int, max_chars: int) -> list[Phrase]:
     phrases = []
-    for line_number, line in enumerate(transcripts.read_text(encoding="utf-8").splitlines(), start=1):
+    for line_number, line in enumerate(read_lines(transcripts), start=1):
         if not line.strip():
             continue
         fields = line.split("|")
@@ -203,10 +215,10 @@ def synthesize(phrases: list[Phrase], out_dir: Path, workers: int, chunk_size: i
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--train-list", type=Path, default=Path("../shared/data/ljspeech_train.txt"),
-                        help="'id|text' transcripts for training phrases")
-    parser.add_argument("--val-list", type=Path, default=Path("../shared/data/ljspeech_val.txt"),
-                        help="'id|text' transcripts for validation phrases")
+    parser.add_argument("--train-list", type=Path, default=DATA / "ljspeech_train.txt.gz",
+                        help="'id|text' transcripts for training phrases, plain or .gz (default: LJSpeech's 12,500)")
+    parser.add_argument("--val-list", type=Path, default=DATA / "ljspeech_val.txt",
+                        help="'id|text' transcripts for validation phrases, plain or .gz (default: LJSpeech's 100)")
     parser.add_argument("--phrases", type=int, default=4000, help="number of training phrases")
     parser.add_argument("--out", type=Path, default=Path("corpora/slt"), help="corpus folder (LJSpeech layout)")
     parser.add_argument("--workers", type=int, default=2, help="festival processes run at once")
