@@ -59,6 +59,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from .audio import AudioConfig, _resample, mel_spectrogram, save_wav
+from .errors import TacoglowError
 from .text import NORMALIZER_VERSION, TEXT_FRONTEND_VERSION, normalize_text, text_to_sequence
 from .text.cleaners import english_cleaners
 from .text.symbols import FIRST_LETTER_ID, PAD, SYMBOL_TO_ID
@@ -490,7 +491,7 @@ if __name__ == "__main__":
 # Reading a prepared dataset, and batching it for training
 # ==========================================================================================================
 
-class DatasetError(RuntimeError):
+class DatasetError(TacoglowError, RuntimeError):
     """A prepared dataset folder that is missing, incomplete or of another format; the message says which
     file and what to do."""
 

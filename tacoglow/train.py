@@ -58,6 +58,7 @@ from .audio import griffin_lim, save_wav
 from .config import dataclass_from_dict
 from .checkpoint import CheckpointError, atomic_save, checkpoint_dict, inspect_checkpoint, read_checkpoint
 from .data import Clip, DatasetError, PreparedData, TextMelBatch, bucket_batches, collate_audio_mel, collate_text_mel
+from .errors import TacoglowError
 from .plots import save_alignment_plot, save_gate_plot, save_mel_plot
 from .tacotron2 import Tacotron2, Tacotron2Config
 from .text import text_to_sequence
@@ -76,7 +77,7 @@ log = logging.getLogger(__name__)
 MODELS = ("tacotron2", "waveglow")
 
 
-class TrainingError(RuntimeError):
+class TrainingError(TacoglowError, RuntimeError):
     """Training cannot go on; the message says where and what to do."""
 
 
