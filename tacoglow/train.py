@@ -51,7 +51,6 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import torch
 import torch.distributed as dist
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .audio import griffin_lim, save_wav
@@ -60,7 +59,7 @@ from .checkpoint import CheckpointError, atomic_save, checkpoint_dict, inspect_c
 from .data import Clip, DatasetError, PreparedData, TextMelBatch, bucket_batches, collate_audio_mel, collate_text_mel
 from .errors import TacoglowError
 from .plots import save_alignment_plot, save_gate_plot, save_mel_plot
-from .tacotron2 import Tacotron2, Tacotron2Config
+from .tacotron2 import Tacotron2, Tacotron2Config, Tacotron2Loss, attention_scores, guided_attention_loss
 from .text import text_to_sequence
 from .text.lexicon import LEXICON_VERSION, to_arpabet
 from .waveglow import WaveGlow, WaveGlowConfig, WaveGlowLoss
@@ -264,68 +263,16 @@ def guided_attention_weight_at(cfg: TrainConfig, step: int) -> float:
 
 
 # ==========================================================================================================
-# Losses and alignment measures (pure functions)
+# The loss of a run (Tacotron2Loss, beside the model, with this run's settings)
 # ==========================================================================================================
-
-def _diagonal_prior(step_lengths: Tensor, text_lengths: Tensor, steps: int, width: int,
-                    sigma: float) -> tuple[Tensor, Tensor]:
-    """exp(-(n/N - t/T)^2 / 2 sigma^2) over (B, steps, width), and the mask of real (t, n) pairs."""
-    device = step_lengths.device
-    t = torch.arange(steps, device=device)[None, :, None] / step_lengths[:, None, None].float()
-    n = torch.arange(width, device=device)[None, None, :] / text_lengths[:, None, None].float()
-    prior = torch.exp(-(n - t) ** 2 / (2 * sigma ** 2))
-    mask = ((torch.arange(steps, device=device)[None, :] < step_lengths[:, None])[:, :, None]
-            & (torch.arange(width, device=device)[None, :] < text_lengths[:, None])[:, None, :])
-    return prior, mask
-
-
-def guided_attention_loss(alignments: Tensor, text_lengths: Tensor, step_lengths: Tensor,
-                          sigma: float = 0.2) -> Tensor:
-    """Tachibana et al. (2017): attention weight times (1 - diagonal prior), summed over text positions and
-    averaged over real decoder steps, i.e. the share of attention off the diagonal band (0 = on it)."""
-    prior, mask = _diagonal_prior(step_lengths, text_lengths, alignments.size(1), alignments.size(2), sigma)
-    return ((1 - prior) * alignments * mask).sum() / step_lengths.sum().clamp(min=1)
-
-
-def attention_scores(alignments: Tensor, text_lengths: Tensor, step_lengths: Tensor,
-                     sigma: float = 0.2) -> tuple[Tensor, Tensor]:
-    """Per item: focus (mean over real decoder steps of the largest attention weight; 1 = sharp) and
-    diagonality (mean share of attention inside the diagonal band of width sigma; 1 = on the diagonal)."""
-    alignments = alignments.float()
-    prior, mask = _diagonal_prior(step_lengths, text_lengths, alignments.size(1), alignments.size(2), sigma)
-    a = alignments * mask
-    steps = step_lengths.clamp(min=1).float()
-    focus = a.max(dim=2).values.sum(dim=1) / steps
-    diagonality = (a * prior).sum(dim=(1, 2)) / steps
-    return focus, diagonality
-
 
 def tacotron2_loss(outputs: Sequence[Tensor], batch: TextMelBatch, cfg: TrainConfig,
                    step: int) -> dict[str, Tensor]:
-    """The reference's mel MSE + postnet MSE + gate BCE, optionally over real frames only, plus the annealed
-    guided-attention term. Returns the total ("loss") and each term."""
-    mel, mel_postnet, gate, alignments = (x.float() for x in outputs)
-    target, gate_target = batch.mels, batch.gate
-    pos_weight = torch.tensor(cfg.gate_pos_weight, device=gate.device)
-    step_lengths = batch.step_lengths
-    if cfg.masked_loss:
-        frames = (torch.arange(target.size(2), device=target.device)[None, :] < batch.mel_lengths[:, None])
-        frames = frames.unsqueeze(1).float()  # (B, 1, T)
-        count = frames.sum() * target.size(1)
-        mel_loss = ((mel - target) ** 2 * frames).sum() / count
-        postnet_loss = ((mel_postnet - target) ** 2 * frames).sum() / count
-        steps = torch.arange(gate.size(1), device=gate.device)[None, :] < step_lengths[:, None]
-        gate_loss = F.binary_cross_entropy_with_logits(gate[steps], gate_target[steps], pos_weight=pos_weight)
-    else:
-        mel_loss = F.mse_loss(mel, target)
-        postnet_loss = F.mse_loss(mel_postnet, target)
-        gate_loss = F.binary_cross_entropy_with_logits(gate, gate_target, pos_weight=pos_weight)
-    weight = guided_attention_weight_at(cfg, step)
-    attention_loss = (guided_attention_loss(alignments, batch.text_lengths, step_lengths, cfg.guided_attention_sigma)
-                      if weight > 0 else mel.new_zeros(()))
-    loss = mel_loss + postnet_loss + gate_loss + weight * attention_loss
-    return {"loss": loss, "mel_loss": mel_loss, "postnet_loss": postnet_loss, "gate_loss": gate_loss,
-            "attention_loss": attention_loss}
+    """The run's :class:`~tacoglow.tacotron2.Tacotron2Loss` of a batch at ``step`` (where the guided-attention
+    weight stands in its schedule): the total ("loss") and each term."""
+    criterion = Tacotron2Loss(cfg.masked_loss, cfg.gate_pos_weight, cfg.guided_attention_sigma)
+    return criterion(outputs, batch.mels, batch.gate, batch.mel_lengths, batch.text_lengths,
+                     guided_attention_weight_at(cfg, step))
 
 
 # ==========================================================================================================
