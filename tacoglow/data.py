@@ -36,7 +36,6 @@ pass over LJSpeech takes minutes.
 """
 from __future__ import annotations
 
-import argparse
 import collections
 import dataclasses
 import json
@@ -64,9 +63,8 @@ from .text import NORMALIZER_VERSION, TEXT_FRONTEND_VERSION, normalize_text, tex
 from .text.cleaners import english_cleaners
 from .text.symbols import FIRST_LETTER_ID, PAD, SYMBOL_TO_ID
 
-__all__ = ["prepare_dataset", "add_prepare_arguments", "run_prepare", "DATASET_FORMAT", "DATASET_VERSION",
-           "DatasetError", "Clip", "PreparedData", "TextMelBatch", "AudioMelBatch", "collate_text_mel",
-           "collate_audio_mel", "bucket_batches"]
+__all__ = ["prepare_dataset", "DATASET_FORMAT", "DATASET_VERSION", "DatasetError", "Clip", "PreparedData",
+           "TextMelBatch", "AudioMelBatch", "collate_text_mel", "collate_audio_mel", "bucket_batches"]
 
 log = logging.getLogger(__name__)
 
@@ -308,11 +306,22 @@ def _summary_text(summary: dict[str, Any], out_dir: Path) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _audio_config(audio: AudioConfig | str | os.PathLike | None) -> AudioConfig:
+    """An AudioConfig as given, read from JSON (its fields, or a dataset.json's "audio"), or NVIDIA's."""
+    if audio is None:
+        return AudioConfig()
+    if isinstance(audio, AudioConfig):
+        return audio
+    with open(audio, encoding="utf-8") as f:
+        fields = json.load(f)
+    return AudioConfig.from_dict(fields.get("audio", fields) if isinstance(fields, dict) else fields)
+
+
 def prepare_dataset(
     data_dir: str | Path,
     out_dir: str | Path,
     *,
-    audio: AudioConfig = AudioConfig(),
+    audio: AudioConfig | str | os.PathLike | None = None,
     val_fraction: float = 0.02,
     val_count: int | None = None,
     val_ids: Iterable[str] | None = None,
@@ -325,7 +334,9 @@ def prepare_dataset(
     """Prepare DATA_DIR (LJSpeech layout or a `path|text` filelist) as a training set in OUT_DIR.
 
     Args:
-        audio: signal settings; wavs are written at `audio.sampling_rate` and mels computed with them.
+        audio: signal settings; wavs are written at `audio.sampling_rate` and mels computed with them. An
+            AudioConfig, a JSON file of its fields or a dataset.json whose audio to reuse; None: NVIDIA's
+            22050 Hz settings.
         val_fraction: share of the kept clips, rounded up, that forms the validation set.
         val_count: validation set size; overrides `val_fraction`.
         val_ids: exactly these ids form the validation set; overrides both.
@@ -351,6 +362,7 @@ def prepare_dataset(
         raise ValueError(f"val_count must be >= 0, got {val_count}")
     if max_seconds is not None and max_seconds <= 0:
         raise ValueError(f"max_seconds must be positive, got {max_seconds}")
+    audio = _audio_config(audio)
     rows, skipped, source_dir = _read_source(data_dir)
     _claim_output(out_dir, source_dir, force)
 
@@ -432,59 +444,6 @@ def _write_skipped(path: Path, skipped: list[tuple[str, str, str]]) -> None:
         for key, reason, detail in skipped:
             f.write("\t".join(field.replace("\t", " ").replace("\n", " ") for field in (key, reason, detail))
                     + "\n")
-
-
-# ---------------------------------------------------------------------------------------------------------
-# Command line: `tacoglow prepare DATA_DIR OUT_DIR`
-# ---------------------------------------------------------------------------------------------------------
-
-def add_prepare_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("data_dir", type=Path, metavar="DATA_DIR",
-                        help="LJSpeech-layout folder (metadata.csv + wavs/), a 'path|text' filelist, "
-                             "or a folder holding exactly one *.txt filelist")
-    parser.add_argument("out_dir", type=Path, metavar="OUT_DIR", help="folder for the prepared dataset")
-    split = parser.add_mutually_exclusive_group()
-    split.add_argument("--val-fraction", type=float, default=0.02,
-                       help="share of clips held out for validation (default 0.02)")
-    split.add_argument("--val-count", type=int, help="number of clips held out for validation")
-    split.add_argument("--val-ids", type=Path, metavar="FILE",
-                       help="file of clip ids, one per line, that form the validation set")
-    parser.add_argument("--trim-silence", action="store_true", help="cut leading and trailing silence")
-    parser.add_argument("--max-seconds", type=float, default=15.0,
-                        help="skip clips longer than this (default 15; 0 keeps all)")
-    parser.add_argument("--seed", type=int, default=1234, help="seed of the validation split (default 1234)")
-    parser.add_argument("--audio-config", type=Path, metavar="JSON",
-                        help="AudioConfig fields as JSON, or a dataset.json whose 'audio' to reuse "
-                             "(default: NVIDIA's 22050 Hz settings)")
-    parser.add_argument("--force", action="store_true", help="replace a dataset already prepared in OUT_DIR")
-    parser.add_argument("--quiet", action="store_true", help="no progress bar")
-
-
-def run_prepare(args: argparse.Namespace) -> int:
-    audio = AudioConfig()
-    if args.audio_config is not None:
-        with open(args.audio_config, encoding="utf-8") as f:
-            fields = json.load(f)
-        audio = AudioConfig.from_dict(fields.get("audio", fields) if isinstance(fields, dict) else fields)
-    val_ids = None
-    if args.val_ids is not None:
-        val_ids = args.val_ids.read_text(encoding="utf-8").split()
-    summary = prepare_dataset(
-        args.data_dir, args.out_dir, audio=audio, val_fraction=args.val_fraction, val_count=args.val_count,
-        val_ids=val_ids, trim_silence=args.trim_silence, max_seconds=args.max_seconds or None, seed=args.seed,
-        force=args.force, progress=not args.quiet)
-    print(_summary_text(summary, args.out_dir), end="")
-    return 0
-
-
-if __name__ == "__main__":
-    import sys
-
-    _parser = argparse.ArgumentParser(prog="python -m tacoglow.data",
-                                      description="Prepare a dataset (same as `tacoglow prepare`).")
-    add_prepare_arguments(_parser)
-    logging.basicConfig(level=logging.INFO, format="tacoglow: %(levelname)s: %(message)s")
-    sys.exit(run_prepare(_parser.parse_args()))
 
 
 # ==========================================================================================================

@@ -24,14 +24,13 @@ for training on a few CPU cores (see ``PRESETS``).
 Several processes (``--run`` is spelled ``--run-dir`` here: torchrun would take ``--run`` for its own
 ``--run-path``)::
 
-    torchrun --standalone --nproc_per_node 2 -m tacoglow.train tacotron2 --data DATA --run-dir RUN
+    torchrun --standalone --nproc_per_node 2 -m tacoglow train tacotron2 --data DATA --run-dir RUN
 
 Training checkpoints carry the optimizer state (about twice the model's size); ``export_checkpoint`` writes
 the model alone for shipping.
 """
 from __future__ import annotations
 
-import argparse
 import contextlib
 import dataclasses
 import json
@@ -41,7 +40,6 @@ import os
 import random
 import re
 import signal
-import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -56,7 +54,7 @@ from torch import Tensor, nn
 from .audio import griffin_lim, save_wav
 from .config import dataclass_from_dict
 from .checkpoint import CheckpointError, atomic_save, checkpoint_dict, inspect_checkpoint, read_checkpoint
-from .data import Clip, DatasetError, PreparedData, TextMelBatch, bucket_batches, collate_audio_mel, collate_text_mel
+from .data import Clip, PreparedData, TextMelBatch, bucket_batches, collate_audio_mel, collate_text_mel
 from .errors import TacoglowError
 from .plots import save_alignment_plot, save_gate_plot, save_mel_plot
 from .tacotron2 import Tacotron2, Tacotron2Config, Tacotron2Loss, attention_scores, guided_attention_loss
@@ -68,7 +66,7 @@ __all__ = [
     "TrainConfig", "PRESETS", "load_train_config", "train_tacotron2", "train_waveglow", "TrainingError",
     "tacotron2_loss", "guided_attention_loss", "attention_scores", "learning_rate_at",
     "backward_and_step", "StepResult", "validate_tacotron2", "validate_waveglow", "latest_checkpoint",
-    "export_checkpoint", "add_train_arguments", "run_train",
+    "export_checkpoint",
 ]
 
 log = logging.getLogger(__name__)
@@ -289,7 +287,12 @@ class TrainState:
 
 
 class _Run:
-    """Where a run lives and who writes: process group, device, run folder, log.jsonl, TensorBoard, bar."""
+    """Where a run lives and who writes: process group, device, run folder, log.jsonl, TensorBoard, bar.
+
+    Under ``torchrun`` (WORLD_SIZE > 1 in the environment) it joins the process group (gloo on CPU, nccl on
+    CUDA) unless the caller has; leaving the ``with`` block (or :meth:`close`) closes the logs and leaves a
+    group it joined.
+    """
 
     def __init__(self, run_dir: str | os.PathLike, device: str | None, threads: int | None):
         self.world_size = int(os.environ.get("WORLD_SIZE", "1"))
@@ -308,7 +311,8 @@ class _Run:
             threads = max(1, (os.cpu_count() or 1) // local)  # processes on one machine share its cores
         if threads is not None:
             torch.set_num_threads(threads)
-        if self.distributed and not dist.is_initialized():
+        self._owns_group = self.distributed and not dist.is_initialized()
+        if self._owns_group:
             dist.init_process_group("nccl" if self.device.type == "cuda" else "gloo")
         self.main = self.rank == 0
         self.dir = Path(run_dir)
@@ -383,6 +387,15 @@ class _Run:
         if self.tensorboard is not None:
             self.tensorboard.close()
             self.tensorboard = None
+        if self._owns_group and dist.is_initialized():
+            dist.destroy_process_group()
+        self._owns_group = False
+
+    def __enter__(self) -> "_Run":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
 
 
 def _check_run_config(run: _Run, cfg: TrainConfig, explicit: bool) -> TrainConfig:
@@ -677,7 +690,6 @@ def _checkpoint_if_due(run: _Run, model: nn.Module, optimizer: torch.optim.Optim
     if state.step % cfg.checkpoint_every == 0 or result.stop or give_up or _finished(cfg, state):
         path = _save_checkpoint(run, model, optimizer, scaler, state, cfg, data)
     if give_up:
-        run.close()
         raise _nonfinite_error(state, path)
     return path
 
@@ -714,11 +726,17 @@ def _nonfinite_error(state: TrainState, path: Path) -> TrainingError:
 def _prepare(run_dir: str | os.PathLike, config: TrainConfig | str | os.PathLike | None, model_name: str, *,
              max_steps: int | None, threads: int | None, device: str | None,
              amp: str | None) -> tuple[_Run, TrainConfig]:
+    """The run in ``run_dir`` and its config: ``config`` (with ``max_steps`` and ``amp`` overriding it) for a
+    new run, the run's own config.json (whose run-length fields ``config`` may change) for an existing one."""
     cfg = load_train_config(config, model_name)
     overrides = {k: v for k, v in (("max_steps", max_steps), ("amp", amp)) if v is not None}
     cfg = dataclasses.replace(cfg, **overrides)
     run = _Run(run_dir, device, threads)
-    cfg = _check_run_config(run, cfg, explicit=config is not None)
+    try:
+        cfg = _check_run_config(run, cfg, explicit=config is not None)
+    except BaseException:
+        run.close()
+        raise
     cfg = dataclasses.replace(cfg, **overrides)
     return run, cfg
 
@@ -892,58 +910,58 @@ def train_tacotron2(data_dir: str | os.PathLike, run_dir: str | os.PathLike,
         amp: overrides the config's precision: "none", "fp16" (CUDA) or "bf16".
     """
     run, cfg = _prepare(run_dir, config, "tacotron2", max_steps=max_steps, threads=threads, device=device, amp=amp)
-    data = PreparedData(data_dir)
-    _seed_everything(cfg.seed + run.rank)  # the reference seeds seed + rank
-    model = Tacotron2(_tacotron2_config(cfg, data)).train()
-    r = model.config.n_frames_per_step
-    model, optimizer, scaler, state = _start(run, model, cfg, data, resume, warm_start, drop_embedding)
+    with run:  # leaves the process group it joined, whatever happens
+        data = PreparedData(data_dir)
+        _seed_everything(cfg.seed + run.rank)  # the reference seeds seed + rank
+        model = Tacotron2(_tacotron2_config(cfg, data)).train()
+        r = model.config.n_frames_per_step
+        model, optimizer, scaler, state = _start(run, model, cfg, data, resume, warm_start, drop_embedding)
 
-    train_clips = [c for c in data.train if cfg.max_frames is None or c.frames <= cfg.max_frames]
-    if len(train_clips) < len(data.train):
-        log.info("leaving out %d training clips longer than %d frames", len(data.train) - len(train_clips),
-                 cfg.max_frames)
-    val_clips = _spread(data.val, cfg.val_items)
-    lengths = [c.frames for c in train_clips]
+        train_clips = [c for c in data.train if cfg.max_frames is None or c.frames <= cfg.max_frames]
+        if len(train_clips) < len(data.train):
+            log.info("leaving out %d training clips longer than %d frames", len(data.train) - len(train_clips),
+                     cfg.max_frames)
+        val_clips = _spread(data.val, cfg.val_items)
+        lengths = [c.frames for c in train_clips]
 
-    plan = _epoch_plan(lambda epoch: bucket_batches(lengths, cfg.batch_size, cfg.seed, epoch,
-                                                    bucket_batches=cfg.bucket_batches, rank=run.rank,
-                                                    world_size=run.world_size))
-    run.open_logs(state.step)
-    path = latest_checkpoint(run.dir)
-    with _StopSignals() as stop, _progress_bar(run, cfg, state, len(plan(0)), "tacotron2") as bar:
-        while not _finished(cfg, state):
-            started = time.perf_counter()
-            batches = plan(state.epoch)
-            # Which words are read as phones depends only on (seed, epoch, position, rank), as resumption needs.
-            words = np.random.default_rng([cfg.seed, state.epoch, state.batch_in_epoch, run.rank, 1])
-            batch = _tacotron2_batch(data, [train_clips[i] for i in batches[state.batch_in_epoch]], r,
-                                     cfg.p_arpabet, words).to(run.device)
-            lr = learning_rate_at(cfg, state.step, state.epoch)
-            _set_learning_rate(optimizer, lr)
+        plan = _epoch_plan(lambda epoch: bucket_batches(lengths, cfg.batch_size, cfg.seed, epoch,
+                                                        bucket_batches=cfg.bucket_batches, rank=run.rank,
+                                                        world_size=run.world_size))
+        run.open_logs(state.step)
+        path = latest_checkpoint(run.dir)
+        with _StopSignals() as stop, _progress_bar(run, cfg, state, len(plan(0)), "tacotron2") as bar:
+            while not _finished(cfg, state):
+                started = time.perf_counter()
+                batches = plan(state.epoch)
+                # Which words are read as phones depends only on (seed, epoch, position, rank), as resumption needs.
+                words = np.random.default_rng([cfg.seed, state.epoch, state.batch_in_epoch, run.rank, 1])
+                batch = _tacotron2_batch(data, [train_clips[i] for i in batches[state.batch_in_epoch]], r,
+                                         cfg.p_arpabet, words).to(run.device)
+                lr = learning_rate_at(cfg, state.step, state.epoch)
+                _set_learning_rate(optimizer, lr)
 
-            with _autocast(run, cfg):
-                outputs = model(batch.text, batch.text_lengths, batch.mels, batch.mel_lengths)
-            losses = tacotron2_loss(outputs, batch, cfg, state.step)
-            result = backward_and_step(losses, model, optimizer, scaler, cfg.grad_clip, stop.requested,
-                                       run.distributed)
-            _advance(state, len(batches))
-            _count_nonfinite(state, result)
+                with _autocast(run, cfg):
+                    outputs = model(batch.text, batch.text_lengths, batch.mels, batch.mel_lengths)
+                losses = tacotron2_loss(outputs, batch, cfg, state.step)
+                result = backward_and_step(losses, model, optimizer, scaler, cfg.grad_clip, stop.requested,
+                                           run.distributed)
+                _advance(state, len(batches))
+                _count_nonfinite(state, result)
 
-            _log_step(run, cfg, state, result, bar, lr, started, float(batch.mel_lengths.sum()), "frames")
-            if state.step % cfg.val_every == 0 and run.main and val_clips:
-                media: dict[str, Any] = {}
-                metrics = validate_tacotron2(_unwrap(model), data, val_clips, cfg, state.step, run.device, run.plots,
-                                             media)
-                run.log({"split": "val", "step": state.step, **metrics})
-                run.log_media(state.step, media)
-                log.info("step %d: val loss %.4f, attention focus %.3f, diagonality %.3f", state.step,
-                         metrics["loss"], metrics["attention_focus"], metrics["diagonality"])
-            path = _checkpoint_if_due(run, model, optimizer, scaler, state, cfg, data, result, path)
-            if result.stop:
-                break
-    run.close()
-    if path is None:  # the run was over before it began and never saved: save the start
-        path = _save_checkpoint(run, model, optimizer, scaler, state, cfg, data)
+                _log_step(run, cfg, state, result, bar, lr, started, float(batch.mel_lengths.sum()), "frames")
+                if state.step % cfg.val_every == 0 and run.main and val_clips:
+                    media: dict[str, Any] = {}
+                    metrics = validate_tacotron2(_unwrap(model), data, val_clips, cfg, state.step, run.device,
+                                                 run.plots, media)
+                    run.log({"split": "val", "step": state.step, **metrics})
+                    run.log_media(state.step, media)
+                    log.info("step %d: val loss %.4f, attention focus %.3f, diagonality %.3f", state.step,
+                             metrics["loss"], metrics["attention_focus"], metrics["diagonality"])
+                path = _checkpoint_if_due(run, model, optimizer, scaler, state, cfg, data, result, path)
+                if result.stop:
+                    break
+        if path is None:  # the run was over before it began and never saved: save the start
+            path = _save_checkpoint(run, model, optimizer, scaler, state, cfg, data)
     return path
 
 
@@ -994,107 +1012,49 @@ def train_waveglow(data_dir: str | os.PathLike, run_dir: str | os.PathLike,
     shorter) and computes their mels, as the reference does.
     """
     run, cfg = _prepare(run_dir, config, "waveglow", max_steps=max_steps, threads=threads, device=device, amp=amp)
-    data = PreparedData(data_dir)
-    _seed_everything(cfg.seed + run.rank)
-    model = WaveGlow(_waveglow_config(cfg, data)).train()
-    model, optimizer, scaler, state = _start(run, model, cfg, data, resume, warm_start, drop_embedding=False)
-    criterion = WaveGlowLoss(cfg.waveglow_sigma)
-    train_clips, val_clips = data.train, _spread(data.val, cfg.val_items)
-    lengths = [0] * len(train_clips)  # segments all have the same length: plain shuffling
+    with run:
+        data = PreparedData(data_dir)
+        _seed_everything(cfg.seed + run.rank)
+        model = WaveGlow(_waveglow_config(cfg, data)).train()
+        model, optimizer, scaler, state = _start(run, model, cfg, data, resume, warm_start, drop_embedding=False)
+        criterion = WaveGlowLoss(cfg.waveglow_sigma)
+        train_clips, val_clips = data.train, _spread(data.val, cfg.val_items)
+        lengths = [0] * len(train_clips)  # segments all have the same length: plain shuffling
 
-    plan = _epoch_plan(lambda epoch: bucket_batches(lengths, cfg.batch_size, cfg.seed, epoch,
-                                                    bucket_batches=cfg.bucket_batches, rank=run.rank,
-                                                    world_size=run.world_size))
-    run.open_logs(state.step)
-    path = latest_checkpoint(run.dir)
-    with _StopSignals() as stop, _progress_bar(run, cfg, state, len(plan(0)), "waveglow") as bar:
-        while not _finished(cfg, state):
-            started = time.perf_counter()
-            batches = plan(state.epoch)
-            clips = [train_clips[i] for i in batches[state.batch_in_epoch]]
-            # Segment offsets depend only on (seed, epoch, position, rank): a resumed run reads the same ones.
-            rng = np.random.default_rng([cfg.seed, state.epoch, state.batch_in_epoch, run.rank])
-            batch = collate_audio_mel(data, clips, _segment_starts(clips, cfg.segment_length, rng),
-                                      cfg.segment_length).to(run.device)
-            lr = learning_rate_at(cfg, state.step, state.epoch)
-            _set_learning_rate(optimizer, lr)
+        plan = _epoch_plan(lambda epoch: bucket_batches(lengths, cfg.batch_size, cfg.seed, epoch,
+                                                        bucket_batches=cfg.bucket_batches, rank=run.rank,
+                                                        world_size=run.world_size))
+        run.open_logs(state.step)
+        path = latest_checkpoint(run.dir)
+        with _StopSignals() as stop, _progress_bar(run, cfg, state, len(plan(0)), "waveglow") as bar:
+            while not _finished(cfg, state):
+                started = time.perf_counter()
+                batches = plan(state.epoch)
+                clips = [train_clips[i] for i in batches[state.batch_in_epoch]]
+                # Segment offsets depend only on (seed, epoch, position, rank): a resumed run reads the same ones.
+                rng = np.random.default_rng([cfg.seed, state.epoch, state.batch_in_epoch, run.rank])
+                batch = collate_audio_mel(data, clips, _segment_starts(clips, cfg.segment_length, rng),
+                                          cfg.segment_length).to(run.device)
+                lr = learning_rate_at(cfg, state.step, state.epoch)
+                _set_learning_rate(optimizer, lr)
 
-            with _autocast(run, cfg):
-                z, log_s, log_det_w = model(batch.mels, batch.audio)
-            losses = {"loss": criterion((z.float(), [x.float() for x in log_s], [x.float() for x in log_det_w]))}
-            result = backward_and_step(losses, model, optimizer, scaler, cfg.grad_clip, stop.requested,
-                                       run.distributed)
-            _advance(state, len(batches))
-            _count_nonfinite(state, result)
+                with _autocast(run, cfg):
+                    z, log_s, log_det_w = model(batch.mels, batch.audio)
+                output = (z.float(), [x.float() for x in log_s], [x.float() for x in log_det_w])
+                losses = {"loss": criterion(output)}
+                result = backward_and_step(losses, model, optimizer, scaler, cfg.grad_clip, stop.requested,
+                                           run.distributed)
+                _advance(state, len(batches))
+                _count_nonfinite(state, result)
 
-            _log_step(run, cfg, state, result, bar, lr, started, float(batch.audio.numel()), "samples")
-            if state.step % cfg.val_every == 0 and run.main and val_clips:
-                metrics = validate_waveglow(_unwrap(model), data, val_clips, cfg, run.device)
-                run.log({"split": "val", "step": state.step, **metrics})
-                log.info("step %d: val loss %.4f", state.step, metrics["loss"])
-            path = _checkpoint_if_due(run, model, optimizer, scaler, state, cfg, data, result, path)
-            if result.stop:
-                break
-    run.close()
-    if path is None:
-        path = _save_checkpoint(run, model, optimizer, scaler, state, cfg, data)
+                _log_step(run, cfg, state, result, bar, lr, started, float(batch.audio.numel()), "samples")
+                if state.step % cfg.val_every == 0 and run.main and val_clips:
+                    metrics = validate_waveglow(_unwrap(model), data, val_clips, cfg, run.device)
+                    run.log({"split": "val", "step": state.step, **metrics})
+                    log.info("step %d: val loss %.4f", state.step, metrics["loss"])
+                path = _checkpoint_if_due(run, model, optimizer, scaler, state, cfg, data, result, path)
+                if result.stop:
+                    break
+        if path is None:
+            path = _save_checkpoint(run, model, optimizer, scaler, state, cfg, data)
     return path
-
-
-# ==========================================================================================================
-# Command line: tacoglow train {tacotron2,waveglow} --data DIR --run DIR ...
-# ==========================================================================================================
-
-def add_train_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("model", choices=MODELS, help="which model to train")
-    parser.add_argument("--data", "--data-dir", dest="data", required=True, type=Path,
-                        help="prepared dataset folder (tacoglow prepare)")
-    # torchrun reads "--run" as an abbreviation of its own --run-path: under torchrun, write --run-dir.
-    parser.add_argument("--run", "--run-dir", dest="run", required=True, type=Path,
-                        help="run folder: config, log, checkpoints and plots; an existing run is resumed")
-    parser.add_argument("--config", default=None,
-                        help="'nvidia' (the reference recipe), 'small' (CPU-sized) or a JSON file of TrainConfig "
-                             "fields (default: the run's own config, else 'small')")
-    parser.add_argument("--max-steps", type=int, default=None, help="stop after this many steps in all")
-    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads per process")
-    parser.add_argument("--warm-start", type=Path, default=None,
-                        help="initialise a new run from this checkpoint (tensors that match in name and shape)")
-    parser.add_argument("--drop-embedding", action="store_true",
-                        help="with --warm-start: keep a fresh text embedding (another symbol set)")
-    parser.add_argument("--resume", action=argparse.BooleanOptionalAction, default=True,
-                        help="continue from the run's newest checkpoint (default); --no-resume refuses a run "
-                             "folder that has checkpoints")
-    parser.add_argument("--device", default=None, help="cpu, cuda, cuda:N (default: cuda when available)")
-    parser.add_argument("--amp", choices=("none", "fp16", "bf16"), default=None,
-                        help="mixed precision (default: the config's, 'none' in the presets)")
-
-
-def run_train(args: argparse.Namespace) -> int:
-    """Run ``tacoglow train``; 0 on success, 1 when training stopped on an error it explains."""
-    train = train_tacotron2 if args.model == "tacotron2" else train_waveglow
-    try:
-        path = train(args.data, args.run, args.config, max_steps=args.max_steps, threads=args.threads,
-                     resume=args.resume, warm_start=args.warm_start, drop_embedding=args.drop_embedding,
-                     device=args.device, amp=args.amp)
-    except (TrainingError, DatasetError, CheckpointError, ValueError) as error:
-        print(f"tacoglow train: error: {error}", file=sys.stderr)
-        return 1
-    finally:
-        if dist.is_initialized():
-            dist.destroy_process_group()
-    if int(os.environ.get("RANK", "0")) == 0:
-        print(f"last checkpoint: {path}", file=sys.stderr)
-    return 0
-
-
-def main(argv: list[str] | None = None) -> int:
-    """``python -m tacoglow.train`` (e.g. under torchrun) with the arguments of ``tacoglow train``."""
-    parser = argparse.ArgumentParser(prog="python -m tacoglow.train", description="Train Tacotron 2 or WaveGlow.")
-    add_train_arguments(parser)
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="tacoglow: %(levelname)s: %(message)s")
-    return run_train(args)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -16,6 +16,7 @@ import torch
 
 from tacoglow import data as D
 from tacoglow import train as T
+from tacoglow.cli import main as cli_main
 from tacoglow.audio import AudioConfig, load_wav, mel_spectrogram, save_wav
 from tacoglow.checkpoint import inspect_checkpoint, load_tacotron2, load_waveglow
 from tacoglow.synthesizer import Synthesizer
@@ -357,7 +358,7 @@ def test_sigterm_saves_a_checkpoint_and_exits_cleanly(corpus, tmp_path):
     run = tmp_path / "term"
     config = tmp_path / "tiny.json"
     config.write_text(json.dumps(tiny_config(max_steps=100_000, checkpoint_every=100_000).to_dict()))
-    child = subprocess.Popen([sys.executable, "-m", "tacoglow.train", "tacotron2", "--data", str(corpus),
+    child = subprocess.Popen([sys.executable, "-m", "tacoglow", "train", "tacotron2", "--data", str(corpus),
                               "--run", str(run), "--config", str(config), "--threads", "1"],
                              env=_child_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:
@@ -385,9 +386,9 @@ def test_two_processes_with_gloo(corpus, tmp_path):
     config = tmp_path / "tiny.json"
     config.write_text(json.dumps(tiny_config(max_steps=3).to_dict()))
     torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
-    done = subprocess.run(torchrun + ["-m", "tacoglow.train", "tacotron2", "--data", str(corpus), "--run-dir", str(run),
-                                      "--config", str(config), "--device", "cpu"],
-                          env=_child_env(), capture_output=True, text=True, timeout=120)
+    command = torchrun + ["-m", "tacoglow", "train", "tacotron2", "--data", str(corpus), "--run-dir", str(run),
+                          "--config", str(config), "--device", "cpu"]
+    done = subprocess.run(command, env=_child_env(), capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     records = read_log(run)
     assert [r["step"] for r in records] == [1, 2, 3]  # one writer: rank 0
@@ -417,19 +418,14 @@ def test_warm_start_copies_matching_weights_and_can_drop_the_embedding(corpus, t
 
 
 def test_command_line_glue(corpus, tmp_path, capsys):
-    import argparse
-
-    parser = argparse.ArgumentParser()
-    T.add_train_arguments(parser)
     config = tmp_path / "tiny.json"
     config.write_text(json.dumps(tiny_config("waveglow").to_dict()))
     run = tmp_path / "cli"
-    args = parser.parse_args(["waveglow", "--data", str(corpus), "--run", str(run), "--config", str(config),
-                              "--max-steps", "2", "--threads", "1", "--device", "cpu", "--amp", "none"])
-    assert T.run_train(args) == 0
+    args = ["train", "waveglow", "--data", str(corpus), "--run", str(run), "--config", str(config),
+            "--threads", "1", "--device", "cpu", "--amp", "none"]
+    assert cli_main(args + ["--max-steps", "2"]) == 0
     assert "step_0000002.pt" in capsys.readouterr().err and T.latest_checkpoint(run).name == "step_0000002.pt"
     if (run / "tensorboard").exists():  # TensorBoard is optional; when installed it gets the same scalars
         assert any((run / "tensorboard").iterdir())
-    args = parser.parse_args(["tacotron2", "--data", str(tmp_path / "nowhere"), "--run", str(tmp_path / "x")])
-    assert T.run_train(args) == 1
+    assert cli_main(["train", "tacotron2", "--data", str(tmp_path / "nowhere"), "--run", str(tmp_path / "x")]) == 1
     assert "no dataset.json" in capsys.readouterr().err
