@@ -17,6 +17,7 @@ import torch
 from tacoglow import data as D
 from tacoglow import train as T
 from tacoglow.cli import main as cli_main
+from tacoglow.train import tacotron2 as t2loop
 from tacoglow.audio import AudioConfig, load_wav, mel_spectrogram, save_wav
 from tacoglow.checkpoint import inspect_checkpoint, load_tacotron2, load_waveglow
 from tacoglow.synthesizer import Synthesizer
@@ -254,13 +255,13 @@ def test_arpabet_training_reads_words_as_phones_and_the_voice_says_so(corpus, tm
 
     data = D.PreparedData(corpus)
     clips = data.train[:4]
-    mixed = T._tacotron2_batch(data, clips, 2, 0.5, np.random.default_rng([1, 2]))
-    again = T._tacotron2_batch(data, clips, 2, 0.5, np.random.default_rng([1, 2]))
-    chars = T._tacotron2_batch(data, clips, 2)
+    mixed = t2loop._tacotron2_batch(data, clips, 2, 0.5, np.random.default_rng([1, 2]))
+    again = t2loop._tacotron2_batch(data, clips, 2, 0.5, np.random.default_rng([1, 2]))
+    chars = t2loop._tacotron2_batch(data, clips, 2)
     assert torch.equal(mixed.text, again.text) and torch.equal(mixed.mels, chars.mels)
     texts = [sequence_to_text(row[:n].tolist()) for row, n in zip(mixed.text, mixed.text_lengths)]
     assert any("{" in t for t in texts) and texts != [c.text for c in clips]
-    full = T._tacotron2_batch(data, clips[:1], 2, 1.0)
+    full = t2loop._tacotron2_batch(data, clips[:1], 2, 1.0)
     assert sequence_to_text(full.text[0].tolist()) == "a {K AE1 T}"  # "a" is a homograph: spelled
 
     path = T.train_tacotron2(corpus, tmp_path / "phones", tiny_config(p_arpabet=0.5, max_steps=2))
@@ -286,7 +287,7 @@ def test_nonfinite_losses_are_skipped_then_stop_the_run(corpus, tmp_path, monkey
             losses["loss"] = losses["loss"] * float("nan")
         return losses
 
-    monkeypatch.setattr(T, "tacotron2_loss", loss_with_nan)
+    monkeypatch.setattr(t2loop, "tacotron2_loss", loss_with_nan)
     run = tmp_path / "nan"
     T.train_tacotron2(corpus, run, tiny_config(max_steps=6, checkpoint_every=2, keep_checkpoints=10))
     records = read_log(run)
