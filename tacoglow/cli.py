@@ -219,12 +219,15 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
 def _train(args: argparse.Namespace) -> int:
     import os
 
-    from .train import train_tacotron2, train_waveglow
+    from .train import resume_point, train_tacotron2, train_waveglow
 
+    report = os.environ.get("RANK", "0") == "0"  # under torchrun (-m tacoglow train) only rank 0 reports
+    if report and args.resume and (point := resume_point(args.run)):
+        print(f"resuming {args.run} from step {point.step} ({point.path})", file=sys.stderr)
     train = train_tacotron2 if args.model == "tacotron2" else train_waveglow
     path = train(args.data, args.run, args.config, max_steps=args.max_steps, threads=args.threads, resume=args.resume,
                  warm_start=args.warm_start, drop_embedding=args.drop_embedding, device=args.device, amp=args.amp)
-    if os.environ.get("RANK", "0") == "0":  # under torchrun (-m tacoglow train) only rank 0 reports
+    if report:
         print(f"last checkpoint: {path}", file=sys.stderr)
     return 0
 

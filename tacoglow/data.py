@@ -17,7 +17,8 @@ and writes
     OUT_DIR/wavs/<id>.wav    16-bit PCM mono at the model's sampling rate
     OUT_DIR/mels/<id>.pt     float32 (n_mel_channels, frames) log mel of exactly that wav (torch.save)
     OUT_DIR/skipped.tsv      id or file:line <TAB> reason <TAB> detail
-    OUT_DIR/summary.txt      clips, hours, characters, split sizes, longest clips, skips by reason
+    OUT_DIR/summary.txt      clips, hours, characters, split sizes, longest clips, skips by reason, the first
+                             few skipped clips with their reasons
 
 Text: the normalized column when a row has one, otherwise tacoglow's `normalize_text` of the text; the
 result is what `english_cleaners` is given, and is stored with its ids. Audio may have any rate, channel
@@ -80,6 +81,7 @@ CLIP_LEVEL = 0.999  # a sample at or beyond this magnitude sits at full scale...
 CLIP_RUN = 3  # ...and this many in a row, of one sign, mean the recording was clipped
 TRIM_TOP_DB = 40.0  # silence trimming: frames this far below the loudest frame are silence
 TRIM_MARGIN_SECONDS = 0.05  # kept on each side of the trimmed speech so onsets and decays survive
+SKIPPED_SHOWN = 5  # skipped clips named in summary.txt (all of them are in skipped.tsv)
 
 
 @dataclass(frozen=True)
@@ -290,7 +292,7 @@ def _write_jsonl(path: Path, items: list[dict[str, Any]]) -> None:
             f.write(json.dumps(item, ensure_ascii=False) + "\n")
 
 
-def _summary_text(summary: dict[str, Any], out_dir: Path) -> str:
+def _summary_text(summary: dict[str, Any], out_dir: Path, skipped: Sequence[tuple[str, str, str]]) -> str:
     lines = [f"dataset {out_dir}",
              f"clips       {summary['clips']} ({summary['train']} train, {summary['val']} validation)",
              f"audio       {summary['hours']:.3f} hours ({summary['seconds']:.1f} s)",
@@ -303,6 +305,10 @@ def _summary_text(summary: dict[str, Any], out_dir: Path) -> str:
     lines += [f"  {item['id']}  {item['seconds']:.2f} s" for item in summary["longest"]]
     lines.append(f"skipped     {summary['skipped']}")
     lines += [f"  {reason}: {count}" for reason, count in summary["skipped_by_reason"].items()]
+    if skipped:
+        lines.append(f"first {min(len(skipped), SKIPPED_SHOWN)} skipped (all in skipped.tsv):")
+        lines += [f"  {key}: {reason}" + (f" ({detail})" if detail else "")
+                  for key, reason, detail in skipped[:SKIPPED_SHOWN]]
     return "\n".join(lines) + "\n"
 
 
@@ -431,7 +437,7 @@ def prepare_dataset(
         "source_dir": str(data_dir.resolve()),
         "summary": summary,
     }
-    (out_dir / "summary.txt").write_text(_summary_text(summary, out_dir), encoding="utf-8")
+    (out_dir / "summary.txt").write_text(_summary_text(summary, out_dir, skipped), encoding="utf-8")
     # Written last: a dataset.json means the folder is complete.
     (out_dir / "dataset.json").write_text(json.dumps(dataset, indent=2, ensure_ascii=False) + "\n",
                                           encoding="utf-8")

@@ -229,6 +229,12 @@ def test_command_line(ljspeech, tmp_path, capsys):
                  "--max-seconds", "3", "--quiet"]) == 0
     assert sorted(item["id"] for item in read_jsonl(tmp_path / "out" / "val.jsonl")) == ["LJ001-0004",
                                                                                        "LJ001-0005"]
-    assert "validation" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "validation" in out
+    # The first five skipped clips are named with their reasons (skipped.tsv lists all eleven).
+    assert "first 5 skipped (all in skipped.tsv):" in out
+    assert "  metadata.csv:18: malformed line (expected id|text or id|text|normalized text, got 1 fields)" in out
+    assert "  LJ002-0001: empty audio" in out and "  LJ002-0003: unreadable audio" in out
+    assert "LJ002-0005" not in out and "LJ002-0009" not in out
     with pytest.raises(SystemExit):  # the split options exclude each other
         build_parser().parse_args(["prepare", str(ljspeech), "out", "--val-count", "2", "--val-fraction", "0.1"])

@@ -391,6 +391,7 @@ def test_two_processes_with_gloo(corpus, tmp_path):
                           "--config", str(config), "--device", "cpu"]
     done = subprocess.run(command, env=_child_env(), capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert "resuming" not in done.stderr
     records = read_log(run)
     assert [r["step"] for r in records] == [1, 2, 3]  # one writer: rank 0
     assert all(r["frames_per_second"] > 0 and math.isfinite(r["loss"]) for r in records)
@@ -399,6 +400,12 @@ def test_two_processes_with_gloo(corpus, tmp_path):
     assert raw["training"]["world_size"] == 2 and len(raw["training"]["rng"]) == 2
     assert not torch.equal(raw["training"]["rng"][0]["torch"], raw["training"]["rng"][1]["torch"])
     assert load_tacotron2(path).config.n_frames_per_step == 2
+    # Resumed by both processes; only rank 0 says so, once.
+    done = subprocess.run(command + ["--max-steps", "4"], env=_child_env(), capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert done.stderr.count(f"resuming {run} from step 3 ({path})") == 1, done.stderr[-3000:]
+    assert [r["step"] for r in read_log(run)] == [1, 2, 3, 4]
 
 
 def test_warm_start_copies_matching_weights_and_can_drop_the_embedding(corpus, tmp_path):
@@ -425,8 +432,15 @@ def test_command_line_glue(corpus, tmp_path, capsys):
     args = ["train", "waveglow", "--data", str(corpus), "--run", str(run), "--config", str(config),
             "--threads", "1", "--device", "cpu", "--amp", "none"]
     assert cli_main(args + ["--max-steps", "2"]) == 0
-    assert "step_0000002.pt" in capsys.readouterr().err and T.latest_checkpoint(run).name == "step_0000002.pt"
+    err = capsys.readouterr().err
+    assert "step_0000002.pt" in err and T.latest_checkpoint(run).name == "step_0000002.pt"
+    assert "resuming" not in err  # a new run
     if (run / "tensorboard").exists():  # TensorBoard is optional; when installed it gets the same scalars
         assert any((run / "tensorboard").iterdir())
+    assert cli_main(args + ["--max-steps", "3"]) == 0  # the same run, one step further
+    err = capsys.readouterr().err
+    resuming = [line for line in err.splitlines() if line.startswith("resuming")]
+    assert resuming == [f"resuming {run} from step 2 ({run / 'checkpoints' / 'step_0000002.pt'})"], err
+    assert T.latest_checkpoint(run).name == "step_0000003.pt"
     assert cli_main(["train", "tacotron2", "--data", str(tmp_path / "nowhere"), "--run", str(tmp_path / "x")]) == 1
     assert "no dataset.json" in capsys.readouterr().err

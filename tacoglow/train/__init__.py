@@ -34,7 +34,7 @@ optimisation step), ``checkpoints`` (save, resume, warm start, export), ``tacotr
 loops). The Tacotron 2 loss sits beside the model, in :mod:`tacoglow.tacotron2`.
 """
 from ..tacotron2 import attention_scores, guided_attention_loss
-from .checkpoints import export_checkpoint, latest_checkpoint
+from .checkpoints import ResumePoint, export_checkpoint, latest_checkpoint, resume_point
 from .config import MODELS, PRESETS, TrainConfig, learning_rate_at, load_train_config
 from .run import StepResult, TrainingError, backward_and_step
 from .tacotron2 import tacotron2_loss, train_tacotron2, validate_tacotron2
@@ -44,5 +44,5 @@ __all__ = [
     "TrainConfig", "PRESETS", "MODELS", "load_train_config", "train_tacotron2", "train_waveglow", "TrainingError",
     "tacotron2_loss", "guided_attention_loss", "attention_scores", "learning_rate_at",
     "backward_and_step", "StepResult", "validate_tacotron2", "validate_waveglow", "latest_checkpoint",
-    "export_checkpoint",
+    "resume_point", "ResumePoint", "export_checkpoint",
 ]

@@ -9,7 +9,7 @@ import os
 import random
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -23,7 +23,8 @@ from .config import TrainConfig
 from .run import (Run, StepResult, TrainState, TrainingError, finished, grad_scaler, nonfinite_error,
                   seed_everything, unwrap)
 
-__all__ = ["latest_checkpoint", "save_checkpoint", "export_checkpoint", "start_training", "checkpoint_if_due"]
+__all__ = ["latest_checkpoint", "resume_point", "ResumePoint", "save_checkpoint", "export_checkpoint",
+           "start_training", "checkpoint_if_due"]
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +66,19 @@ def latest_checkpoint(run_dir: str | os.PathLike) -> Path | None:
     """The run's newest checkpoint (highest step), or None."""
     files = _checkpoint_files(Path(run_dir))
     return files[-1] if files else None
+
+
+class ResumePoint(NamedTuple):
+    """A run's newest checkpoint and the step it was saved at."""
+
+    path: Path
+    step: int
+
+
+def resume_point(run_dir: str | os.PathLike) -> ResumePoint | None:
+    """Where a run resumes: its newest checkpoint and that checkpoint's step; None for a new run."""
+    path = latest_checkpoint(run_dir)
+    return None if path is None else ResumePoint(path, int(_CHECKPOINT_NAME.match(path.name).group(1)))
 
 
 def save_checkpoint(run: Run, model: nn.Module, optimizer: torch.optim.Optimizer,
