@@ -171,31 +171,65 @@ def _info(args: argparse.Namespace) -> int:
 
 
 def _add_prepare(sub: argparse._SubParsersAction) -> None:
-    from .data import add_prepare_arguments
-
     p = sub.add_parser("prepare", help="prepare a corpus for training",
                        description="Resample, compute mels once, split train/validation, record what was skipped.")
-    add_prepare_arguments(p)
+    p.add_argument("data_dir", type=Path, metavar="DATA_DIR", help="LJSpeech folder, path|text filelist or its folder")
+    p.add_argument("out_dir", type=Path, metavar="OUT_DIR", help="folder for the prepared dataset")
+    split = p.add_mutually_exclusive_group()
+    split.add_argument("--val-fraction", type=float, default=0.02, help="share held out for validation (default 0.02)")
+    split.add_argument("--val-count", type=int, help="number of clips held out for validation")
+    split.add_argument("--val-ids", type=Path, metavar="FILE", help="file of the validation clip ids, one per line")
+    p.add_argument("--trim-silence", action="store_true", help="cut leading and trailing silence")
+    p.add_argument("--max-seconds", type=float, default=15.0, help="skip clips over this (default 15; 0: no limit)")
+    p.add_argument("--seed", type=int, default=1234, help="seed of the validation split (default 1234)")
+    p.add_argument("--audio-config", type=Path, metavar="JSON", help="AudioConfig fields, or a dataset.json to reuse")
+    p.add_argument("--force", action="store_true", help="replace a dataset already prepared in OUT_DIR")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
 def _prepare(args: argparse.Namespace) -> int:
-    from .data import run_prepare
+    from .data import prepare_dataset
 
-    return run_prepare(args)
+    val_ids = args.val_ids.read_text(encoding="utf-8").split() if args.val_ids else None
+    prepare_dataset(args.data_dir, args.out_dir, audio=args.audio_config, val_fraction=args.val_fraction,
+                    val_count=args.val_count, val_ids=val_ids, trim_silence=args.trim_silence,
+                    max_seconds=args.max_seconds or None, seed=args.seed, force=args.force, progress=not args.quiet)
+    print((args.out_dir / "summary.txt").read_text(encoding="utf-8"), end="")
+    return 0
 
 
 def _add_train(sub: argparse._SubParsersAction) -> None:
-    from .train import add_train_arguments
-
     p = sub.add_parser("train", help="train Tacotron 2 or WaveGlow on a prepared corpus",
                        description="Train Tacotron 2 or WaveGlow; an existing run folder is resumed.")
-    add_train_arguments(p)
+    p.add_argument("model", choices=("tacotron2", "waveglow"), help="which model to train")
+    p.add_argument("--data", "--data-dir", dest="data", required=True, type=Path, help="prepared dataset folder")
+    # torchrun reads "--run" as an abbreviation of its own --run-path: under torchrun, write --run-dir.
+    p.add_argument("--run", "--run-dir", dest="run", required=True, type=Path, help="run folder (resumed if it exists)")
+    p.add_argument("--config", help="nvidia, small or a TrainConfig JSON file (default: the run's own, else small)")
+    p.add_argument("--max-steps", type=int, help="stop after this many steps in all")
+    p.add_argument("--threads", type=int, help="torch CPU threads per process")
+    p.add_argument("--warm-start", type=Path, help="start a new run from this checkpoint's matching tensors")
+    p.add_argument("--drop-embedding", action="store_true", help="with --warm-start: keep a fresh text embedding")
+    p.add_argument("--resume", action=argparse.BooleanOptionalAction, default=True,
+                   help="continue from the run's newest checkpoint (default); --no-resume refuses a run that has one")
+    p.add_argument("--device", help="cpu, cuda, cuda:N (default: cuda when available)")
+    p.add_argument("--amp", choices=("none", "fp16", "bf16"), help="mixed precision (default: the config's)")
 
 
 def _train(args: argparse.Namespace) -> int:
-    from .train import run_train
+    import os
 
-    return run_train(args)
+    from .train import resume_point, train_tacotron2, train_waveglow
+
+    report = os.environ.get("RANK", "0") == "0"  # under torchrun (-m tacoglow train) only rank 0 reports
+    if report and args.resume and (point := resume_point(args.run)):
+        print(f"resuming {args.run} from step {point.step} ({point.path})", file=sys.stderr)
+    train = train_tacotron2 if args.model == "tacotron2" else train_waveglow
+    path = train(args.data, args.run, args.config, max_steps=args.max_steps, threads=args.threads, resume=args.resume,
+                 warm_start=args.warm_start, drop_embedding=args.drop_embedding, device=args.device, amp=args.amp)
+    if report:
+        print(f"last checkpoint: {path}", file=sys.stderr)
+    return 0
 
 
 def add_serve_arguments(p: argparse.ArgumentParser) -> None:

@@ -17,7 +17,8 @@ and writes
     OUT_DIR/wavs/<id>.wav    16-bit PCM mono at the model's sampling rate
     OUT_DIR/mels/<id>.pt     float32 (n_mel_channels, frames) log mel of exactly that wav (torch.save)
     OUT_DIR/skipped.tsv      id or file:line <TAB> reason <TAB> detail
-    OUT_DIR/summary.txt      clips, hours, characters, split sizes, longest clips, skips by reason
+    OUT_DIR/summary.txt      clips, hours, characters, split sizes, longest clips, skips by reason, the first
+                             few skipped clips with their reasons
 
 Text: the normalized column when a row has one, otherwise tacoglow's `normalize_text` of the text; the
 result is what `english_cleaners` is given, and is stored with its ids. Audio may have any rate, channel
@@ -36,7 +37,6 @@ pass over LJSpeech takes minutes.
 """
 from __future__ import annotations
 
-import argparse
 import collections
 import dataclasses
 import json
@@ -59,13 +59,13 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from .audio import AudioConfig, _resample, mel_spectrogram, save_wav
+from .errors import TacoglowError
 from .text import NORMALIZER_VERSION, TEXT_FRONTEND_VERSION, normalize_text, text_to_sequence
 from .text.cleaners import english_cleaners
 from .text.symbols import FIRST_LETTER_ID, PAD, SYMBOL_TO_ID
 
-__all__ = ["prepare_dataset", "add_prepare_arguments", "run_prepare", "DATASET_FORMAT", "DATASET_VERSION",
-           "DatasetError", "Clip", "PreparedData", "TextMelBatch", "AudioMelBatch", "collate_text_mel",
-           "collate_audio_mel", "bucket_batches"]
+__all__ = ["prepare_dataset", "DATASET_FORMAT", "DATASET_VERSION", "DatasetError", "Clip", "PreparedData",
+           "TextMelBatch", "AudioMelBatch", "collate_text_mel", "collate_audio_mel", "bucket_batches"]
 
 log = logging.getLogger(__name__)
 
@@ -81,6 +81,7 @@ CLIP_LEVEL = 0.999  # a sample at or beyond this magnitude sits at full scale...
 CLIP_RUN = 3  # ...and this many in a row, of one sign, mean the recording was clipped
 TRIM_TOP_DB = 40.0  # silence trimming: frames this far below the loudest frame are silence
 TRIM_MARGIN_SECONDS = 0.05  # kept on each side of the trimmed speech so onsets and decays survive
+SKIPPED_SHOWN = 5  # skipped clips named in summary.txt (all of them are in skipped.tsv)
 
 
 @dataclass(frozen=True)
@@ -291,7 +292,7 @@ def _write_jsonl(path: Path, items: list[dict[str, Any]]) -> None:
             f.write(json.dumps(item, ensure_ascii=False) + "\n")
 
 
-def _summary_text(summary: dict[str, Any], out_dir: Path) -> str:
+def _summary_text(summary: dict[str, Any], out_dir: Path, skipped: Sequence[tuple[str, str, str]]) -> str:
     lines = [f"dataset {out_dir}",
              f"clips       {summary['clips']} ({summary['train']} train, {summary['val']} validation)",
              f"audio       {summary['hours']:.3f} hours ({summary['seconds']:.1f} s)",
@@ -304,14 +305,29 @@ def _summary_text(summary: dict[str, Any], out_dir: Path) -> str:
     lines += [f"  {item['id']}  {item['seconds']:.2f} s" for item in summary["longest"]]
     lines.append(f"skipped     {summary['skipped']}")
     lines += [f"  {reason}: {count}" for reason, count in summary["skipped_by_reason"].items()]
+    if skipped:
+        lines.append(f"first {min(len(skipped), SKIPPED_SHOWN)} skipped (all in skipped.tsv):")
+        lines += [f"  {key}: {reason}" + (f" ({detail})" if detail else "")
+                  for key, reason, detail in skipped[:SKIPPED_SHOWN]]
     return "\n".join(lines) + "\n"
+
+
+def _audio_config(audio: AudioConfig | str | os.PathLike | None) -> AudioConfig:
+    """An AudioConfig as given, read from JSON (its fields, or a dataset.json's "audio"), or NVIDIA's."""
+    if audio is None:
+        return AudioConfig()
+    if isinstance(audio, AudioConfig):
+        return audio
+    with open(audio, encoding="utf-8") as f:
+        fields = json.load(f)
+    return AudioConfig.from_dict(fields.get("audio", fields) if isinstance(fields, dict) else fields)
 
 
 def prepare_dataset(
     data_dir: str | Path,
     out_dir: str | Path,
     *,
-    audio: AudioConfig = AudioConfig(),
+    audio: AudioConfig | str | os.PathLike | None = None,
     val_fraction: float = 0.02,
     val_count: int | None = None,
     val_ids: Iterable[str] | None = None,
@@ -324,7 +340,9 @@ def prepare_dataset(
     """Prepare DATA_DIR (LJSpeech layout or a `path|text` filelist) as a training set in OUT_DIR.
 
     Args:
-        audio: signal settings; wavs are written at `audio.sampling_rate` and mels computed with them.
+        audio: signal settings; wavs are written at `audio.sampling_rate` and mels computed with them. An
+            AudioConfig, a JSON file of its fields or a dataset.json whose audio to reuse; None: NVIDIA's
+            22050 Hz settings.
         val_fraction: share of the kept clips, rounded up, that forms the validation set.
         val_count: validation set size; overrides `val_fraction`.
         val_ids: exactly these ids form the validation set; overrides both.
@@ -350,6 +368,7 @@ def prepare_dataset(
         raise ValueError(f"val_count must be >= 0, got {val_count}")
     if max_seconds is not None and max_seconds <= 0:
         raise ValueError(f"max_seconds must be positive, got {max_seconds}")
+    audio = _audio_config(audio)
     rows, skipped, source_dir = _read_source(data_dir)
     _claim_output(out_dir, source_dir, force)
 
@@ -418,7 +437,7 @@ def prepare_dataset(
         "source_dir": str(data_dir.resolve()),
         "summary": summary,
     }
-    (out_dir / "summary.txt").write_text(_summary_text(summary, out_dir), encoding="utf-8")
+    (out_dir / "summary.txt").write_text(_summary_text(summary, out_dir, skipped), encoding="utf-8")
     # Written last: a dataset.json means the folder is complete.
     (out_dir / "dataset.json").write_text(json.dumps(dataset, indent=2, ensure_ascii=False) + "\n",
                                           encoding="utf-8")
@@ -433,64 +452,11 @@ def _write_skipped(path: Path, skipped: list[tuple[str, str, str]]) -> None:
                     + "\n")
 
 
-# ---------------------------------------------------------------------------------------------------------
-# Command line: `tacoglow prepare DATA_DIR OUT_DIR`
-# ---------------------------------------------------------------------------------------------------------
-
-def add_prepare_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("data_dir", type=Path, metavar="DATA_DIR",
-                        help="LJSpeech-layout folder (metadata.csv + wavs/), a 'path|text' filelist, "
-                             "or a folder holding exactly one *.txt filelist")
-    parser.add_argument("out_dir", type=Path, metavar="OUT_DIR", help="folder for the prepared dataset")
-    split = parser.add_mutually_exclusive_group()
-    split.add_argument("--val-fraction", type=float, default=0.02,
-                       help="share of clips held out for validation (default 0.02)")
-    split.add_argument("--val-count", type=int, help="number of clips held out for validation")
-    split.add_argument("--val-ids", type=Path, metavar="FILE",
-                       help="file of clip ids, one per line, that form the validation set")
-    parser.add_argument("--trim-silence", action="store_true", help="cut leading and trailing silence")
-    parser.add_argument("--max-seconds", type=float, default=15.0,
-                        help="skip clips longer than this (default 15; 0 keeps all)")
-    parser.add_argument("--seed", type=int, default=1234, help="seed of the validation split (default 1234)")
-    parser.add_argument("--audio-config", type=Path, metavar="JSON",
-                        help="AudioConfig fields as JSON, or a dataset.json whose 'audio' to reuse "
-                             "(default: NVIDIA's 22050 Hz settings)")
-    parser.add_argument("--force", action="store_true", help="replace a dataset already prepared in OUT_DIR")
-    parser.add_argument("--quiet", action="store_true", help="no progress bar")
-
-
-def run_prepare(args: argparse.Namespace) -> int:
-    audio = AudioConfig()
-    if args.audio_config is not None:
-        with open(args.audio_config, encoding="utf-8") as f:
-            fields = json.load(f)
-        audio = AudioConfig.from_dict(fields.get("audio", fields) if isinstance(fields, dict) else fields)
-    val_ids = None
-    if args.val_ids is not None:
-        val_ids = args.val_ids.read_text(encoding="utf-8").split()
-    summary = prepare_dataset(
-        args.data_dir, args.out_dir, audio=audio, val_fraction=args.val_fraction, val_count=args.val_count,
-        val_ids=val_ids, trim_silence=args.trim_silence, max_seconds=args.max_seconds or None, seed=args.seed,
-        force=args.force, progress=not args.quiet)
-    print(_summary_text(summary, args.out_dir), end="")
-    return 0
-
-
-if __name__ == "__main__":
-    import sys
-
-    _parser = argparse.ArgumentParser(prog="python -m tacoglow.data",
-                                      description="Prepare a dataset (same as `tacoglow prepare`).")
-    add_prepare_arguments(_parser)
-    logging.basicConfig(level=logging.INFO, format="tacoglow: %(levelname)s: %(message)s")
-    sys.exit(run_prepare(_parser.parse_args()))
-
-
 # ==========================================================================================================
 # Reading a prepared dataset, and batching it for training
 # ==========================================================================================================
 
-class DatasetError(RuntimeError):
+class DatasetError(TacoglowError, RuntimeError):
     """A prepared dataset folder that is missing, incomplete or of another format; the message says which
     file and what to do."""
 

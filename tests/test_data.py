@@ -1,5 +1,4 @@
 """Dataset preparation on a small synthetic corpus: every input quirk, every skip reason, the output layout."""
-import argparse
 import json
 import math
 
@@ -10,7 +9,8 @@ import soxr
 import torch
 
 from tacoglow.audio import AudioConfig, load_wav, mel_spectrogram
-from tacoglow.data import add_prepare_arguments, prepare_dataset, run_prepare
+from tacoglow.cli import build_parser, main
+from tacoglow.data import prepare_dataset
 from tacoglow.text import NORMALIZER_VERSION, TEXT_FRONTEND_VERSION, normalize_text, text_to_sequence
 
 CONFIG = AudioConfig()
@@ -224,14 +224,17 @@ def test_filelist_layout_and_trimming(tmp_path):
 
 
 def test_command_line(ljspeech, tmp_path, capsys):
-    parser = argparse.ArgumentParser()
-    add_prepare_arguments(parser)
     (tmp_path / "val.txt").write_text("LJ001-0004\nLJ001-0005\n")
-    args = parser.parse_args([str(ljspeech), str(tmp_path / "out"), "--val-ids", str(tmp_path / "val.txt"),
-                              "--max-seconds", "3", "--quiet"])
-    assert run_prepare(args) == 0
+    assert main(["prepare", str(ljspeech), str(tmp_path / "out"), "--val-ids", str(tmp_path / "val.txt"),
+                 "--max-seconds", "3", "--quiet"]) == 0
     assert sorted(item["id"] for item in read_jsonl(tmp_path / "out" / "val.jsonl")) == ["LJ001-0004",
                                                                                        "LJ001-0005"]
-    assert "validation" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "validation" in out
+    # The first five skipped clips are named with their reasons (skipped.tsv lists all eleven).
+    assert "first 5 skipped (all in skipped.tsv):" in out
+    assert "  metadata.csv:18: malformed line (expected id|text or id|text|normalized text, got 1 fields)" in out
+    assert "  LJ002-0001: empty audio" in out and "  LJ002-0003: unreadable audio" in out
+    assert "LJ002-0005" not in out and "LJ002-0009" not in out
     with pytest.raises(SystemExit):  # the split options exclude each other
-        parser.parse_args([str(ljspeech), "out", "--val-count", "2", "--val-fraction", "0.1"])
+        build_parser().parse_args(["prepare", str(ljspeech), "out", "--val-count", "2", "--val-fraction", "0.1"])

@@ -16,6 +16,8 @@ import torch
 
 from tacoglow import data as D
 from tacoglow import train as T
+from tacoglow.cli import main as cli_main
+from tacoglow.train import tacotron2 as t2loop
 from tacoglow.audio import AudioConfig, load_wav, mel_spectrogram, save_wav
 from tacoglow.checkpoint import inspect_checkpoint, load_tacotron2, load_waveglow
 from tacoglow.synthesizer import Synthesizer
@@ -253,13 +255,13 @@ def test_arpabet_training_reads_words_as_phones_and_the_voice_says_so(corpus, tm
 
     data = D.PreparedData(corpus)
     clips = data.train[:4]
-    mixed = T._tacotron2_batch(data, clips, 2, 0.5, np.random.default_rng([1, 2]))
-    again = T._tacotron2_batch(data, clips, 2, 0.5, np.random.default_rng([1, 2]))
-    chars = T._tacotron2_batch(data, clips, 2)
+    mixed = t2loop._tacotron2_batch(data, clips, 2, 0.5, np.random.default_rng([1, 2]))
+    again = t2loop._tacotron2_batch(data, clips, 2, 0.5, np.random.default_rng([1, 2]))
+    chars = t2loop._tacotron2_batch(data, clips, 2)
     assert torch.equal(mixed.text, again.text) and torch.equal(mixed.mels, chars.mels)
     texts = [sequence_to_text(row[:n].tolist()) for row, n in zip(mixed.text, mixed.text_lengths)]
     assert any("{" in t for t in texts) and texts != [c.text for c in clips]
-    full = T._tacotron2_batch(data, clips[:1], 2, 1.0)
+    full = t2loop._tacotron2_batch(data, clips[:1], 2, 1.0)
     assert sequence_to_text(full.text[0].tolist()) == "a {K AE1 T}"  # "a" is a homograph: spelled
 
     path = T.train_tacotron2(corpus, tmp_path / "phones", tiny_config(p_arpabet=0.5, max_steps=2))
@@ -285,7 +287,7 @@ def test_nonfinite_losses_are_skipped_then_stop_the_run(corpus, tmp_path, monkey
             losses["loss"] = losses["loss"] * float("nan")
         return losses
 
-    monkeypatch.setattr(T, "tacotron2_loss", loss_with_nan)
+    monkeypatch.setattr(t2loop, "tacotron2_loss", loss_with_nan)
     run = tmp_path / "nan"
     T.train_tacotron2(corpus, run, tiny_config(max_steps=6, checkpoint_every=2, keep_checkpoints=10))
     records = read_log(run)
@@ -357,7 +359,7 @@ def test_sigterm_saves_a_checkpoint_and_exits_cleanly(corpus, tmp_path):
     run = tmp_path / "term"
     config = tmp_path / "tiny.json"
     config.write_text(json.dumps(tiny_config(max_steps=100_000, checkpoint_every=100_000).to_dict()))
-    child = subprocess.Popen([sys.executable, "-m", "tacoglow.train", "tacotron2", "--data", str(corpus),
+    child = subprocess.Popen([sys.executable, "-m", "tacoglow", "train", "tacotron2", "--data", str(corpus),
                               "--run", str(run), "--config", str(config), "--threads", "1"],
                              env=_child_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:
@@ -385,10 +387,11 @@ def test_two_processes_with_gloo(corpus, tmp_path):
     config = tmp_path / "tiny.json"
     config.write_text(json.dumps(tiny_config(max_steps=3).to_dict()))
     torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
-    done = subprocess.run(torchrun + ["-m", "tacoglow.train", "tacotron2", "--data", str(corpus), "--run-dir", str(run),
-                                      "--config", str(config), "--device", "cpu"],
-                          env=_child_env(), capture_output=True, text=True, timeout=120)
+    command = torchrun + ["-m", "tacoglow", "train", "tacotron2", "--data", str(corpus), "--run-dir", str(run),
+                          "--config", str(config), "--device", "cpu"]
+    done = subprocess.run(command, env=_child_env(), capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert "resuming" not in done.stderr
     records = read_log(run)
     assert [r["step"] for r in records] == [1, 2, 3]  # one writer: rank 0
     assert all(r["frames_per_second"] > 0 and math.isfinite(r["loss"]) for r in records)
@@ -397,6 +400,12 @@ def test_two_processes_with_gloo(corpus, tmp_path):
     assert raw["training"]["world_size"] == 2 and len(raw["training"]["rng"]) == 2
     assert not torch.equal(raw["training"]["rng"][0]["torch"], raw["training"]["rng"][1]["torch"])
     assert load_tacotron2(path).config.n_frames_per_step == 2
+    # Resumed by both processes; only rank 0 says so, once.
+    done = subprocess.run(command + ["--max-steps", "4"], env=_child_env(), capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert done.stderr.count(f"resuming {run} from step 3 ({path})") == 1, done.stderr[-3000:]
+    assert [r["step"] for r in read_log(run)] == [1, 2, 3, 4]
 
 
 def test_warm_start_copies_matching_weights_and_can_drop_the_embedding(corpus, tmp_path):
@@ -417,19 +426,21 @@ def test_warm_start_copies_matching_weights_and_can_drop_the_embedding(corpus, t
 
 
 def test_command_line_glue(corpus, tmp_path, capsys):
-    import argparse
-
-    parser = argparse.ArgumentParser()
-    T.add_train_arguments(parser)
     config = tmp_path / "tiny.json"
     config.write_text(json.dumps(tiny_config("waveglow").to_dict()))
     run = tmp_path / "cli"
-    args = parser.parse_args(["waveglow", "--data", str(corpus), "--run", str(run), "--config", str(config),
-                              "--max-steps", "2", "--threads", "1", "--device", "cpu", "--amp", "none"])
-    assert T.run_train(args) == 0
-    assert "step_0000002.pt" in capsys.readouterr().err and T.latest_checkpoint(run).name == "step_0000002.pt"
+    args = ["train", "waveglow", "--data", str(corpus), "--run", str(run), "--config", str(config),
+            "--threads", "1", "--device", "cpu", "--amp", "none"]
+    assert cli_main(args + ["--max-steps", "2"]) == 0
+    err = capsys.readouterr().err
+    assert "step_0000002.pt" in err and T.latest_checkpoint(run).name == "step_0000002.pt"
+    assert "resuming" not in err  # a new run
     if (run / "tensorboard").exists():  # TensorBoard is optional; when installed it gets the same scalars
         assert any((run / "tensorboard").iterdir())
-    args = parser.parse_args(["tacotron2", "--data", str(tmp_path / "nowhere"), "--run", str(tmp_path / "x")])
-    assert T.run_train(args) == 1
+    assert cli_main(args + ["--max-steps", "3"]) == 0  # the same run, one step further
+    err = capsys.readouterr().err
+    resuming = [line for line in err.splitlines() if line.startswith("resuming")]
+    assert resuming == [f"resuming {run} from step 2 ({run / 'checkpoints' / 'step_0000002.pt'})"], err
+    assert T.latest_checkpoint(run).name == "step_0000003.pt"
+    assert cli_main(["train", "tacotron2", "--data", str(tmp_path / "nowhere"), "--run", str(tmp_path / "x")]) == 1
     assert "no dataset.json" in capsys.readouterr().err

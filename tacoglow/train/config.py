@@ -1,0 +1,197 @@
+"""What a training run is set to do: `TrainConfig`, the named recipes (`PRESETS`), and the learning-rate and
+guided-attention schedules computed from them."""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..config import dataclass_from_dict
+
+__all__ = ["MODELS", "RUN_FIELDS", "TrainConfig", "PRESETS", "load_train_config", "learning_rate_at",
+           "guided_attention_weight_at"]
+
+MODELS = ("tacotron2", "waveglow")
+
+
+@dataclass
+class TrainConfig:
+    """Everything a run needs besides its data. Defaults are NVIDIA's Tacotron 2 recipe
+    (``scripts/train_tacotron2.sh``); ``PRESETS`` holds the named recipes. Saved as ``run_dir/config.json``
+    and inside every checkpoint."""
+
+    model: str = "tacotron2"  # "tacotron2" or "waveglow"
+    # Tacotron2Config / WaveGlowConfig fields that differ from the model's defaults.
+    model_config: dict[str, Any] = field(default_factory=dict)
+
+    # Optimiser: Adam, as the reference.
+    learning_rate: float = 1e-3
+    weight_decay: float = 1e-6
+    adam_betas: tuple[float, float] = (0.9, 0.999)
+    adam_eps: float = 1e-8
+    grad_clip: float | None = 1.0  # max gradient norm; None: no clipping (the norm is still checked)
+    # Learning rate = learning_rate * anneal_factor ** p, p = how many of anneal_at have been reached,
+    # counted in anneal_unit ("epoch" as the reference, or "step"). A factor of 0.3 follows NVIDIA's
+    # recipes instead: x1, x0.3, x0.1, x0.03, ... (see learning_rate_at).
+    anneal_at: list[int] = field(default_factory=lambda: [500, 1000, 1500])
+    anneal_unit: str = "epoch"
+    anneal_factor: float = 0.1
+
+    # Batches
+    batch_size: int = 48  # per process
+    bucket_batches: int = 32  # length bucketing: batches drawn from pools of this many batches' items
+    max_frames: int | None = None  # Tacotron 2: leave out training clips longer than this (mel frames)
+    segment_length: int = 16000  # WaveGlow: audio samples per training segment
+    seed: int = 1234
+    # Tacotron 2 input: each word the pronunciation lexicon knows is read as ARPAbet with this probability,
+    # drawn anew per word and step (NVIDIA's Flowtron / RAD-TTS "p_arpabet"); 0 keeps the dataset's
+    # character ids. A voice trained with p > 0 reads every known word as phones at synthesis.
+    p_arpabet: float = 0.0
+
+    # Tacotron 2 loss: mel MSE + postnet MSE + gate BCE (+ guided attention).
+    masked_loss: bool = False  # False: padding counts, as the reference; True: only real frames/steps
+    gate_pos_weight: float = 1.0  # BCE weight of "stop" targets (one per item when masked_loss)
+    # Guided attention (Tachibana et al., 2017): penalises attention far from the diagonal n/N = t/T.
+    guided_attention_weight: float = 0.0
+    guided_attention_sigma: float = 0.2
+    guided_attention_half_life: int | None = None  # steps for the weight to halve; None: constant
+    guided_attention_stop: int | None = None  # step from which the term is off
+    # WaveGlow loss
+    waveglow_sigma: float = 1.0
+
+    # Precision: "none", "fp16" (CUDA, with a GradScaler) or "bf16" (autocast).
+    amp: str = "none"
+
+    # Length of the run and bookkeeping (may change when a run is resumed).
+    max_steps: int | None = None
+    epochs: int | None = 1501
+    log_every: int = 10
+    val_every: int = 1000
+    val_items: int | None = 64  # validation clips used (None: all)
+    checkpoint_every: int = 1000
+    keep_checkpoints: int = 5
+    max_nonfinite: int = 10  # stop after this many non-finite losses in a row
+
+    def __post_init__(self) -> None:
+        self.adam_betas = tuple(self.adam_betas)
+        self.anneal_at = list(self.anneal_at)
+        self.model_config = dict(self.model_config)
+
+        def fail(message: str) -> None:
+            raise ValueError(f"invalid TrainConfig: {message}")
+
+        if self.model not in MODELS:
+            fail(f"model must be one of {MODELS}, got {self.model!r}")
+        if self.anneal_unit not in ("epoch", "step"):
+            fail(f"anneal_unit must be 'epoch' or 'step', got {self.anneal_unit!r}")
+        if self.amp not in ("none", "fp16", "bf16"):
+            fail(f"amp must be 'none', 'fp16' or 'bf16', got {self.amp!r}")
+        if self.max_steps is None and self.epochs is None:
+            fail("set max_steps or epochs (or both): the run needs an end")
+        for name in ("batch_size", "bucket_batches", "log_every", "val_every", "checkpoint_every",
+                     "keep_checkpoints", "max_nonfinite", "segment_length"):
+            if getattr(self, name) < 1:
+                fail(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.learning_rate <= 0:
+            fail(f"learning_rate must be positive, got {self.learning_rate}")
+        if not 0.0 <= self.p_arpabet <= 1.0:
+            fail(f"p_arpabet must be in [0, 1], got {self.p_arpabet}")
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["adam_betas"] = list(self.adam_betas)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "TrainConfig":
+        return dataclass_from_dict(cls, d)
+
+
+# Fields that describe how long and how verbosely a run goes, and its learning-rate schedule (a run that is
+# extended past its plan needs its annealing points moved); they may differ when a run is resumed. The
+# learning rate is recomputed from the schedule at every step, so a changed schedule applies at once.
+RUN_FIELDS = frozenset({"max_steps", "epochs", "log_every", "val_every", "val_items", "checkpoint_every",
+                        "keep_checkpoints", "max_nonfinite", "amp",
+                        "learning_rate", "anneal_at", "anneal_unit", "anneal_factor"})
+
+# Tacotron 2 "small": NVIDIA's layers at half width (the "reduced" size, 7.4 M parameters) predicting
+# r = 3 frames per decoder step, with guided attention so that alignment comes early. Measured on the
+# 2-core EPYC this was sized on (idle), batch 32 of 3 s clips (258 frames): 1.3 s/step with 2 threads,
+# 1.9 s/step with 1 (r = 2 costs 1.9 / 2.7 s), so 5,000 steps take about 2 hours.
+_TACOTRON2_SMALL = dict(
+    symbols_embedding_dim=256, encoder_embedding_dim=256, attention_rnn_dim=512, attention_dim=128,
+    decoder_rnn_dim=512, prenet_dim=128, postnet_embedding_dim=256, n_frames_per_step=3)
+# WaveGlow "small": 8 flows of a 4-layer, 64-channel WN (10.2 M parameters, 6.5 M of them the fixed-size
+# mel upsampler); RTF ~1 at inference on 2 cores. Batch 8 x 8000 samples: 2.0 s/step with 1 thread.
+_WAVEGLOW_SMALL = dict(n_flows=8, n_layers=4, n_channels=64)
+
+PRESETS: dict[str, dict[str, TrainConfig]] = {
+    "tacotron2": {
+        # scripts/train_tacotron2.sh: Adam 1e-3, wd 1e-6, clip 1.0, batch 48, lr x0.1 at epochs 500/1000/1500.
+        "nvidia": TrainConfig(),
+        "small": TrainConfig(
+            model_config=_TACOTRON2_SMALL, batch_size=32, anneal_at=[5000, 14000], anneal_unit="step",
+            anneal_factor=0.3, max_frames=1000, masked_loss=True, gate_pos_weight=5.0,
+            guided_attention_weight=2.0, guided_attention_half_life=5000, max_steps=20_000, epochs=None,
+            log_every=10, val_every=250, val_items=32, checkpoint_every=250),
+    },
+    "waveglow": {
+        # scripts/train_waveglow.sh: Adam 1e-4, no weight decay, no clipping, batch 4 x 8000 samples.
+        "nvidia": TrainConfig(model="waveglow", learning_rate=1e-4, weight_decay=0.0, grad_clip=None,
+                              anneal_at=[], batch_size=4, segment_length=8000, epochs=1501,
+                              val_items=16),
+        "small": TrainConfig(model="waveglow", model_config=_WAVEGLOW_SMALL, learning_rate=1e-4,
+                             weight_decay=0.0, grad_clip=None, anneal_at=[], batch_size=8,
+                             segment_length=8000, max_steps=50_000, epochs=None, log_every=10,
+                             val_every=500, val_items=16, checkpoint_every=500),
+    },
+}
+
+
+def load_train_config(config: TrainConfig | str | os.PathLike | None, model: str) -> TrainConfig:
+    """A TrainConfig from an object, a preset name ("nvidia", "small") or a JSON file of its fields
+    (missing fields take the TrainConfig defaults, i.e. NVIDIA's Tacotron 2 recipe)."""
+    if model not in MODELS:
+        raise ValueError(f"model must be one of {MODELS}, got {model!r}")
+    if config is None:
+        config = "small"
+    if isinstance(config, TrainConfig):
+        cfg = config
+    elif isinstance(config, str) and config in PRESETS[model]:
+        cfg = PRESETS[model][config]
+    else:
+        path = Path(config)
+        if not path.is_file():
+            raise ValueError(f"--config {config}: neither a preset ({', '.join(PRESETS[model])}) nor a JSON file")
+        try:
+            d = json.loads(path.read_text(encoding="utf-8"))
+            cfg = TrainConfig.from_dict({"model": model, **d})
+        except (json.JSONDecodeError, ValueError, TypeError) as error:
+            raise ValueError(f"{path}: not a usable training config: {error}") from None
+    if cfg.model != model:
+        raise ValueError(f"the config is for {cfg.model}, not {model}")
+    return dataclasses.replace(cfg)  # a copy: presets stay untouched
+
+
+def learning_rate_at(cfg: TrainConfig, step: int, epoch: int) -> float:
+    """NVIDIA's ``adjust_learning_rate``: lr0 * factor^p after p annealing points; its factor-0.3 recipes
+    alternate x0.3 and x0.1/0.3 (1, 0.3, 0.1, 0.03, ...)."""
+    now = epoch if cfg.anneal_unit == "epoch" else step
+    p = sum(now >= point for point in cfg.anneal_at)
+    if cfg.anneal_factor == 0.3:
+        return cfg.learning_rate * 0.1 ** (p // 2) * (0.3 if p % 2 else 1.0)
+    return cfg.learning_rate * cfg.anneal_factor ** p
+
+
+def guided_attention_weight_at(cfg: TrainConfig, step: int) -> float:
+    """The guided-attention term's weight at ``step``: constant or halving every ``half_life`` steps, 0 from
+    ``guided_attention_stop`` on."""
+    if cfg.guided_attention_weight <= 0 or (cfg.guided_attention_stop is not None
+                                            and step >= cfg.guided_attention_stop):
+        return 0.0
+    if cfg.guided_attention_half_life is None:
+        return cfg.guided_attention_weight
+    return cfg.guided_attention_weight * 0.5 ** (step / cfg.guided_attention_half_life)

@@ -1,0 +1,215 @@
+"""Training Tacotron 2: text -> mel with teacher forcing, one visible loop (`train_tacotron2`), and its
+validation (`validate_tacotron2`): teacher-forced loss and attention measures, one free-running decode."""
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+import os
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from ..audio import griffin_lim, save_wav
+from ..data import Clip, PreparedData, TextMelBatch, bucket_batches, collate_text_mel
+from ..plots import save_alignment_plot, save_gate_plot, save_mel_plot
+from ..tacotron2 import Tacotron2, Tacotron2Config, Tacotron2Loss, attention_scores
+from ..text import text_to_sequence
+from ..text.lexicon import to_arpabet
+from .checkpoints import checkpoint_if_due, latest_checkpoint, save_checkpoint, start_training
+from .config import TrainConfig, guided_attention_weight_at, learning_rate_at
+from .run import (StopSignals, TrainingError, advance, autocast, backward_and_step, count_nonfinite, epoch_plan,
+                  finished, log_step, open_run, progress_bar, seed_everything, set_learning_rate, spread_by_length,
+                  unwrap)
+
+__all__ = ["train_tacotron2", "validate_tacotron2", "tacotron2_loss"]
+
+log = logging.getLogger(__name__)
+
+
+def tacotron2_loss(outputs: Sequence[Tensor], batch: TextMelBatch, cfg: TrainConfig,
+                   step: int) -> dict[str, Tensor]:
+    """The run's :class:`~tacoglow.tacotron2.Tacotron2Loss` of a batch at ``step`` (where the guided-attention
+    weight stands in its schedule): the total ("loss") and each term."""
+    criterion = Tacotron2Loss(cfg.masked_loss, cfg.gate_pos_weight, cfg.guided_attention_sigma)
+    return criterion(outputs, batch.mels, batch.gate, batch.mel_lengths, batch.text_lengths,
+                     guided_attention_weight_at(cfg, step))
+
+
+def _tacotron2_config(cfg: TrainConfig, data: PreparedData) -> Tacotron2Config:
+    fields = dict(cfg.model_config)
+    n_mel = fields.setdefault("n_mel_channels", data.audio.n_mel_channels)
+    if n_mel != data.audio.n_mel_channels:
+        raise TrainingError(f"the model predicts {n_mel} mel channels but the data has "
+                            f"{data.audio.n_mel_channels}")
+    model_config = Tacotron2Config.from_dict(fields)
+    top = max(max(c.ids) for c in data.train + data.val if c.ids)
+    if top >= model_config.n_symbols:
+        raise TrainingError(f"the data uses symbol id {top} but the model has n_symbols={model_config.n_symbols}")
+    return model_config
+
+
+def _read_arpabet(data: PreparedData, clips: Sequence[Clip], p: float, rng: np.random.Generator | None) -> list[Clip]:
+    """The clips with their ids made again from their text, lexicon words as ARPAbet with probability p."""
+    if p <= 0.0:
+        return list(clips)
+    cleaners = data.text.get("cleaners") or ["english_cleaners"]
+    read = []
+    for clip in clips:
+        if not clip.text.strip():
+            raise TrainingError(f"{data.dir}: clip {clip.id} has no text; p_arpabet needs each clip's text "
+                                "(prepare the data again with this tacoglow)")
+        read.append(dataclasses.replace(clip, ids=text_to_sequence(to_arpabet(clip.text, p, rng, cleaners),
+                                                                    cleaners)))
+    return read
+
+
+def _tacotron2_batch(data: PreparedData, clips: Sequence[Clip], r: int, p_arpabet: float = 0.0,
+                     rng: np.random.Generator | None = None) -> TextMelBatch:
+    return collate_text_mel(_read_arpabet(data, clips, p_arpabet, rng), [data.load_mel(c) for c in clips], r)
+
+
+@torch.no_grad()
+def validate_tacotron2(model: Tacotron2, data: PreparedData, clips: Sequence[Clip], cfg: TrainConfig, step: int,
+                       device: torch.device, plots: Path | None = None,
+                       media: dict[str, Any] | None = None) -> dict[str, float]:
+    """Teacher-forced loss and attention measures on ``clips`` (eval mode), then one free-running decode
+    of the first clip; with ``plots``, its alignments, mels and stop token go to PNG files and the decoded
+    mel (through Griffin-Lim) to a WAV, and ``media`` receives the figures and audio for TensorBoard. Uses
+    its own random streams, so training's are untouched."""
+    media = {} if media is None else media
+    was_training = model.training
+    model.eval()
+    r = model.config.n_frames_per_step
+    totals: dict[str, float] = {}
+    focus, diagonality = [], []
+    first = None
+    with torch.random.fork_rng(devices=[device.index or 0] if device.type == "cuda" else []):
+        torch.manual_seed(cfg.seed)
+        for start in range(0, len(clips), cfg.batch_size):
+            # Read as synthesis reads: every lexicon word as phones when the model learns them.
+            batch = _tacotron2_batch(data, clips[start:start + cfg.batch_size], r,
+                                     1.0 if cfg.p_arpabet > 0 else 0.0).to(device)
+            outputs = model(batch.text, batch.text_lengths, batch.mels, batch.mel_lengths)
+            for k, v in tacotron2_loss(outputs, batch, cfg, step).items():
+                totals[k] = totals.get(k, 0.0) + float(v) * len(batch.ids)
+            f, d = attention_scores(outputs[3], batch.text_lengths, batch.step_lengths, cfg.guided_attention_sigma)
+            focus += f.tolist()
+            diagonality += d.tolist()
+            if first is None:
+                first = (batch, [x[0] for x in outputs])
+        # Free running: does the model align and stop on its own?
+        batch, (mel, mel_postnet, gate, alignment) = first
+        n_text, n_frames = int(batch.text_lengths[0]), int(batch.mel_lengths[0])
+        cap = math.ceil(2 * n_frames / r) + 10
+        out = model.infer_detailed(batch.text[:1, :n_text], batch.text_lengths[:1],
+                                   [torch.Generator(device=device).manual_seed(cfg.seed)], max_decoder_steps=cap)
+        steps = math.ceil(int(out.mel_lengths[0]) / r) + int(out.gate_stopped[0])
+        inf_focus, inf_diagonality = attention_scores(out.alignments[:, :steps], batch.text_lengths[:1],
+                                                      torch.tensor([max(steps, 1)], device=device))
+    model.train(was_training)
+    n = len(clips)
+    metrics = {k: v / n for k, v in totals.items()}
+    metrics.update(attention_focus=float(np.mean(focus)), diagonality=float(np.mean(diagonality)),
+                   infer_frames_ratio=int(out.mel_lengths[0]) / n_frames, infer_stopped=bool(out.gate_stopped[0]),
+                   infer_focus=float(inf_focus[0]), infer_diagonality=float(inf_diagonality[0]))
+    if plots is not None:
+        name = f"step_{step:07d}"
+        s = int(batch.step_lengths[0])
+        figures = {
+            "alignment": save_alignment_plot(plots / f"{name}_alignment.png", alignment[:s, :n_text],
+                                             f"{batch.ids[0]}, step {step}: teacher forced, focus {focus[0]:.2f}"),
+            "mel": save_mel_plot(plots / f"{name}_mel.png", mel_postnet[:, :n_frames], batch.mels[0, :, :n_frames],
+                                 f"{batch.ids[0]}, step {step}"),
+            "gate": save_gate_plot(plots / f"{name}_gate.png", torch.sigmoid(gate[:s]), batch.gate[0, :s],
+                                   f"{batch.ids[0]}, step {step}: stop token, teacher forced"),
+            "inference": save_alignment_plot(plots / f"{name}_inference.png", out.alignments[0, :steps, :n_text],
+                                             f"{batch.ids[0]}, step {step}: free running, "
+                                             f"{'stopped' if out.gate_stopped[0] else 'did not stop'} at "
+                                             f"{int(out.mel_lengths[0])} of {n_frames} frames"),
+        }
+        # What the free-running mel sounds like through Griffin-Lim (no vocoder needed to listen).
+        audio = griffin_lim(out.mel_postnet[:1, :, :int(out.mel_lengths[0])].float().cpu(), data.audio, n_iters=32)[0]
+        save_wav(plots / f"{name}_inference.wav", audio, data.audio.sampling_rate)
+        media.update(figures={k: v for k, v in figures.items() if v is not None}, audio=audio,
+                     sampling_rate=data.audio.sampling_rate)
+    return metrics
+
+
+def train_tacotron2(data_dir: str | os.PathLike, run_dir: str | os.PathLike,
+                    config: TrainConfig | str | os.PathLike | None = None, *, max_steps: int | None = None,
+                    threads: int | None = None, resume: bool = True, warm_start: str | os.PathLike | None = None,
+                    drop_embedding: bool = False, device: str | None = None, amp: str | None = None) -> Path:
+    """Train Tacotron 2 on a prepared dataset; returns the path of the last checkpoint.
+
+    Args:
+        data_dir: a folder written by ``tacoglow prepare``.
+        run_dir: where config, log, checkpoints and plots go; an existing run there is resumed.
+        config: a :class:`TrainConfig`, a preset name ("nvidia", "small") or a JSON file. None: the run's
+            own config when resuming, else "small".
+        max_steps: overrides the config's; the run stops when it has taken this many steps.
+        threads: torch CPU threads (default: torch's choice; split between processes under torchrun).
+        resume: continue from the run's newest checkpoint (False refuses a folder that has checkpoints).
+        warm_start: initialise a new run from any loadable checkpoint (matching tensors only).
+        drop_embedding: with ``warm_start``, keep the fresh text embedding (another symbol set).
+        device: "cpu", "cuda", "cuda:1", ...; default CUDA when available.
+        amp: overrides the config's precision: "none", "fp16" (CUDA) or "bf16".
+    """
+    run, cfg = open_run(run_dir, config, "tacotron2", max_steps=max_steps, threads=threads, device=device, amp=amp)
+    with run:  # leaves the process group it joined, whatever happens
+        data = PreparedData(data_dir)
+        seed_everything(cfg.seed + run.rank)  # the reference seeds seed + rank
+        model = Tacotron2(_tacotron2_config(cfg, data)).train()
+        r = model.config.n_frames_per_step
+        model, optimizer, scaler, state = start_training(run, model, cfg, data, resume, warm_start, drop_embedding)
+
+        train_clips = [c for c in data.train if cfg.max_frames is None or c.frames <= cfg.max_frames]
+        if len(train_clips) < len(data.train):
+            log.info("leaving out %d training clips longer than %d frames", len(data.train) - len(train_clips),
+                     cfg.max_frames)
+        val_clips = spread_by_length(data.val, cfg.val_items)
+        lengths = [c.frames for c in train_clips]
+
+        plan = epoch_plan(lambda epoch: bucket_batches(lengths, cfg.batch_size, cfg.seed, epoch,
+                                                       bucket_batches=cfg.bucket_batches, rank=run.rank,
+                                                       world_size=run.world_size))
+        run.open_logs(state.step)
+        path = latest_checkpoint(run.dir)
+        with StopSignals() as stop, progress_bar(run, cfg, state, len(plan(0)), "tacotron2") as bar:
+            while not finished(cfg, state):
+                started = time.perf_counter()
+                batches = plan(state.epoch)
+                # Which words are read as phones depends only on (seed, epoch, position, rank), as resumption needs.
+                words = np.random.default_rng([cfg.seed, state.epoch, state.batch_in_epoch, run.rank, 1])
+                batch = _tacotron2_batch(data, [train_clips[i] for i in batches[state.batch_in_epoch]], r,
+                                         cfg.p_arpabet, words).to(run.device)
+                lr = learning_rate_at(cfg, state.step, state.epoch)
+                set_learning_rate(optimizer, lr)
+
+                with autocast(run, cfg):
+                    outputs = model(batch.text, batch.text_lengths, batch.mels, batch.mel_lengths)
+                losses = tacotron2_loss(outputs, batch, cfg, state.step)
+                result = backward_and_step(losses, model, optimizer, scaler, cfg.grad_clip, stop.requested,
+                                           run.distributed)
+                advance(state, len(batches))
+                count_nonfinite(state, result)
+
+                log_step(run, cfg, state, result, bar, lr, started, float(batch.mel_lengths.sum()), "frames")
+                if state.step % cfg.val_every == 0 and run.main and val_clips:
+                    media: dict[str, Any] = {}
+                    metrics = validate_tacotron2(unwrap(model), data, val_clips, cfg, state.step, run.device,
+                                                 run.plots, media)
+                    run.log({"split": "val", "step": state.step, **metrics})
+                    run.log_media(state.step, media)
+                    log.info("step %d: val loss %.4f, attention focus %.3f, diagonality %.3f", state.step,
+                             metrics["loss"], metrics["attention_focus"], metrics["diagonality"])
+                path = checkpoint_if_due(run, model, optimizer, scaler, state, cfg, data, result, path)
+                if result.stop:
+                    break
+        if path is None:  # the run was over before it began and never saved: save the start
+            path = save_checkpoint(run, model, optimizer, scaler, state, cfg, data)
+    return path
