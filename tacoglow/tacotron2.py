@@ -26,7 +26,8 @@ from .decoding import (DecoderKernels, DecoderRuntime, DecoderState, DecoderStep
                        grow, keep_mask, padding_mask)
 from .ops import PRECISIONS
 
-__all__ = ["Tacotron2", "Tacotron2Config", "Tacotron2Output", "PRECISIONS"]
+__all__ = ["Tacotron2", "Tacotron2Config", "Tacotron2Loss", "Tacotron2Output", "PRECISIONS", "attention_scores",
+           "guided_attention_loss"]
 
 # Encoder and postnet convolutions use dropout 0.5 in training (NVIDIA hard-codes it as well).
 _CONV_DROPOUT = 0.5
