@@ -36,6 +36,7 @@ from typing import Any, Mapping
 import torch
 
 from .audio import AudioConfig
+from .errors import TacoglowError
 from .tacotron2 import Tacotron2, Tacotron2Config
 from .waveglow import WaveGlow, WaveGlowConfig
 
@@ -43,7 +44,7 @@ FORMAT = "tacoglow"
 FORMAT_VERSION = 1
 
 
-class CheckpointError(ValueError):
+class CheckpointError(TacoglowError, ValueError):
     """A checkpoint could not be used; the message is one line naming the file and the fix."""
 
 
@@ -328,7 +329,10 @@ def inspect_checkpoint(path: str | os.PathLike) -> LoadedCheckpoint:
     audio, text, step, extra = AudioConfig(), {}, None, {}
     if layout == "tacoglow":
         sd, config = dict(obj["state_dict"]), dict(obj.get("config") or {})
-        audio = AudioConfig.from_dict(obj["audio"]) if obj.get("audio") else AudioConfig()
+        try:
+            audio = AudioConfig.from_dict(obj["audio"]) if obj.get("audio") else AudioConfig()
+        except (TypeError, ValueError) as error:
+            raise CheckpointError(f"{path}: its audio settings are unusable: {error}; re-save the checkpoint") from None
         text, step = dict(obj.get("text") or {}), obj.get("step")
         extra = {k: v for k, v in obj.items() if k not in ("state_dict", "config", "audio", "text", "step")}
     elif layout == "waveglow-legacy":

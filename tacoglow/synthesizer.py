@@ -29,6 +29,7 @@ import torch
 from .audio import MEL_INVERSION_ITERS as DEFAULT_INVERSION_ITERS
 from .audio import AudioConfig, check_griffin_lim_settings, griffin_lim
 from .checkpoint import CheckpointError, LoadedCheckpoint, _build, inspect_checkpoint
+from .errors import TacoglowError
 from .tacotron2 import Tacotron2
 from .text import prepare_text, split_sentences
 from .waveglow import Denoiser, WaveGlow
@@ -46,7 +47,7 @@ BACKENDS = ("torch", "onnx")
 _GOLDEN = 0x9E3779B97F4A7C15  # spreads consecutive sentence indices over the seed space
 
 
-class SynthesisError(RuntimeError):
+class SynthesisError(TacoglowError, RuntimeError):
     """Synthesis produced something unusable (e.g. NaN in a mel); the message says which sentence."""
 
 
