@@ -33,6 +33,7 @@ __all__ = [
     "dynamic_range_decompression",
     "mel_to_linear",
     "load_wav",
+    "resample",
     "save_wav",
     "wav_bytes",
     "griffin_lim",
@@ -280,8 +281,9 @@ def mel_spectrogram(audio: Tensor, config: AudioConfig = AudioConfig()) -> Tenso
 # WAV I/O
 # ---------------------------------------------------------------------------------------------------------
 
-def _resample(audio: np.ndarray, orig_rate: int, target_rate: int) -> np.ndarray:
-    """audio (samples,) float32 -> (round(samples * target / orig),) float32."""
+def resample(audio: np.ndarray, orig_rate: int, target_rate: int) -> np.ndarray:
+    """audio (samples,) float32 -> (round(samples * target / orig),) float32: soxr when installed, else scipy's
+    polyphase filter."""
     try:
         import soxr
     except ImportError:
@@ -292,6 +294,9 @@ def _resample(audio: np.ndarray, orig_rate: int, target_rate: int) -> np.ndarray
     import scipy.signal
 
     return scipy.signal.resample_poly(audio, target_rate // g, orig_rate // g).astype(np.float32, copy=False)
+
+
+_resample = resample  # its former name, still imported by tacoglow.data
 
 
 def load_wav(path: str | os.PathLike | BinaryIO, sampling_rate: int | None = 22050) -> Tensor:
@@ -316,9 +321,9 @@ def load_wav(path: str | os.PathLike | BinaryIO, sampling_rate: int | None = 220
     audio = audio.astype(np.float32, copy=False)
     if sampling_rate is not None and file_rate != sampling_rate:
         logger.info("resampling %s from %d Hz to %d Hz", name, file_rate, sampling_rate)
-        audio = _resample(audio, file_rate, sampling_rate)
+        audio = resample(audio, file_rate, sampling_rate)
     if audio.size and not np.isfinite(audio).all():
-        raise ValueError(f"audio file {name} contains NaN or infinite samples")
+        raise AudioError(f"audio file {name} contains NaN or infinite samples")
     peak = float(np.abs(audio).max()) if audio.size else 0.0
     if peak > 1.0:
         if peak > 1.01:  # beyond resampling overshoot: the file itself is out of range

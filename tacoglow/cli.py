@@ -224,11 +224,10 @@ def _add_export(sub: argparse._SubParsersAction) -> None:
 
 
 def _export(args: argparse.Namespace) -> int:
-    from .checkpoint import _build, inspect_checkpoint
+    from .checkpoint import load_model
     from .export import export_onnx, export_torchscript
 
-    loaded = inspect_checkpoint(args.checkpoint)
-    model = _build(loaded, loaded.kind).float().eval()
+    model = load_model(args.checkpoint)[0].float().eval()
     written = []
     if args.format in ("onnx", "both"):
         written += export_onnx(model, args.output).values()

@@ -28,7 +28,7 @@ import torch
 
 from .audio import MEL_INVERSION_ITERS as DEFAULT_INVERSION_ITERS
 from .audio import AudioConfig, check_griffin_lim_settings, griffin_lim
-from .checkpoint import CheckpointError, LoadedCheckpoint, _build, inspect_checkpoint
+from .checkpoint import CheckpointError, LoadedCheckpoint, build_model, inspect_checkpoint
 from .errors import TacoglowError
 from .tacotron2 import Tacotron2
 from .text import prepare_text, split_sentences
@@ -246,7 +246,7 @@ class Synthesizer:
         if backend == "onnx" and torch.device(device).type != "cpu":
             raise ValueError(f"the onnx backend runs on the CPU, not {device}: use backend='torch' there")
         t2 = inspect_checkpoint(tacotron2)
-        model = _build(t2, "tacotron2")
+        model = build_model(t2, "tacotron2")
         if griffin_lim_power is None:
             griffin_lim_power = _synthesis_setting(t2, "griffin_lim_power", 1.0)
         inversion_iters = griffin_lim_inversion_iters
@@ -259,7 +259,7 @@ class Synthesizer:
         else:
             wg = inspect_checkpoint(waveglow)
             _check_audio_pair(t2, wg)
-            vocoder = WaveGlowVocoder(_build(wg, "waveglow"), sigma=sigma, denoiser_strength=denoiser_strength,
+            vocoder = WaveGlowVocoder(build_model(wg, "waveglow"), sigma=sigma, denoiser_strength=denoiser_strength,
                                       audio=t2.audio)
         kwargs.setdefault("normalize", t2.text.get("normalize", True))
         kwargs.setdefault("arpabet", bool(t2.text.get("arpabet")))  # the lexicon version it was trained with
@@ -370,7 +370,7 @@ class Synthesizer:
 
     def stream(self, text: str, seed: int | None = None, **options) -> Iterator[SentenceResult]:
         """Yield each sentence with its audio as soon as it is ready (Tacotron 2 runs in batches)."""
-        seed = _new_seed() if seed is None else int(seed)
+        seed = new_seed() if seed is None else int(seed)
         yield from self._decode(self._sentences(text, seed), **options)
 
     def _join(self, sentences: list[SentenceResult], seed: int) -> Speech:
@@ -390,7 +390,7 @@ class Synthesizer:
         ``progress(done, total)`` is called after each sentence; ``options`` go to the vocoder
         (``sigma``, ``denoiser_strength`` for WaveGlow).
         """
-        seed = _new_seed() if seed is None else int(seed)
+        seed = new_seed() if seed is None else int(seed)
         jobs = self._sentences(text, seed)
         results = []
         for result in self._decode(jobs, **options):
@@ -403,7 +403,7 @@ class Synthesizer:
                          **options) -> list[Speech]:
         """Several requests, their sentences decoded together in Tacotron 2 batches; results in input
         order, each equal to what :meth:`synthesize` gives for it alone with the same seed."""
-        seeds = [(_new_seed() if s is None else int(s)) for s in (seeds or [None] * len(texts))]
+        seeds = [(new_seed() if s is None else int(s)) for s in (seeds or [None] * len(texts))]
         if len(seeds) != len(texts):
             raise ValueError(f"got {len(texts)} texts but {len(seeds)} seeds")
         jobs = [self._sentences(t, s) for t, s in zip(texts, seeds)]  # validates every text first
@@ -412,8 +412,12 @@ class Synthesizer:
         return [self._join([next(results) for _ in per_text], seed) for per_text, seed in zip(jobs, seeds)]
 
 
-def _new_seed() -> int:
+def new_seed() -> int:
+    """A fresh random seed for a request that names none (63 bits, from the operating system)."""
     return secrets.randbits(63)
+
+
+_new_seed = new_seed  # its former name, still imported by tacoglow.server
 
 
 def _synthesis_setting(checkpoint: LoadedCheckpoint, key: str, default: float, count: bool = False) -> float:
