@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import sys
 from pathlib import Path
@@ -17,14 +18,21 @@ def add_voice_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--waveglow", type=Path, help="WaveGlow checkpoint (default: the installed voice's vocoder)")
     p.add_argument("--vocoder", choices=("auto", "waveglow", "griffin-lim"), default="auto",
                    help="'auto': WaveGlow when one is given or installed, else Griffin-Lim")
-    p.add_argument("--sigma", type=float, default=None, help="WaveGlow noise scale (default 0.9, as NVIDIA's script)")
-    p.add_argument("--denoise", type=float, default=None,
-                   help="WaveGlow denoiser strength (default 0.01, as NVIDIA's script; 0 turns it off)")
-    p.add_argument("--griffin-lim-iters", type=int, default=60, help="Griffin-Lim iterations (default 60)")
+    # Each of these overrides the voice's SynthesisConfig field of the same name (its dest).
+    p.add_argument("--sigma", type=float, default=None,
+                   help="WaveGlow noise scale (default: the voice's setting, else 0.9 as NVIDIA's script)")
+    p.add_argument("--denoiser-strength", "--denoise", dest="denoiser_strength", type=float, default=None,
+                   help="WaveGlow denoiser strength (default: the voice's setting, else 0.01 as NVIDIA's script; "
+                        "0 turns it off)")
+    p.add_argument("--griffin-lim-iters", type=int, default=None,
+                   help="Griffin-Lim iterations (default: the voice's setting, else 60)")
     p.add_argument("--griffin-lim-power", type=float, default=None,
                    help="sharpen Griffin-Lim's magnitudes by this power, at the same loudness "
                         "(default: the voice's setting, else 1)")
-    p.add_argument("--no-normalize", dest="normalize", action="store_false",
+    p.add_argument("--griffin-lim-inversion-iters", type=int, default=None,
+                   help="least-squares iterations from the mel to Griffin-Lim's linear magnitudes, 0 for the "
+                        "clamped pseudo-inverse (default: the voice's setting, else 100)")
+    p.add_argument("--no-normalize", dest="normalize", action="store_false", default=None,
                    help="feed text to NVIDIA's english_cleaners exactly as the reference does")
     p.add_argument("--arpabet", action=argparse.BooleanOptionalAction, default=None,
                    help="read words the pronunciation lexicon knows as ARPAbet phones (default: as the voice "
@@ -48,7 +56,9 @@ def _add_synthesize(sub: argparse._SubParsersAction) -> None:
 
 
 def load_synthesizer(args: argparse.Namespace):
+    """The voice the options name (the installed one by default), its settings overridden by the options given."""
     from .hub import default_checkpoints
+    from .synthesis import SynthesisConfig
     from .synthesizer import Synthesizer
 
     tacotron2, waveglow = args.tacotron2, args.waveglow
@@ -59,19 +69,9 @@ def load_synthesizer(args: argparse.Namespace):
         waveglow = None
     elif args.vocoder == "waveglow" and waveglow is None:
         raise ValueError("--vocoder waveglow needs a WaveGlow checkpoint: pass --waveglow FILE")
-    options = {}
-    if args.sigma is not None:
-        options["sigma"] = args.sigma
-    if args.denoise is not None:
-        options["denoiser_strength"] = args.denoise
-    synth = Synthesizer.from_checkpoints(tacotron2, waveglow, device=args.device,
-                                         griffin_lim_iters=args.griffin_lim_iters,
-                                         griffin_lim_power=args.griffin_lim_power, backend=args.backend, **options)
-    if not args.normalize:
-        synth.normalize = False
-    if args.arpabet is not None:
-        synth.arpabet = args.arpabet
-    return synth
+    overrides = {f.name: getattr(args, f.name) for f in dataclasses.fields(SynthesisConfig)
+                 if getattr(args, f.name, None) is not None}
+    return Synthesizer.from_checkpoints(tacotron2, waveglow, device=args.device, backend=args.backend, **overrides)
 
 
 def _synthesize(args: argparse.Namespace) -> int:

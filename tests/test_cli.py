@@ -105,3 +105,17 @@ def test_prepare_missing_corpus_is_one_line_error(tmp_path):
     err = r.stderr.decode()
     assert r.returncode == 1 and "Traceback" not in err
     assert err.strip().startswith("tacoglow: error:") and "no_corpus" in err and len(err.strip().splitlines()) == 1
+
+
+def test_voice_options_override_the_voices_synthesis_settings():
+    from tacoglow import SynthesisConfig
+    from tacoglow.cli import build_parser, load_synthesizer
+
+    args = build_parser().parse_args(["synthesize", "hi", "-o", "a.wav", "--tacotron2", T2, "--griffin-lim-power",
+                                      "1.5", "--griffin-lim-inversion-iters", "0", "--no-normalize", "--denoise", "0"])
+    synth = load_synthesizer(args)
+    assert synth.synthesis == SynthesisConfig(griffin_lim_power=1.5, griffin_lim_inversion_iters=0, normalize=False,
+                                              denoiser_strength=0.0)
+    args = build_parser().parse_args(["synthesize", "hi", "-o", "a.wav", "--tacotron2", T2])
+    assert load_synthesizer(args).synthesis == SynthesisConfig()  # no option given: the voice's own settings
+
