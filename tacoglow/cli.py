@@ -5,9 +5,12 @@ import argparse
 import dataclasses
 import logging
 import sys
+import traceback
 from pathlib import Path
 
 import torch
+
+from .errors import TacoglowError
 
 log = logging.getLogger("tacoglow")
 
@@ -68,7 +71,7 @@ def load_synthesizer(args: argparse.Namespace):
     if args.vocoder == "griffin-lim":
         waveglow = None
     elif args.vocoder == "waveglow" and waveglow is None:
-        raise ValueError("--vocoder waveglow needs a WaveGlow checkpoint: pass --waveglow FILE")
+        raise TacoglowError("--vocoder waveglow needs a WaveGlow checkpoint: pass --waveglow FILE")
     overrides = {f.name: getattr(args, f.name) for f in dataclasses.fields(SynthesisConfig)
                  if getattr(args, f.name, None) is not None}
     return Synthesizer.from_checkpoints(tacotron2, waveglow, device=args.device, backend=args.backend, **overrides)
@@ -82,23 +85,26 @@ def _synthesize(args: argparse.Namespace) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.input is None and args.text is None:
-        raise ValueError("give TEXT to speak, '-' to read standard input, or --input FILE")
+        raise TacoglowError("give TEXT to speak, '-' to read standard input, or --input FILE")
     if args.input is not None and args.text is not None:
-        raise ValueError("give either TEXT or --input FILE, not both")
+        raise TacoglowError("give either TEXT or --input FILE, not both")
     if args.input is not None:
         if not args.input.is_file():
-            raise FileNotFoundError(f"{args.input}: no such text file")
-        lines = [line.strip() for line in args.input.read_text(encoding="utf-8").splitlines()]
+            raise TacoglowError(f"{args.input}: no such text file")
+        try:
+            lines = [line.strip() for line in args.input.read_text(encoding="utf-8").splitlines()]
+        except UnicodeDecodeError as error:
+            raise TacoglowError(f"{args.input}: not UTF-8 text ({error.reason} at byte {error.start})") from None
         lines = [line for line in lines if line]
         if not lines:
-            raise ValueError(f"{args.input}: has no text lines")
+            raise TacoglowError(f"{args.input}: has no text lines")
         out_dir = Path(args.output)
         if out_dir.exists() and not out_dir.is_dir():
-            raise ValueError(f"{out_dir}: with --input, -o must be a folder")
+            raise TacoglowError(f"{out_dir}: with --input, -o must be a folder")
     else:
         text = sys.stdin.read() if args.text == "-" else args.text
         if not text.strip():
-            raise ValueError("text is empty: give at least one word to speak")
+            raise TacoglowError("text is empty: give at least one word to speak")
     synth = load_synthesizer(args)
 
     if args.input is not None:
@@ -240,7 +246,7 @@ def _export(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tacoglow", description="Tacotron 2 + WaveGlow text-to-speech.")
-    parser.add_argument("-v", "--verbose", action="store_true", help="log details")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log details, and show every error's traceback")
     sub = parser.add_subparsers(dest="command", required=True)
     _add_synthesize(sub)
     _add_info(sub)
@@ -249,6 +255,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_serve(sub)
     _add_export(sub)
     return parser
+
+
+REPORT = "this is a bug in tacoglow: please report it, with the command and the traceback above"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -266,9 +275,15 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("tacoglow: interrupted", file=sys.stderr)
         return 130
-    except (ValueError, FileNotFoundError, RuntimeError, OSError) as error:
+    except (TacoglowError, OSError) as error:  # refused input, a missing or unreadable file: one line
+        if args.verbose:
+            traceback.print_exc()
         message = str(error).splitlines()[0] if str(error) else type(error).__name__
         print(f"tacoglow: error: {message}", file=sys.stderr)
+        return 1
+    except Exception:  # anything else is a bug: keep everything needed to find it
+        traceback.print_exc()
+        print(f"tacoglow: internal error: {REPORT}", file=sys.stderr)
         return 1
 
 
