@@ -49,6 +49,9 @@ from tacoglow.text import text_to_sequence
 from tacoglow.train import PRESETS
 from tacoglow.waveglow import Denoiser, WaveGlow, WaveGlowConfig
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from helpers import rel_err  # noqa: E402  (the error column is measured as the tests measure it)
+
 SEED = 1234
 SIGMA = 0.666  # NVIDIA's inference_perf.py
 DENOISER_STRENGTH = 0.01  # the Synthesizer's default (NVIDIA's inference script: -d 0.01)
@@ -298,13 +301,6 @@ class Row:
     @property
     def audio_seconds(self) -> float:
         return self.frames * AUDIO.hop_length / AUDIO.sampling_rate
-
-
-def rel_err(ours: torch.Tensor, ref: torch.Tensor) -> float:
-    ours, ref = ours.double(), ref.double()
-    if ours.shape != ref.shape:
-        return float("nan")
-    return float((ours - ref).norm() / ref.norm().clamp_min(1e-30))
 
 
 class Bench:

@@ -368,12 +368,13 @@ def load_synthesizer(args: argparse.Namespace):
     vocoder = args.vocoder or ("waveglow" if waveglow else "griffin-lim")
     if vocoder == "waveglow" and waveglow is None:
         raise SystemExit("--vocoder waveglow needs a WaveGlow checkpoint (--waveglow FILE)")
-    synthesizer = Synthesizer.from_checkpoints(tacotron2, waveglow if vocoder == "waveglow" else None,
-                                               griffin_lim_power=args.griffin_lim_power)
+    overrides = {} if args.griffin_lim_power is None else {"griffin_lim_power": args.griffin_lim_power}
+    synthesizer = Synthesizer.from_checkpoints(tacotron2, waveglow if vocoder == "waveglow" else None, **overrides)
+    settings = synthesizer.synthesis
     if vocoder == "griffin-lim":
-        vocoder += (f", power {synthesizer.griffin_lim_power:g}, "
-                    f"mel inversion {synthesizer.griffin_lim_inversion_iters} iterations")
-    reading = "ARPAbet from the lexicon" if synthesizer.arpabet else "characters"
+        vocoder += (f", power {settings.griffin_lim_power:g}, "
+                    f"mel inversion {settings.griffin_lim_inversion_iters} iterations")
+    reading = "ARPAbet from the lexicon" if settings.arpabet else "characters"
     return synthesizer, f"tacoglow ({reading}; {vocoder})"
 
 

@@ -2,6 +2,8 @@
 from . import audio, text
 from .audio import AudioConfig, mel_spectrogram
 from .checkpoint import CheckpointError, load_tacotron2, load_waveglow, save_model
+from .errors import TacoglowError
+from .synthesis import SynthesisConfig
 from .synthesizer import GriffinLimVocoder, Speech, Synthesizer, WaveGlowVocoder
 from .tacotron2 import Tacotron2, Tacotron2Config
 from .waveglow import Denoiser, WaveGlow, WaveGlowConfig
@@ -9,7 +11,7 @@ from .waveglow import Denoiser, WaveGlow, WaveGlowConfig
 __version__ = "0.1.0"
 
 __all__ = [
-    "AudioConfig", "CheckpointError", "Denoiser", "GriffinLimVocoder", "Speech", "Synthesizer",
-    "Tacotron2", "Tacotron2Config", "WaveGlow", "WaveGlowConfig", "WaveGlowVocoder",
+    "AudioConfig", "CheckpointError", "Denoiser", "GriffinLimVocoder", "Speech", "SynthesisConfig", "Synthesizer",
+    "TacoglowError", "Tacotron2", "Tacotron2Config", "WaveGlow", "WaveGlowConfig", "WaveGlowVocoder",
     "load_tacotron2", "load_waveglow", "mel_spectrogram", "save_model",
 ]

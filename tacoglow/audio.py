@@ -21,22 +21,29 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .config import dataclass_from_dict
+from .config import ConfigError, dataclass_from_dict
+from .errors import TacoglowError
 
 __all__ = [
     "AudioConfig",
+    "AudioError",
     "STFT",
     "mel_spectrogram",
     "dynamic_range_compression",
     "dynamic_range_decompression",
     "mel_to_linear",
     "load_wav",
+    "resample",
     "save_wav",
     "wav_bytes",
     "griffin_lim",
 ]
 
 logger = logging.getLogger(__name__)
+
+
+class AudioError(TacoglowError, ValueError):
+    """An audio file that cannot be read or written, or samples refused (NaN); the message names the file."""
 
 
 @dataclass(frozen=True)
@@ -61,7 +68,7 @@ class AudioConfig:
 
     def __post_init__(self) -> None:
         def fail(message: str) -> None:
-            raise ValueError(f"invalid AudioConfig: {message}")
+            raise ConfigError(f"invalid AudioConfig: {message}")
 
         if self.sampling_rate <= 0:
             fail(f"sampling_rate must be positive, got {self.sampling_rate}")
@@ -274,8 +281,9 @@ def mel_spectrogram(audio: Tensor, config: AudioConfig = AudioConfig()) -> Tenso
 # WAV I/O
 # ---------------------------------------------------------------------------------------------------------
 
-def _resample(audio: np.ndarray, orig_rate: int, target_rate: int) -> np.ndarray:
-    """audio (samples,) float32 -> (round(samples * target / orig),) float32."""
+def resample(audio: np.ndarray, orig_rate: int, target_rate: int) -> np.ndarray:
+    """audio (samples,) float32 -> (round(samples * target / orig),) float32: soxr when installed, else scipy's
+    polyphase filter."""
     try:
         import soxr
     except ImportError:
@@ -286,6 +294,8 @@ def _resample(audio: np.ndarray, orig_rate: int, target_rate: int) -> np.ndarray
     import scipy.signal
 
     return scipy.signal.resample_poly(audio, target_rate // g, orig_rate // g).astype(np.float32, copy=False)
+
+
 
 
 def load_wav(path: str | os.PathLike | BinaryIO, sampling_rate: int | None = 22050) -> Tensor:
@@ -305,14 +315,14 @@ def load_wav(path: str | os.PathLike | BinaryIO, sampling_rate: int | None = 220
         # Integer PCM is scaled by 1 / 2^(bits-1), so int16 becomes x / 32768 exactly as in the reference.
         data, file_rate = soundfile.read(path, dtype="float32", always_2d=True)  # (samples, channels)
     except RuntimeError as error:  # soundfile.LibsndfileError and friends
-        raise ValueError(f"cannot read audio file {name}: {error}") from error
+        raise AudioError(f"cannot read audio file {name}: {error}") from error
     audio = data.mean(axis=1) if data.shape[1] > 1 else data[:, 0]
     audio = audio.astype(np.float32, copy=False)
     if sampling_rate is not None and file_rate != sampling_rate:
         logger.info("resampling %s from %d Hz to %d Hz", name, file_rate, sampling_rate)
-        audio = _resample(audio, file_rate, sampling_rate)
+        audio = resample(audio, file_rate, sampling_rate)
     if audio.size and not np.isfinite(audio).all():
-        raise ValueError(f"audio file {name} contains NaN or infinite samples")
+        raise AudioError(f"audio file {name} contains NaN or infinite samples")
     peak = float(np.abs(audio).max()) if audio.size else 0.0
     if peak > 1.0:
         if peak > 1.01:  # beyond resampling overshoot: the file itself is out of range
@@ -330,7 +340,7 @@ def _as_mono_float(audio: Tensor | np.ndarray) -> np.ndarray:
     if audio.ndim != 1:
         raise ValueError(f"expected a mono waveform of shape (samples,), got shape {audio.shape}")
     if not np.isfinite(audio).all():
-        raise ValueError("audio contains NaN or infinite samples; refusing to write it")
+        raise AudioError("audio contains NaN or infinite samples; refusing to write it")
     return audio
 
 
@@ -357,7 +367,7 @@ def save_wav(path_or_filelike: str | os.PathLike | BinaryIO, audio: Tensor | np.
     except (RuntimeError, ValueError) as error:  # libsndfile errors; bad format/subtype combinations
         target = (os.fspath(path_or_filelike) if isinstance(path_or_filelike, (str, os.PathLike))
                   else "<file object>")
-        raise ValueError(f"cannot write {file_format}/{subtype} audio to {target}: {error}") from error
+        raise AudioError(f"cannot write {file_format}/{subtype} audio to {target}: {error}") from error
 
 
 def wav_bytes(audio: Tensor | np.ndarray, sampling_rate: int, subtype: str = "PCM_16") -> bytes:
@@ -415,13 +425,13 @@ def mel_to_linear(mel_magnitudes: Tensor, config: AudioConfig = AudioConfig(),
 
 
 def check_griffin_lim_settings(n_iters: int, power: float, inversion_iters: int) -> None:
-    """``ValueError`` for settings `griffin_lim` refuses, so callers can fail before decoding."""
+    """``ConfigError`` for settings `griffin_lim` refuses, so callers can fail before decoding."""
     if n_iters < 0:
-        raise ValueError(f"n_iters must be >= 0, got {n_iters}")
+        raise ConfigError(f"n_iters must be >= 0, got {n_iters}", "n_iters")
     if not 0 < power <= 4:
-        raise ValueError(f"power must be in (0, 4], got {power}")
+        raise ConfigError(f"power must be in (0, 4], got {power}", "power")
     if inversion_iters < 0:
-        raise ValueError(f"inversion_iters must be >= 0, got {inversion_iters}")
+        raise ConfigError(f"inversion_iters must be >= 0, got {inversion_iters}", "inversion_iters")
 
 
 def griffin_lim(mel: Tensor, config: AudioConfig = AudioConfig(), n_iters: int = 60, momentum: float = 0.99,

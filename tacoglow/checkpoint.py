@@ -36,6 +36,7 @@ from typing import Any, Mapping
 import torch
 
 from .audio import AudioConfig
+from .errors import TacoglowError
 from .tacotron2 import Tacotron2, Tacotron2Config
 from .waveglow import WaveGlow, WaveGlowConfig
 
@@ -43,7 +44,7 @@ FORMAT = "tacoglow"
 FORMAT_VERSION = 1
 
 
-class CheckpointError(ValueError):
+class CheckpointError(TacoglowError, ValueError):
     """A checkpoint could not be used; the message is one line naming the file and the fix."""
 
 
@@ -328,7 +329,10 @@ def inspect_checkpoint(path: str | os.PathLike) -> LoadedCheckpoint:
     audio, text, step, extra = AudioConfig(), {}, None, {}
     if layout == "tacoglow":
         sd, config = dict(obj["state_dict"]), dict(obj.get("config") or {})
-        audio = AudioConfig.from_dict(obj["audio"]) if obj.get("audio") else AudioConfig()
+        try:
+            audio = AudioConfig.from_dict(obj["audio"]) if obj.get("audio") else AudioConfig()
+        except (TypeError, ValueError) as error:
+            raise CheckpointError(f"{path}: its audio settings are unusable: {error}; re-save the checkpoint") from None
         text, step = dict(obj.get("text") or {}), obj.get("step")
         extra = {k: v for k, v in obj.items() if k not in ("state_dict", "config", "audio", "text", "step")}
     elif layout == "waveglow-legacy":
@@ -394,7 +398,9 @@ def _check_state_dict(path: Path, model: torch.nn.Module, sd: Mapping[str, torch
             raise CheckpointError(f"{path}: key '{key}' holds NaN or infinite values; the checkpoint is damaged")
 
 
-def _build(loaded: LoadedCheckpoint, want: str) -> torch.nn.Module:
+def build_model(loaded: LoadedCheckpoint, want: str) -> torch.nn.Module:
+    """The model of an inspected checkpoint, weights loaded and checked, in eval mode; ``want`` is the kind the
+    caller needs ("tacotron2" or "waveglow"): another kind is refused naming the loader to use."""
     path = loaded.path
     if loaded.kind != want:
         raise CheckpointError(
@@ -416,18 +422,18 @@ def _build(loaded: LoadedCheckpoint, want: str) -> torch.nn.Module:
 
 def load_tacotron2(path: str | os.PathLike, device: str | torch.device = "cpu") -> Tacotron2:
     """Build a :class:`Tacotron2` from any supported checkpoint layout, in eval mode."""
-    return _build(inspect_checkpoint(path), "tacotron2").to(device)
+    return build_model(inspect_checkpoint(path), "tacotron2").to(device)
 
 
 def load_waveglow(path: str | os.PathLike, device: str | torch.device = "cpu") -> WaveGlow:
     """Build a :class:`WaveGlow` from any supported checkpoint layout, in eval mode."""
-    return _build(inspect_checkpoint(path), "waveglow").to(device)
+    return build_model(inspect_checkpoint(path), "waveglow").to(device)
 
 
 def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> tuple[torch.nn.Module, LoadedCheckpoint]:
     """Build whichever model the file holds; returns it with the checkpoint's metadata."""
     loaded = inspect_checkpoint(path)
-    return _build(loaded, loaded.kind).to(device), loaded
+    return build_model(loaded, loaded.kind).to(device), loaded
 
 
 # --------------------------------------------------------------------------------------------

@@ -2,11 +2,15 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import sys
+import traceback
 from pathlib import Path
 
 import torch
+
+from .errors import TacoglowError
 
 log = logging.getLogger("tacoglow")
 
@@ -17,14 +21,21 @@ def add_voice_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--waveglow", type=Path, help="WaveGlow checkpoint (default: the installed voice's vocoder)")
     p.add_argument("--vocoder", choices=("auto", "waveglow", "griffin-lim"), default="auto",
                    help="'auto': WaveGlow when one is given or installed, else Griffin-Lim")
-    p.add_argument("--sigma", type=float, default=None, help="WaveGlow noise scale (default 0.9, as NVIDIA's script)")
-    p.add_argument("--denoise", type=float, default=None,
-                   help="WaveGlow denoiser strength (default 0.01, as NVIDIA's script; 0 turns it off)")
-    p.add_argument("--griffin-lim-iters", type=int, default=60, help="Griffin-Lim iterations (default 60)")
+    # Each of these overrides the voice's SynthesisConfig field of the same name (its dest).
+    p.add_argument("--sigma", type=float, default=None,
+                   help="WaveGlow noise scale (default: the voice's setting, else 0.9 as NVIDIA's script)")
+    p.add_argument("--denoiser-strength", "--denoise", dest="denoiser_strength", type=float, default=None,
+                   help="WaveGlow denoiser strength (default: the voice's setting, else 0.01 as NVIDIA's script; "
+                        "0 turns it off)")
+    p.add_argument("--griffin-lim-iters", type=int, default=None,
+                   help="Griffin-Lim iterations (default: the voice's setting, else 60)")
     p.add_argument("--griffin-lim-power", type=float, default=None,
                    help="sharpen Griffin-Lim's magnitudes by this power, at the same loudness "
                         "(default: the voice's setting, else 1)")
-    p.add_argument("--no-normalize", dest="normalize", action="store_false",
+    p.add_argument("--griffin-lim-inversion-iters", type=int, default=None,
+                   help="least-squares iterations from the mel to Griffin-Lim's linear magnitudes, 0 for the "
+                        "clamped pseudo-inverse (default: the voice's setting, else 100)")
+    p.add_argument("--no-normalize", dest="normalize", action="store_false", default=None,
                    help="feed text to NVIDIA's english_cleaners exactly as the reference does")
     p.add_argument("--arpabet", action=argparse.BooleanOptionalAction, default=None,
                    help="read words the pronunciation lexicon knows as ARPAbet phones (default: as the voice "
@@ -48,7 +59,9 @@ def _add_synthesize(sub: argparse._SubParsersAction) -> None:
 
 
 def load_synthesizer(args: argparse.Namespace):
+    """The voice the options name (the installed one by default), its settings overridden by the options given."""
     from .hub import default_checkpoints
+    from .synthesis import SynthesisConfig
     from .synthesizer import Synthesizer
 
     tacotron2, waveglow = args.tacotron2, args.waveglow
@@ -58,20 +71,10 @@ def load_synthesizer(args: argparse.Namespace):
     if args.vocoder == "griffin-lim":
         waveglow = None
     elif args.vocoder == "waveglow" and waveglow is None:
-        raise ValueError("--vocoder waveglow needs a WaveGlow checkpoint: pass --waveglow FILE")
-    options = {}
-    if args.sigma is not None:
-        options["sigma"] = args.sigma
-    if args.denoise is not None:
-        options["denoiser_strength"] = args.denoise
-    synth = Synthesizer.from_checkpoints(tacotron2, waveglow, device=args.device,
-                                         griffin_lim_iters=args.griffin_lim_iters,
-                                         griffin_lim_power=args.griffin_lim_power, backend=args.backend, **options)
-    if not args.normalize:
-        synth.normalize = False
-    if args.arpabet is not None:
-        synth.arpabet = args.arpabet
-    return synth
+        raise TacoglowError("--vocoder waveglow needs a WaveGlow checkpoint: pass --waveglow FILE")
+    overrides = {f.name: getattr(args, f.name) for f in dataclasses.fields(SynthesisConfig)
+                 if getattr(args, f.name, None) is not None}
+    return Synthesizer.from_checkpoints(tacotron2, waveglow, device=args.device, backend=args.backend, **overrides)
 
 
 def _synthesize(args: argparse.Namespace) -> int:
@@ -82,23 +85,26 @@ def _synthesize(args: argparse.Namespace) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.input is None and args.text is None:
-        raise ValueError("give TEXT to speak, '-' to read standard input, or --input FILE")
+        raise TacoglowError("give TEXT to speak, '-' to read standard input, or --input FILE")
     if args.input is not None and args.text is not None:
-        raise ValueError("give either TEXT or --input FILE, not both")
+        raise TacoglowError("give either TEXT or --input FILE, not both")
     if args.input is not None:
         if not args.input.is_file():
-            raise FileNotFoundError(f"{args.input}: no such text file")
-        lines = [line.strip() for line in args.input.read_text(encoding="utf-8").splitlines()]
+            raise TacoglowError(f"{args.input}: no such text file")
+        try:
+            lines = [line.strip() for line in args.input.read_text(encoding="utf-8").splitlines()]
+        except UnicodeDecodeError as error:
+            raise TacoglowError(f"{args.input}: not UTF-8 text ({error.reason} at byte {error.start})") from None
         lines = [line for line in lines if line]
         if not lines:
-            raise ValueError(f"{args.input}: has no text lines")
+            raise TacoglowError(f"{args.input}: has no text lines")
         out_dir = Path(args.output)
         if out_dir.exists() and not out_dir.is_dir():
-            raise ValueError(f"{out_dir}: with --input, -o must be a folder")
+            raise TacoglowError(f"{out_dir}: with --input, -o must be a folder")
     else:
         text = sys.stdin.read() if args.text == "-" else args.text
         if not text.strip():
-            raise ValueError("text is empty: give at least one word to speak")
+            raise TacoglowError("text is empty: give at least one word to speak")
     synth = load_synthesizer(args)
 
     if args.input is not None:
@@ -234,7 +240,7 @@ def _train(args: argparse.Namespace) -> int:
 
 def add_serve_arguments(p: argparse.ArgumentParser) -> None:
     """Server options of ``tacoglow serve`` (the voice options come from :func:`add_voice_arguments`)."""
-    from .serve import ServerLimits
+    from .serve.limits import ServerLimits
 
     d = ServerLimits()
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
@@ -277,11 +283,10 @@ def _add_export(sub: argparse._SubParsersAction) -> None:
 
 
 def _export(args: argparse.Namespace) -> int:
-    from .checkpoint import _build, inspect_checkpoint
+    from .checkpoint import load_model
     from .export import export_onnx, export_torchscript
 
-    loaded = inspect_checkpoint(args.checkpoint)
-    model = _build(loaded, loaded.kind).float().eval()
+    model = load_model(args.checkpoint)[0].float().eval()
     written = []
     if args.format in ("onnx", "both"):
         written += export_onnx(model, args.output).values()
@@ -294,7 +299,7 @@ def _export(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tacoglow", description="Tacotron 2 + WaveGlow text-to-speech.")
-    parser.add_argument("-v", "--verbose", action="store_true", help="log details")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log details, and show every error's traceback")
     sub = parser.add_subparsers(dest="command", required=True)
     _add_synthesize(sub)
     _add_info(sub)
@@ -303,6 +308,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_serve(sub)
     _add_export(sub)
     return parser
+
+
+REPORT = "this is a bug in tacoglow: please report it, with the command and the traceback above"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -320,9 +328,15 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("tacoglow: interrupted", file=sys.stderr)
         return 130
-    except (ValueError, FileNotFoundError, RuntimeError, OSError) as error:
+    except (TacoglowError, OSError) as error:  # refused input, a missing or unreadable file: one line
+        if args.verbose:
+            traceback.print_exc()
         message = str(error).splitlines()[0] if str(error) else type(error).__name__
         print(f"tacoglow: error: {message}", file=sys.stderr)
+        return 1
+    except Exception:  # anything else is a bug: keep everything needed to find it
+        traceback.print_exc()
+        print(f"tacoglow: internal error: {REPORT}", file=sys.stderr)
         return 1
 
 

@@ -4,13 +4,27 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, TypeVar
 
+from .errors import TacoglowError
+
 T = TypeVar("T")
 
 
+class ConfigError(TacoglowError, ValueError):
+    """A refused setting: an unknown key or a bad value.
+
+    ``key`` names the field when the error is about one; the message then starts with that name, so a
+    reader can prefix where the setting came from (``voice.pt: synthesis.griffin_lim_power must be ...``).
+    """
+
+    def __init__(self, message: str, key: str | None = None):
+        super().__init__(message)
+        self.key = key
+
+
 def dataclass_from_dict(cls: type[T], d: dict[str, Any]) -> T:
-    """``cls(**d)``, refusing keys the dataclass does not have with a ValueError that lists them."""
+    """``cls(**d)``, refusing keys the dataclass does not have with a ConfigError that lists them."""
     known = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(d) - known)
     if unknown:
-        raise ValueError(f"unknown {cls.__name__} keys {unknown}; expected a subset of {sorted(known)}")
+        raise ConfigError(f"unknown {cls.__name__} keys {unknown}; expected a subset of {sorted(known)}")
     return cls(**d)

@@ -58,7 +58,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .audio import AudioConfig, _resample, mel_spectrogram, save_wav
+from .audio import AudioConfig, mel_spectrogram, resample, save_wav
+from .config import ConfigError
 from .errors import TacoglowError
 from .text import NORMALIZER_VERSION, TEXT_FRONTEND_VERSION, normalize_text, text_to_sequence
 from .text.cleaners import english_cleaners
@@ -162,7 +163,7 @@ def _read_source(data_dir: Path) -> tuple[list[_Row], list[tuple[str, str, str]]
         return (*_read_filelist(filelists[0]), data_dir)
     if not filelists:
         raise FileNotFoundError(f"{data_dir}: found neither metadata.csv (LJSpeech layout) nor a *.txt filelist")
-    raise ValueError(f"{data_dir}: holds {len(filelists)} *.txt filelists "
+    raise ConfigError(f"{data_dir}: holds {len(filelists)} *.txt filelists "
                      f"({', '.join(f.name for f in filelists[:4])}); pass the one to use as DATA_DIR")
 
 
@@ -216,7 +217,7 @@ def _load_audio(path: Path, config: AudioConfig, trim_silence: bool,
         raise _Skip("silent audio", f"peak {peak:.2g}")
     clipped = peak > 1.0 or _is_clipped(audio)
     if rate != config.sampling_rate:
-        audio = _resample(np.ascontiguousarray(audio, dtype=np.float32), rate, config.sampling_rate)
+        audio = resample(np.ascontiguousarray(audio, dtype=np.float32), rate, config.sampling_rate)
     audio = np.clip(audio, -1.0, 1.0)  # float files beyond full scale; resampling overshoot
     if trim_silence:
         _, (start, end) = librosa.effects.trim(audio, top_db=TRIM_TOP_DB, frame_length=config.win_length,
@@ -249,17 +250,17 @@ def _write_clip(audio: np.ndarray, wav_path: Path, mel_path: Path, config: Audio
 
 def _claim_output(out_dir: Path, source_dir: Path, force: bool) -> None:
     if out_dir.resolve() == source_dir.resolve():
-        raise ValueError(f"OUT_DIR {out_dir} is the source folder; its wavs/ would be overwritten. "
+        raise ConfigError(f"OUT_DIR {out_dir} is the source folder; its wavs/ would be overwritten. "
                          "Choose another folder")
     if out_dir.exists() and not out_dir.is_dir():
-        raise ValueError(f"OUT_DIR {out_dir} exists and is not a folder")
+        raise ConfigError(f"OUT_DIR {out_dir} exists and is not a folder")
     existing = sorted(out_dir.iterdir()) if out_dir.is_dir() else []
     if existing:
         if not force:
-            raise ValueError(f"OUT_DIR {out_dir} is not empty; pass --force to replace the dataset prepared there")
+            raise ConfigError(f"OUT_DIR {out_dir} is not empty; pass --force to replace the dataset prepared there")
         foreign = [entry.name for entry in existing if entry.name not in _OUTPUT_NAMES]
         if foreign:
-            raise ValueError(f"refusing to clear OUT_DIR {out_dir}: it holds files that dataset preparation does "
+            raise ConfigError(f"refusing to clear OUT_DIR {out_dir}: it holds files that dataset preparation does "
                              f"not write ({', '.join(foreign[:5])})")
         for entry in existing:
             shutil.rmtree(entry) if entry.is_dir() and not entry.is_symlink() else entry.unlink()
@@ -363,11 +364,11 @@ def prepare_dataset(
 
     data_dir, out_dir = Path(data_dir), Path(out_dir)
     if not 0 <= val_fraction < 1:
-        raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction}")
+        raise ConfigError(f"val_fraction must be in [0, 1), got {val_fraction}")
     if val_count is not None and val_count < 0:
-        raise ValueError(f"val_count must be >= 0, got {val_count}")
+        raise ConfigError(f"val_count must be >= 0, got {val_count}")
     if max_seconds is not None and max_seconds <= 0:
-        raise ValueError(f"max_seconds must be positive, got {max_seconds}")
+        raise ConfigError(f"max_seconds must be positive, got {max_seconds}")
     audio = _audio_config(audio)
     rows, skipped, source_dir = _read_source(data_dir)
     _claim_output(out_dir, source_dir, force)
@@ -397,7 +398,7 @@ def prepare_dataset(
         items.append({"id": row.id, "text": row.text, "ids": ids, "wav": wav, "mel": mel,
                       "frames": frames, "samples": n_samples})
     if not items:
-        raise ValueError(f"no usable clips in {data_dir}: all {len(skipped)} were skipped "
+        raise ConfigError(f"no usable clips in {data_dir}: all {len(skipped)} were skipped "
                          f"(see {out_dir / 'skipped.tsv'})")
     _write_skipped(out_dir / "skipped.tsv", skipped)
 

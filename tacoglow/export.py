@@ -31,11 +31,17 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
+from .config import ConfigError
+from .errors import TacoglowError
 from .decoding import DecoderKernels, DecoderState, DecoderStep, decoder_step, padding_mask
 from .tacotron2 import Tacotron2
 from .waveglow import WaveGlow
 
-__all__ = ["STATE_NAMES", "tacotron2_graphs", "waveglow_graphs", "export_onnx", "export_torchscript",
+
+class ExportError(TacoglowError, RuntimeError):
+    """Export or the ONNX backend cannot run here (a missing package); the message names the install."""
+
+__all__ = ["ExportError", "STATE_NAMES", "tacotron2_graphs", "waveglow_graphs", "export_onnx", "export_torchscript",
            "OnnxRuntimeTacotron2", "OnnxTacotron2", "OnnxWaveGlow", "onnxruntime_available"]
 
 STATE_NAMES = DecoderState._fields
@@ -205,7 +211,7 @@ def onnx_bytes(graph: Graph) -> bytes:
     try:
         import onnx  # noqa: F401  (the exporter writes through it)
     except ImportError:
-        raise RuntimeError("ONNX export needs the onnx package: pip install 'tacoglow[export]'") from None
+        raise ExportError("ONNX export needs the onnx package: pip install 'tacoglow[export]'") from None
     buffer = io.BytesIO()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the TorchScript-based exporter's deprecation and tracer notes
@@ -269,7 +275,7 @@ def _session(model: bytes, threads: int | None):
     try:
         import onnxruntime as ort
     except ImportError as e:
-        raise RuntimeError("the ONNX backend needs onnxruntime and onnx: pip install 'tacoglow[export]'") from e
+        raise ExportError("the ONNX backend needs onnxruntime and onnx: pip install 'tacoglow[export]'") from e
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads or torch.get_num_threads()
     options.inter_op_num_threads = 1
@@ -348,7 +354,7 @@ class OnnxTacotron2:
 
     def to(self, device: str | torch.device) -> "OnnxTacotron2":
         if torch.device(device).type != "cpu":
-            raise ValueError(f"the ONNX backend runs on the CPU, not {device}; use the torch backend there")
+            raise ConfigError(f"the ONNX backend runs on the CPU, not {device}; use the torch backend there")
         return self
 
     def infer_detailed(self, sequences: Tensor, lengths: Tensor, generator: Any = None,

@@ -15,6 +15,8 @@ from pathlib import Path
 
 import torch
 
+from .errors import TacoglowError
+
 log = logging.getLogger(__name__)
 
 OFFLINE_ENV = "TACOGLOW_OFFLINE"
@@ -30,7 +32,7 @@ NVIDIA_URLS = {
 }
 
 
-class NotAvailableError(FileNotFoundError):
+class NotAvailableError(TacoglowError, FileNotFoundError):
     """A published checkpoint is neither cached nor downloadable; the message says what to do."""
 
 

@@ -12,11 +12,13 @@ every request gets its own generators, derived from its seed (one for Tacotron 2
 the vocoder, per sentence). A request's audio therefore depends only on its text and seed, not
 on what else shares its batch, and ``seed`` reproduces it exactly.
 
-Defaults: ``sigma=0.9`` and ``denoiser_strength=0.01`` are the values of NVIDIA's inference
-script (``-s 0.9 -d 0.01``); the torch.hub example uses ``sigma=1.0`` and no denoiser.
+Settings (WaveGlow's sigma and denoiser, Griffin-Lim's, the text front-end, the decoding cap, the
+pause between sentences) are one :class:`~tacoglow.synthesis.SynthesisConfig`, read from the voice's
+checkpoint and overridden by the caller.
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import secrets
@@ -26,27 +28,23 @@ from typing import Any, Callable, Iterator, NamedTuple, Protocol, Sequence
 
 import torch
 
-from .audio import MEL_INVERSION_ITERS as DEFAULT_INVERSION_ITERS
 from .audio import AudioConfig, check_griffin_lim_settings, griffin_lim
-from .checkpoint import CheckpointError, LoadedCheckpoint, _build, inspect_checkpoint
+from .checkpoint import CheckpointError, LoadedCheckpoint, build_model, inspect_checkpoint
+from .config import ConfigError
+from .errors import TacoglowError
+from .synthesis import SynthesisConfig, voice_synthesis_config
 from .tacotron2 import Tacotron2
-from .text import prepare_text, split_sentences
+from .text import TextError, prepare_text, split_sentences
 from .waveglow import Denoiser, WaveGlow
 
 log = logging.getLogger(__name__)
 
-DEFAULT_SIGMA = 0.9
-DEFAULT_DENOISER_STRENGTH = 0.01
-# Relative decoding cap: a confused model must not babble for max_decoder_steps on "Hi".
-# LJSpeech-style speech runs at about 6 mel frames per input symbol; 20 leaves ample room.
-DEFAULT_FRAMES_PER_SYMBOL = 20.0
-DEFAULT_MIN_FRAMES = 100
 # What runs the networks: torch (eager) or ONNX Runtime (tacoglow.export).
 BACKENDS = ("torch", "onnx")
 _GOLDEN = 0x9E3779B97F4A7C15  # spreads consecutive sentence indices over the seed space
 
 
-class SynthesisError(RuntimeError):
+class SynthesisError(TacoglowError, RuntimeError):
     """Synthesis produced something unusable (e.g. NaN in a mel); the message says which sentence."""
 
 
@@ -62,8 +60,8 @@ class WaveGlowVocoder:
 
     name = "waveglow"
 
-    def __init__(self, waveglow: WaveGlow, sigma: float = DEFAULT_SIGMA,
-                 denoiser_strength: float = DEFAULT_DENOISER_STRENGTH, audio: AudioConfig | None = None):
+    def __init__(self, waveglow: WaveGlow, sigma: float = SynthesisConfig.sigma,
+                 denoiser_strength: float = SynthesisConfig.denoiser_strength, audio: AudioConfig | None = None):
         self.waveglow = waveglow.remove_weightnorm().eval()
         self.sigma = sigma
         self.denoiser_strength = denoiser_strength
@@ -97,13 +95,21 @@ class GriffinLimVocoder:
 
     name = "griffin-lim"
 
-    def __init__(self, audio: AudioConfig | None = None, n_iters: int = 60, power: float = 1.0,
-                 inversion_iters: int = DEFAULT_INVERSION_ITERS):
+    def __init__(self, audio: AudioConfig | None = None, n_iters: int = SynthesisConfig.griffin_lim_iters,
+                 power: float = SynthesisConfig.griffin_lim_power,
+                 inversion_iters: int = SynthesisConfig.griffin_lim_inversion_iters):
         check_griffin_lim_settings(n_iters, power, inversion_iters)  # now, not after a sentence is decoded
         self.audio = audio or AudioConfig()
         self.n_iters = n_iters
         self.power = power  # magnitude sharpening, see tacoglow.audio.griffin_lim
         self.inversion_iters = inversion_iters  # mel -> linear refinement, see tacoglow.audio.mel_to_linear
+
+    @classmethod
+    def from_config(cls, audio: AudioConfig, synthesis: SynthesisConfig,
+                    n_iters: int | None = None) -> GriffinLimVocoder:
+        """Griffin-Lim with a voice's settings (``n_iters`` overrides its ``griffin_lim_iters``)."""
+        return cls(audio, n_iters=synthesis.griffin_lim_iters if n_iters is None else n_iters,
+                   power=synthesis.griffin_lim_power, inversion_iters=synthesis.griffin_lim_inversion_iters)
 
     def __call__(self, mel: torch.Tensor, generator: torch.Generator | None = None, **options) -> torch.Tensor:
         return griffin_lim(mel.float(), self.audio, n_iters=self.n_iters, generator=generator, power=self.power,
@@ -169,126 +175,112 @@ class Synthesizer:
     Args:
         tacotron2: the acoustic model (eval mode is set here).
         vocoder: a :class:`WaveGlowVocoder`, :class:`GriffinLimVocoder` or anything with the
-            same call; ``None`` means Griffin-Lim.
+            same call; ``None`` means Griffin-Lim with the settings of ``synthesis``. A WaveGlow or
+            Griffin-Lim vocoder given here keeps its own settings, and ``synthesis`` records them.
+        synthesis: sigma, denoiser, Griffin-Lim, text front-end, decoding cap and sentence pause
+            (:class:`~tacoglow.synthesis.SynthesisConfig`; its defaults when ``None``).
         audio: the audio settings both models were trained with (checked against the vocoder's).
-        normalize: run :func:`tacoglow.text.normalize_text` before the cleaners (currency,
-            times, units, ...); ``False`` feeds text to ``english_cleaners`` exactly as NVIDIA does.
-        frames_per_symbol, min_frames: the relative decoding cap, ``min_frames +
-            frames_per_symbol * len(ids)`` mel frames, never above the model's ``max_decoder_steps``;
-            ``frames_per_symbol=None`` keeps the reference's behaviour (``max_decoder_steps`` only).
-        max_chars: longer sentences are split further so none is cut off by the cap.
-        sentence_pause: seconds of silence between sentences in :meth:`synthesize`.
+        cleaners: NVIDIA's cleaner pipeline, applied after :func:`tacoglow.text.normalize_text`.
+        max_chars: longer sentences are split further so none is cut off by the decoding cap.
         batch_size: sentences per Tacotron 2 batch.
-        griffin_lim_power: Griffin-Lim's magnitude power (see :func:`tacoglow.audio.griffin_lim`) for the
-            default vocoder and wherever Griffin-Lim stands in for WaveGlow.
-        griffin_lim_inversion_iters: likewise, the non-negative least-squares iterations that map the mel to
-            linear magnitudes (:func:`tacoglow.audio.mel_to_linear`; 0: the clamped pseudo-inverse).
-        arpabet: give the model every word the pronunciation lexicon knows as ARPAbet phones
-            (:mod:`tacoglow.text.lexicon`): for voices trained with ``p_arpabet`` (their checkpoint's
-            ``text.arpabet`` says so, and ``from_checkpoints`` follows it).
+        **settings: fields of ``synthesis`` to override, e.g. ``frames_per_symbol=None``.
     """
 
-    def __init__(self, tacotron2: Tacotron2, vocoder: Vocoder | None = None, *, audio: AudioConfig | None = None,
-                 device: str | torch.device = "cpu", normalize: bool = True,
-                 cleaners: Sequence[str] = ("english_cleaners",),
-                 frames_per_symbol: float | None = DEFAULT_FRAMES_PER_SYMBOL, min_frames: int = DEFAULT_MIN_FRAMES,
-                 max_chars: int | None = None, sentence_pause: float = 0.2, batch_size: int = 8,
-                 griffin_lim_power: float = 1.0, griffin_lim_inversion_iters: int = DEFAULT_INVERSION_ITERS,
-                 arpabet: bool = False):
+    def __init__(self, tacotron2: Tacotron2, vocoder: Vocoder | None = None, *,
+                 synthesis: SynthesisConfig | None = None, audio: AudioConfig | None = None,
+                 device: str | torch.device = "cpu", cleaners: Sequence[str] = ("english_cleaners",),
+                 max_chars: int | None = None, batch_size: int = 8, **settings: Any):
         self.device = torch.device(device)
         self.tacotron2 = tacotron2.eval().to(self.device)
         self.audio = audio or AudioConfig()
-        # For Griffin-Lim here and wherever it stands in for WaveGlow (the server's griffin-lim option).
-        self.griffin_lim_power = griffin_lim_power
-        self.griffin_lim_inversion_iters = griffin_lim_inversion_iters
-        self.vocoder = vocoder if vocoder is not None else self.griffin_lim_vocoder()
+        synthesis = dataclasses.replace(synthesis or SynthesisConfig(), **settings)
+        if vocoder is None:
+            vocoder = GriffinLimVocoder.from_config(self.audio, synthesis)
+        elif isinstance(vocoder, WaveGlowVocoder):
+            synthesis = dataclasses.replace(synthesis, sigma=vocoder.sigma, denoiser_strength=vocoder.denoiser_strength)
+        elif isinstance(vocoder, GriffinLimVocoder):
+            synthesis = dataclasses.replace(synthesis, griffin_lim_iters=vocoder.n_iters,
+                                            griffin_lim_power=vocoder.power,
+                                            griffin_lim_inversion_iters=vocoder.inversion_iters)
+        self._synthesis = synthesis
+        self.vocoder = vocoder
         if getattr(self.vocoder, "audio", self.audio) != self.audio:
-            raise ValueError(f"the Tacotron 2 and the vocoder disagree on audio settings: "
-                             f"{self.audio} vs {self.vocoder.audio}; use a pair trained on the same features")
+            raise ConfigError(f"the Tacotron 2 and the vocoder disagree on audio settings: "
+                              f"{self.audio} vs {self.vocoder.audio}; use a pair trained on the same features")
         if isinstance(self.vocoder, WaveGlowVocoder):
             self.vocoder.waveglow.to(self.device)
-        self.normalize = normalize
         self.cleaners = tuple(cleaners)
-        self.arpabet = arpabet
-        self.frames_per_symbol = frames_per_symbol
-        self.min_frames = min_frames
         config = self.tacotron2.config
         # ~7 frames per character of speech: keep sentences short enough for the step cap.
         self.max_chars = max_chars or max(40, int(config.max_decoder_steps * config.n_frames_per_step / 7))
-        self.sentence_pause = sentence_pause
         self.batch_size = batch_size
 
-    def griffin_lim_vocoder(self, n_iters: int = 60) -> GriffinLimVocoder:
-        """A Griffin-Lim vocoder with this voice's settings."""
-        return GriffinLimVocoder(self.audio, n_iters=n_iters, power=self.griffin_lim_power,
-                                 inversion_iters=self.griffin_lim_inversion_iters)
+    @property
+    def synthesis(self) -> SynthesisConfig:
+        """This voice's settings (fixed at construction: the vocoder was built from them)."""
+        return self._synthesis
+
+    def griffin_lim_vocoder(self, n_iters: int | None = None) -> GriffinLimVocoder:
+        """A Griffin-Lim vocoder with this voice's settings (e.g. to stand in for its WaveGlow)."""
+        return GriffinLimVocoder.from_config(self.audio, self._synthesis, n_iters)
 
     # ---------------------------------------------------------------- construction
     @classmethod
     def from_checkpoints(cls, tacotron2: str | Path, waveglow: str | Path | None = None, *,
-                         device: str | torch.device = "cpu", sigma: float = DEFAULT_SIGMA,
-                         denoiser_strength: float = DEFAULT_DENOISER_STRENGTH, griffin_lim_iters: int = 60,
-                         griffin_lim_power: float | None = None, griffin_lim_inversion_iters: int | None = None,
-                         backend: str = "torch", **kwargs) -> "Synthesizer":
+                         device: str | torch.device = "cpu", backend: str = "torch", **kwargs: Any) -> "Synthesizer":
         """Load a Tacotron 2 and (optionally) a WaveGlow from any supported checkpoint layout.
 
-        griffin_lim_power: magnitude power for Griffin-Lim; default: the Tacotron 2 checkpoint's
-        ``synthesis.griffin_lim_power`` (a voice's measured setting), else 1. Likewise the checkpoint's
-        ``synthesis.griffin_lim_inversion_iters`` (else 100) unless ``griffin_lim_inversion_iters`` is given.
+        The settings are the voice's: the Tacotron 2 checkpoint's ``synthesis`` section (e.g. a measured
+        ``griffin_lim_power``) and the text front-end it was trained with (``text.arpabet``), over the
+        :class:`~tacoglow.synthesis.SynthesisConfig` defaults. Keyword arguments named after its fields
+        override them (``sigma=1.0``, ``griffin_lim_power=1.0``); the others go to the constructor.
 
         backend: "torch" (eager, the default) or "onnx": the networks are exported at load time and run
         on ONNX Runtime (CPU, fp32; random numbers still come from torch, so the audio matches "torch" to
         float rounding; see tacoglow.export).
         """
         if backend not in BACKENDS:
-            raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+            raise ConfigError(f"backend must be one of {BACKENDS}, got {backend!r}")
         if backend == "onnx" and torch.device(device).type != "cpu":
-            raise ValueError(f"the onnx backend runs on the CPU, not {device}: use backend='torch' there")
+            raise ConfigError(f"the onnx backend runs on the CPU, not {device}: use backend='torch' there")
+        fields = {f.name for f in dataclasses.fields(SynthesisConfig)}
+        overrides = {key: kwargs.pop(key) for key in list(kwargs) if key in fields}
         t2 = inspect_checkpoint(tacotron2)
-        model = _build(t2, "tacotron2")
-        if griffin_lim_power is None:
-            griffin_lim_power = _synthesis_setting(t2, "griffin_lim_power", 1.0)
-        inversion_iters = griffin_lim_inversion_iters
-        if inversion_iters is None:
-            inversion_iters = int(_synthesis_setting(t2, "griffin_lim_inversion_iters", DEFAULT_INVERSION_ITERS,
-                                                     count=True))
+        synthesis = dataclasses.replace(voice_synthesis_config(t2), **overrides)  # refused now, not after decoding
+        model = build_model(t2, "tacotron2")
         if waveglow is None:
-            vocoder: Vocoder = GriffinLimVocoder(t2.audio, n_iters=griffin_lim_iters, power=griffin_lim_power,
-                                                 inversion_iters=inversion_iters)
+            vocoder: Vocoder = GriffinLimVocoder.from_config(t2.audio, synthesis)
         else:
             wg = inspect_checkpoint(waveglow)
             _check_audio_pair(t2, wg)
-            vocoder = WaveGlowVocoder(_build(wg, "waveglow"), sigma=sigma, denoiser_strength=denoiser_strength,
-                                      audio=t2.audio)
-        kwargs.setdefault("normalize", t2.text.get("normalize", True))
-        kwargs.setdefault("arpabet", bool(t2.text.get("arpabet")))  # the lexicon version it was trained with
-        kwargs["griffin_lim_power"] = griffin_lim_power
-        kwargs["griffin_lim_inversion_iters"] = inversion_iters
+            vocoder = WaveGlowVocoder(build_model(wg, "waveglow"), sigma=synthesis.sigma,
+                                      denoiser_strength=synthesis.denoiser_strength, audio=t2.audio)
         if backend == "onnx":
             from .export import OnnxTacotron2, OnnxWaveGlow
 
             model = OnnxTacotron2(model.eval())
             if isinstance(vocoder, WaveGlowVocoder):
                 vocoder.engine = OnnxWaveGlow(vocoder.waveglow)
-        return cls(model, vocoder, audio=t2.audio, device=device, **kwargs)
+        return cls(model, vocoder, synthesis=synthesis, audio=t2.audio, device=device, **kwargs)
 
     # ---------------------------------------------------------------- text
     def text_to_ids(self, text: str) -> list[int]:
-        """Normalised, cleaned symbol ids; ``ValueError`` for empty or unspeakable text."""
-        return prepare_text(text, normalize=self.normalize, cleaners=self.cleaners, arpabet=self.arpabet)
+        """Normalised, cleaned symbol ids; ``TextError`` (a ValueError) for empty or unspeakable text."""
+        return prepare_text(text, normalize=self._synthesis.normalize, cleaners=self.cleaners,
+                            arpabet=self._synthesis.arpabet)
 
     def split(self, text: str) -> list[str]:
         """The sentences of ``text`` that will be decoded one by one."""
         if not text or not text.strip():
-            raise ValueError("text is empty: give at least one word to speak")
+            raise TextError("text is empty: give at least one word to speak")
         return split_sentences(text, max_chars=self.max_chars)
 
     def step_cap(self, n_ids: int) -> int:
         """Decoder steps allowed for an input of ``n_ids`` symbols."""
-        config = self.tacotron2.config
-        if self.frames_per_symbol is None:  # the reference's behaviour: only max_decoder_steps
+        config, synthesis = self.tacotron2.config, self._synthesis
+        if synthesis.frames_per_symbol is None:  # the reference's behaviour: only max_decoder_steps
             return config.max_decoder_steps
-        frames = self.min_frames + self.frames_per_symbol * n_ids
+        frames = synthesis.min_frames + synthesis.frames_per_symbol * n_ids
         return int(min(config.max_decoder_steps, math.ceil(frames / config.n_frames_per_step)))
 
     # ---------------------------------------------------------------- stages
@@ -340,7 +332,7 @@ class Synthesizer:
 
     # ---------------------------------------------------------------- sentence jobs
     def sentence_jobs(self, text: str, seed: int) -> list[SentenceJob]:
-        """The sentences of ``text`` as jobs; ``ValueError`` for empty or unspeakable text."""
+        """The sentences of ``text`` as jobs; ``TextError`` (a ValueError) for empty or unspeakable text."""
         return [SentenceJob(seed, j, s, self.text_to_ids(s)) for j, s in enumerate(self.split(text))]
 
     def decode_jobs(self, jobs: Sequence[SentenceJob]) -> list[SentenceResult]:
@@ -369,11 +361,11 @@ class Synthesizer:
 
     def stream(self, text: str, seed: int | None = None, **options) -> Iterator[SentenceResult]:
         """Yield each sentence with its audio as soon as it is ready (Tacotron 2 runs in batches)."""
-        seed = _new_seed() if seed is None else int(seed)
+        seed = new_seed() if seed is None else int(seed)
         yield from self._decode(self._sentences(text, seed), **options)
 
     def _join(self, sentences: list[SentenceResult], seed: int) -> Speech:
-        pause = torch.zeros(int(round(self.sentence_pause * self.audio.sampling_rate)))
+        pause = torch.zeros(int(round(self._synthesis.sentence_pause * self.audio.sampling_rate)))
         pieces: list[torch.Tensor] = []
         for k, s in enumerate(sentences):
             if k:
@@ -384,12 +376,12 @@ class Synthesizer:
 
     def synthesize(self, text: str, seed: int | None = None,
                    progress: Callable[[int, int], None] | None = None, **options) -> Speech:
-        """Whole text → one waveform; sentences joined with ``sentence_pause`` seconds of silence.
+        """Whole text → one waveform; sentences joined with ``synthesis.sentence_pause`` seconds of silence.
 
         ``progress(done, total)`` is called after each sentence; ``options`` go to the vocoder
         (``sigma``, ``denoiser_strength`` for WaveGlow).
         """
-        seed = _new_seed() if seed is None else int(seed)
+        seed = new_seed() if seed is None else int(seed)
         jobs = self._sentences(text, seed)
         results = []
         for result in self._decode(jobs, **options):
@@ -402,7 +394,7 @@ class Synthesizer:
                          **options) -> list[Speech]:
         """Several requests, their sentences decoded together in Tacotron 2 batches; results in input
         order, each equal to what :meth:`synthesize` gives for it alone with the same seed."""
-        seeds = [(_new_seed() if s is None else int(s)) for s in (seeds or [None] * len(texts))]
+        seeds = [(new_seed() if s is None else int(s)) for s in (seeds or [None] * len(texts))]
         if len(seeds) != len(texts):
             raise ValueError(f"got {len(texts)} texts but {len(seeds)} seeds")
         jobs = [self._sentences(t, s) for t, s in zip(texts, seeds)]  # validates every text first
@@ -411,25 +403,11 @@ class Synthesizer:
         return [self._join([next(results) for _ in per_text], seed) for per_text, seed in zip(jobs, seeds)]
 
 
-def _new_seed() -> int:
+def new_seed() -> int:
+    """A fresh random seed for a request that names none (63 bits, from the operating system)."""
     return secrets.randbits(63)
 
 
-def _synthesis_setting(checkpoint: LoadedCheckpoint, key: str, default: float, count: bool = False) -> float:
-    """A voice's recorded synthesis default (tacoglow checkpoints' optional ``synthesis`` dict); ``count``:
-    it must be a whole number >= 0."""
-    settings = checkpoint.extra.get("synthesis") or {}
-    if not isinstance(settings, dict):
-        raise CheckpointError(f"{checkpoint.path}: 'synthesis' must be a dict of settings, got "
-                              f"{type(settings).__name__}; re-export the checkpoint")
-    value = settings.get(key, default)
-    if not isinstance(value, (int, float)) or isinstance(value, bool):
-        raise CheckpointError(f"{checkpoint.path}: synthesis.{key} must be a number, got {value!r}; re-export "
-                              "the checkpoint")
-    if count and (not float(value).is_integer() or value < 0):  # inf and nan are not whole
-        raise CheckpointError(f"{checkpoint.path}: synthesis.{key} must be a whole number >= 0, got {value!r}; "
-                              "re-export the checkpoint")
-    return float(value)
 
 
 def _check_audio_pair(t2: LoadedCheckpoint, wg: LoadedCheckpoint) -> None:

@@ -21,7 +21,7 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from . import ops
-from .config import dataclass_from_dict
+from .config import ConfigError, dataclass_from_dict
 from .decoding import (DecoderKernels, DecoderRuntime, DecoderState, DecoderStep, PrenetMasks, Tacotron2Runtime,
                        grow, keep_mask, padding_mask)
 from .ops import PRECISIONS
@@ -74,7 +74,7 @@ class Tacotron2Config:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "Tacotron2Config":
-        """Build from a dict such as NVIDIA's checkpoint ``config``; unknown keys raise ValueError."""
+        """Build from a dict such as NVIDIA's checkpoint ``config``; unknown keys raise ConfigError."""
         return dataclass_from_dict(cls, d)
 
     def to_dict(self) -> dict[str, Any]:
@@ -445,7 +445,7 @@ class Tacotron2(nn.Module):
         super().__init__()
         cfg = config if config is not None else Tacotron2Config()
         if cfg.n_frames_per_step < 1:
-            raise ValueError("n_frames_per_step must be >= 1")
+            raise ConfigError(f"n_frames_per_step must be >= 1, got {cfg.n_frames_per_step}", "n_frames_per_step")
         self.config = cfg
         self.embedding = nn.Embedding(cfg.n_symbols, cfg.symbols_embedding_dim)
         # Uniform with the variance of xavier for an (n_symbols, dim) matrix (NVIDIA's init).

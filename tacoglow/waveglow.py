@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .audio import STFT
-from .config import dataclass_from_dict
+from .config import ConfigError, dataclass_from_dict
 from . import ops
 from .ops import conv as _conv
 
@@ -52,7 +52,7 @@ class WaveGlowConfig:
 
     def __post_init__(self) -> None:
         def fail(message: str) -> None:
-            raise ValueError(f"invalid WaveGlowConfig: {message}")
+            raise ConfigError(f"invalid WaveGlowConfig: {message}")
 
         for name in ("n_mel_channels", "n_flows", "n_group", "n_early_every", "n_layers", "n_channels",
                      "kernel_size"):
@@ -94,13 +94,13 @@ class WaveGlowConfig:
         flat = {k: v for k, v in d.items() if k != "WN_config"}
         wn = d.get("WN_config", {})
         if not isinstance(wn, dict):
-            raise ValueError(f"NVIDIA WaveGlow config: WN_config must be a dict, got {type(wn).__name__}")
+            raise ConfigError(f"NVIDIA WaveGlow config: WN_config must be a dict, got {type(wn).__name__}")
         unknown = sorted(set(wn) - {"n_layers", "kernel_size", "n_channels"})
         if unknown:
-            raise ValueError(f"NVIDIA WaveGlow config: unknown WN_config keys {unknown}")
+            raise ConfigError(f"NVIDIA WaveGlow config: unknown WN_config keys {unknown}")
         clash = sorted(set(flat) & set(wn))
         if clash:
-            raise ValueError(f"NVIDIA WaveGlow config: {clash} given both inside and outside WN_config")
+            raise ConfigError(f"NVIDIA WaveGlow config: {clash} given both inside and outside WN_config")
         return cls.from_dict({**flat, **wn})
 
     def to_nvidia(self) -> dict[str, Any]:

@@ -21,14 +21,6 @@ def fixture_path(name: str) -> Path:
     return path
 
 
-def rel_err(ours: torch.Tensor, ref: torch.Tensor) -> float:
-    """‖ours − ref‖ / ‖ref‖ in float64 (0 when both are zero)."""
-    ours, ref = ours.double(), ref.double()
-    denom = ref.norm().item()
-    diff = (ours - ref).norm().item()
-    return diff / denom if denom > 0 else diff
-
-
 @pytest.fixture
 def fixtures_dir() -> Path:
     return FIXTURES

@@ -20,7 +20,8 @@ from tacoglow.audio import (
     save_wav,
     wav_bytes,
 )
-from conftest import fixture_path, rel_err
+from conftest import fixture_path
+from helpers import rel_err
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,8 @@ import torch
 
 from tacoglow.checkpoint import (CheckpointError, inspect_checkpoint, load_tacotron2, load_waveglow,
                                  read_checkpoint, save_model)
-from conftest import fixture_path, rel_err
+from conftest import fixture_path
+from helpers import rel_err
 
 
 def test_ngc_and_standalone_tacotron2_hold_the_same_weights():

@@ -105,3 +105,44 @@ def test_prepare_missing_corpus_is_one_line_error(tmp_path):
     err = r.stderr.decode()
     assert r.returncode == 1 and "Traceback" not in err
     assert err.strip().startswith("tacoglow: error:") and "no_corpus" in err and len(err.strip().splitlines()) == 1
+
+
+def test_voice_options_override_the_voices_synthesis_settings():
+    from tacoglow import SynthesisConfig
+    from tacoglow.cli import build_parser, load_synthesizer
+
+    args = build_parser().parse_args(["synthesize", "hi", "-o", "a.wav", "--tacotron2", T2, "--griffin-lim-power",
+                                      "1.5", "--griffin-lim-inversion-iters", "0", "--no-normalize", "--denoise", "0"])
+    synth = load_synthesizer(args)
+    assert synth.synthesis == SynthesisConfig(griffin_lim_power=1.5, griffin_lim_inversion_iters=0, normalize=False,
+                                              denoiser_strength=0.0)
+    args = build_parser().parse_args(["synthesize", "hi", "-o", "a.wav", "--tacotron2", T2])
+    assert load_synthesizer(args).synthesis == SynthesisConfig()  # no option given: the voice's own settings
+
+
+def test_domain_error_is_one_line_and_verbose_adds_its_traceback(tmp_path, capsys):
+    from tacoglow.cli import main
+
+    missing = str(tmp_path / "missing.pt")
+    assert main(["info", missing]) == 1
+    err = capsys.readouterr().err
+    assert err.splitlines() == [f"tacoglow: error: {missing}: no such file; check the path"]
+    assert main(["synthesize", "hi", "-o", str(tmp_path / "a.wav"), "--tacotron2", T2, "--griffin-lim-power", "9"]) == 1
+    assert capsys.readouterr().err == "tacoglow: error: griffin_lim_power must be in (0, 4], got 9.0\n"
+    assert main(["-v", "info", missing]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("Traceback") and "CheckpointError" in err
+    assert err.splitlines()[-1] == f"tacoglow: error: {missing}: no such file; check the path"
+
+
+def test_unexpected_exception_keeps_its_traceback_and_asks_for_a_report(monkeypatch, capsys):
+    from tacoglow import cli
+
+    def broken(args):
+        return 1 / 0
+
+    monkeypatch.setattr(cli, "_info", broken)
+    assert cli.main(["info", T2]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("Traceback") and "ZeroDivisionError: division by zero" in err
+    assert err.splitlines()[-1].startswith("tacoglow: internal error:") and "please report it" in err.splitlines()[-1]

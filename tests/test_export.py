@@ -6,7 +6,8 @@ import onnxruntime as ort
 import pytest
 import torch
 
-from conftest import fixture_path, rel_err
+from conftest import fixture_path
+from helpers import rel_err, tiny_tacotron2
 from tacoglow import Synthesizer, load_tacotron2, load_waveglow
 from tacoglow.cli import main
 from tacoglow.export import (STATE_NAMES, OnnxTacotron2, OnnxWaveGlow, export_torchscript,
@@ -191,20 +192,9 @@ def test_missing_onnx_packages_are_named(monkeypatch, tmp_path, capsys):
         Synthesizer.from_checkpoints(*paths, backend="onnx")
 
 
-def _tiny(**overrides):
-    from tacoglow.tacotron2 import Tacotron2, Tacotron2Config
-
-    cfg = dict(symbols_embedding_dim=16, encoder_embedding_dim=16, attention_rnn_dim=24, attention_dim=8,
-               attention_location_n_filters=4, attention_location_kernel_size=5, decoder_rnn_dim=24,
-               prenet_dim=8, postnet_embedding_dim=12, max_decoder_steps=20)
-    cfg.update(overrides)
-    torch.manual_seed(0)
-    return Tacotron2(Tacotron2Config(**cfg)).eval()
-
-
 @pytest.mark.parametrize("overrides", [dict(n_frames_per_step=3), dict(decoder_no_early_stopping=True)])
 def test_onnx_generation_matches_eager_with_r_and_no_early_stopping(overrides):
-    model = _tiny(**overrides)
+    model = tiny_tacotron2(max_decoder_steps=20, **overrides)
     state = torch.get_rng_state()
     onnx_model = OnnxTacotron2(model)
     assert torch.equal(torch.get_rng_state(), state)  # building the graphs leaves the global stream alone

@@ -4,7 +4,8 @@ import shutil
 import pytest
 import torch
 
-from conftest import REPO, fixture_path, rel_err
+from conftest import REPO, fixture_path
+from helpers import rel_err
 
 
 @pytest.fixture

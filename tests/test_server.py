@@ -194,7 +194,7 @@ def test_openai_pcm_is_24khz_16bit_little_endian_mono(server, reference):
     assert response.status_code == 200 and response.headers["x-sample-rate"] == "24000"
     got = np.frombuffer(response.content, "<i2")
     alone = reference.synthesize(TWO, seed=int(response.headers["x-seed"]))
-    pause = np.zeros(round(reference.sentence_pause * 24000), np.int16)
+    pause = np.zeros(round(reference.synthesis.sentence_pause * 24000), np.int16)
     pieces = [pcm16(resample_poly(s.audio.numpy(), 160, 147)) for s in alone.sentences]
     expected = np.concatenate([pieces[0], pause, pieces[1]])
     assert same_audio(got, expected)

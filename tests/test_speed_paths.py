@@ -5,18 +5,13 @@ import torch
 
 import tacoglow.decoding as decoding
 import tacoglow.ops as ops
-from conftest import rel_err
-from tacoglow.tacotron2 import PRECISIONS, Tacotron2, Tacotron2Config
-from tacoglow.waveglow import WaveGlow, WaveGlowConfig
+from helpers import rel_err, tiny_tacotron2, tiny_waveglow
+from tacoglow.tacotron2 import PRECISIONS, Tacotron2
+from tacoglow.waveglow import WaveGlow
 
 
 def _tacotron2(**overrides) -> Tacotron2:
-    cfg = dict(symbols_embedding_dim=16, encoder_embedding_dim=16, attention_rnn_dim=24, attention_dim=8,
-               attention_location_n_filters=4, attention_location_kernel_size=5, decoder_rnn_dim=24,
-               prenet_dim=8, postnet_embedding_dim=12, max_decoder_steps=45)
-    cfg.update(overrides)
-    torch.manual_seed(0)
-    model = Tacotron2(Tacotron2Config(**cfg)).eval()
+    model = tiny_tacotron2(**{"max_decoder_steps": 45, **overrides})
     with torch.no_grad():
         model.decoder.gate_layer.linear_layer.bias.fill_(-1e4)  # never stops: runs to the caps
     return model
@@ -186,17 +181,8 @@ def test_training_mode_inference_still_uses_the_modules():
 
 # --- WaveGlow ------------------------------------------------------------------------------------------
 
-TINY_WAVEGLOW = WaveGlowConfig(n_flows=4, n_group=8, n_early_every=2, n_early_size=2, n_layers=3, n_channels=16)
-
-
 def _waveglow() -> WaveGlow:
-    torch.manual_seed(0)
-    model = WaveGlow(TINY_WAVEGLOW).eval()
-    with torch.no_grad():
-        for wn in model.WN:
-            wn.end.weight.normal_(0, 0.1)
-            wn.end.bias.normal_(0, 0.1)
-    return model
+    return tiny_waveglow(end_std=0.1, n_layers=3, n_channels=16).eval()
 
 
 @pytest.mark.parametrize("weight_norm", [True, False])

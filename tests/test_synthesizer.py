@@ -1,8 +1,10 @@
-"""The Synthesizer: seeds, batches in input order, sentence streaming, stop reasons."""
+"""The Synthesizer: seeds, batches in input order, sentence streaming, stop reasons, a voice's settings."""
+import dataclasses
+
 import pytest
 import torch
 
-from tacoglow import GriffinLimVocoder, Synthesizer, load_tacotron2
+from tacoglow import GriffinLimVocoder, SynthesisConfig, Synthesizer, load_tacotron2
 from tacoglow.synthesizer import SynthesisError, WaveGlowVocoder
 from conftest import fixture_path
 
@@ -103,7 +105,7 @@ def test_voice_records_its_griffin_lim_power(tmp_path):
     voice = tmp_path / "voice.pt"
     save_model(model, voice, synthesis={"griffin_lim_power": 1.4})
     synth = Synthesizer.from_checkpoints(voice)
-    assert synth.vocoder.power == 1.4 and synth.griffin_lim_power == 1.4
+    assert synth.vocoder.power == 1.4 and synth.synthesis.griffin_lim_power == 1.4
     assert Synthesizer.from_checkpoints(voice, griffin_lim_power=1.0).vocoder.power == 1.0  # the caller wins
     a = synth.synthesize("Sharper.", seed=2).audio
     b = Synthesizer.from_checkpoints(voice, griffin_lim_power=1.0).synthesize("Sharper.", seed=2).audio
@@ -122,7 +124,7 @@ def test_voice_records_its_mel_inversion(tmp_path):
     assert Synthesizer.from_checkpoints(voice).vocoder.inversion_iters == 100  # the library's default
     save_model(model, voice, synthesis={"griffin_lim_inversion_iters": 0})
     synth = Synthesizer.from_checkpoints(voice)
-    assert synth.vocoder.inversion_iters == 0 and synth.griffin_lim_inversion_iters == 0
+    assert synth.vocoder.inversion_iters == 0 and synth.synthesis.griffin_lim_inversion_iters == 0
     assert Synthesizer.from_checkpoints(voice, griffin_lim_inversion_iters=7).vocoder.inversion_iters == 7
     a = synth.synthesize("Plain.", seed=2).audio
     b = Synthesizer.from_checkpoints(voice, griffin_lim_inversion_iters=100).synthesize("Plain.", seed=2).audio
@@ -132,12 +134,43 @@ def test_voice_records_its_mel_inversion(tmp_path):
     assert paired.griffin_lim_vocoder().inversion_iters == 0 and paired.griffin_lim_vocoder().power == 1.0
     with pytest.raises(ValueError, match="power must be in"):  # refused at once, before any decoding
         Synthesizer.from_checkpoints(voice, griffin_lim_power=9.0)
-    with pytest.raises(ValueError, match="inversion_iters must be >= 0"):
+    with pytest.raises(ValueError, match="griffin_lim_inversion_iters must be a whole number >= 0"):
         Synthesizer.from_checkpoints(voice, griffin_lim_inversion_iters=-1)
     for bad in (-1, 2.5, float("inf"), float("nan"), "many"):
         save_model(model, voice, synthesis={"griffin_lim_inversion_iters": bad})
         with pytest.raises(CheckpointError, match="voice.pt: synthesis.griffin_lim_inversion_iters must be"):
             Synthesizer.from_checkpoints(voice)
+
+
+def test_synthesis_config_is_the_checkpoints_synthesis_section(tmp_path):
+    from tacoglow.checkpoint import CheckpointError, save_model
+
+    model = load_tacotron2(fixture_path("tacotron2_small_ngc.pt"))
+    voice = tmp_path / "voice.pt"
+    settings = SynthesisConfig(sigma=0.7, griffin_lim_iters=3, normalize=False, frames_per_symbol=None,
+                               sentence_pause=0.5)
+    assert SynthesisConfig.from_dict(settings.to_dict()) == settings
+    save_model(model, voice, synthesis=settings.to_dict())
+    synth = Synthesizer.from_checkpoints(voice, fixture_path("waveglow_small_ngc.pt"))
+    assert synth.synthesis == settings and synth.vocoder.sigma == 0.7 and synth.griffin_lim_vocoder().n_iters == 3
+    assert synth.step_cap(5) == model.config.max_decoder_steps  # frames_per_symbol None: the reference's cap
+    override = Synthesizer.from_checkpoints(voice, sigma=0.2, normalize=True)  # the caller's settings win
+    assert override.synthesis == dataclasses.replace(settings, sigma=0.2, normalize=True)
+    save_model(model, voice, synthesis={"griffin_lim_powr": 1.2})
+    with pytest.raises(CheckpointError, match=r"voice.pt: synthesis: unknown SynthesisConfig keys \['griffin_lim_po"):
+        Synthesizer.from_checkpoints(voice)
+    save_model(model, voice, synthesis=[1.2])
+    with pytest.raises(CheckpointError, match="voice.pt: 'synthesis' must be a dict of settings"):
+        Synthesizer.from_checkpoints(voice)
+    with pytest.raises(ValueError, match="sigma must be a finite number >= 0, got nan"):
+        SynthesisConfig(sigma=float("nan"))
+
+
+def test_a_vocoder_given_keeps_its_settings_and_synthesis_records_them():
+    model = load_tacotron2(fixture_path("tacotron2_small_ngc.pt"))
+    synth = Synthesizer(model, GriffinLimVocoder(n_iters=2, power=1.5), sentence_pause=0.0)
+    assert (synth.synthesis.griffin_lim_iters, synth.synthesis.griffin_lim_power) == (2, 1.5)
+    assert synth.synthesis.sentence_pause == 0.0 and synth.griffin_lim_vocoder().power == 1.5
 
 
 def test_vocoder_options_change_waveglow_output(synth):

@@ -2,7 +2,8 @@
 import pytest
 import torch
 
-from conftest import fixture_path, rel_err
+from conftest import fixture_path
+from helpers import rel_err, tiny_tacotron2_config
 from tacoglow.tacotron2 import Tacotron2, Tacotron2Config, Tacotron2Output
 
 
@@ -25,14 +26,6 @@ def model(ngc):
     m = Tacotron2(Tacotron2Config.from_dict(ngc["config"]))
     m.load_state_dict(_strip_module(ngc["state_dict"]), strict=True)
     return m.eval()
-
-
-def _tiny_config(**overrides) -> Tacotron2Config:
-    cfg = dict(symbols_embedding_dim=16, encoder_embedding_dim=16, attention_rnn_dim=24, attention_dim=8,
-               attention_location_n_filters=4, attention_location_kernel_size=5, decoder_rnn_dim=24,
-               prenet_dim=8, postnet_embedding_dim=12, max_decoder_steps=12)
-    cfg.update(overrides)
-    return Tacotron2Config(**cfg)
 
 
 # --- configuration and checkpoint layout ---------------------------------------------------------
@@ -193,7 +186,7 @@ def test_single_generator_equals_seeded_global(model, cases):
 
 def test_backward_on_tiny_config():
     torch.manual_seed(0)
-    m = Tacotron2(_tiny_config(mask_padding=True)).train()
+    m = Tacotron2(tiny_tacotron2_config(max_decoder_steps=12, mask_padding=True)).train()
     text = torch.randint(1, 148, (3, 9))
     text_lengths = torch.tensor([9, 6, 7])  # unsorted: allowed in training
     mels = torch.randn(3, 80, 11)
@@ -210,7 +203,7 @@ def test_backward_on_tiny_config():
 
 def test_two_frames_per_step_shapes():
     torch.manual_seed(0)
-    m = Tacotron2(_tiny_config(n_frames_per_step=2)).eval()
+    m = Tacotron2(tiny_tacotron2_config(max_decoder_steps=12, n_frames_per_step=2)).eval()
     assert m.decoder.linear_projection.linear_layer.weight.shape == (160, 24 + 16)
     assert m.decoder.prenet.layers[0].linear_layer.weight.shape == (8, 160)
     text = torch.randint(1, 148, (2, 7))
@@ -231,7 +224,7 @@ def test_two_frames_per_step_shapes():
 
 def test_no_early_stopping_runs_to_the_cap():
     torch.manual_seed(0)
-    m = Tacotron2(_tiny_config(decoder_no_early_stopping=True)).eval()
+    m = Tacotron2(tiny_tacotron2_config(max_decoder_steps=12, decoder_no_early_stopping=True)).eval()
     with torch.no_grad():
         m.decoder.gate_layer.linear_layer.bias.fill_(1e4)  # every item stops at step 0
     out = m.infer_detailed(torch.randint(1, 148, (2, 5)), torch.tensor([5, 3]))

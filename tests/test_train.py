@@ -267,11 +267,11 @@ def test_arpabet_training_reads_words_as_phones_and_the_voice_says_so(corpus, tm
     path = T.train_tacotron2(corpus, tmp_path / "phones", tiny_config(p_arpabet=0.5, max_steps=2))
     assert torch.load(path, weights_only=True)["text"]["arpabet"] == LEXICON_VERSION
     synth = Synthesizer.from_checkpoints(path, griffin_lim_iters=2)
-    assert synth.arpabet and sequence_to_text(synth.text_to_ids("A cat.")) == "a {K AE1 T}."
+    assert synth.synthesis.arpabet and sequence_to_text(synth.text_to_ids("A cat.")) == "a {K AE1 T}."
     shipped = tmp_path / "voice.pt"
     T.export_checkpoint(path, shipped)
-    assert Synthesizer.from_checkpoints(shipped, griffin_lim_iters=2).arpabet
-    assert not Synthesizer.from_checkpoints(shipped, griffin_lim_iters=2, arpabet=False).arpabet
+    assert Synthesizer.from_checkpoints(shipped, griffin_lim_iters=2).synthesis.arpabet
+    assert not Synthesizer.from_checkpoints(shipped, griffin_lim_iters=2, arpabet=False).synthesis.arpabet
     with pytest.raises(ValueError, match=r"p_arpabet must be in \[0, 1\]"):
         tiny_config(p_arpabet=2.0)
 

@@ -3,9 +3,8 @@ import pytest
 import torch
 
 from tacoglow.waveglow import Denoiser, WaveGlow, WaveGlowConfig, WaveGlowLoss
-from conftest import fixture_path, rel_err
-
-TINY = WaveGlowConfig(n_flows=4, n_group=8, n_early_every=2, n_early_size=2, n_layers=2, n_channels=8)
+from conftest import fixture_path
+from helpers import rel_err, tiny_waveglow
 
 
 @pytest.fixture(scope="module")
@@ -124,19 +123,8 @@ def test_config_nvidia_round_trip_and_validation():
         WaveGlowConfig(n_flows=17)
 
 
-def _tiny_model(seed: int = 0) -> WaveGlow:
-    torch.manual_seed(seed)
-    model = WaveGlow(TINY)
-    # `end` starts at zero (identity couplings); randomise it so the round trip exercises every flow.
-    with torch.no_grad():
-        for wn in model.WN:
-            wn.end.weight.normal_(0, 0.05)
-            wn.end.bias.normal_(0, 0.05)
-    return model
-
-
 def test_forward_then_infer_recovers_audio():
-    model = _tiny_model()
+    model = tiny_waveglow()
     mel = torch.randn(2, 80, 6)
     audio = 0.5 * torch.randn(2, 6 * 256)
     with torch.no_grad():
@@ -157,7 +145,7 @@ def test_forward_then_infer_recovers_audio():
 
 
 def test_training_step_runs_backward():
-    model = _tiny_model().train()
+    model = tiny_waveglow().train()
     loss_fn = WaveGlowLoss(sigma=1.0)
     mel = torch.randn(2, 80, 4)
     audio = 0.1 * torch.randn(2, 1000)  # shorter than 4 * 256: the upsampled mel is trimmed

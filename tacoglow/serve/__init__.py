@@ -11,12 +11,23 @@ only translates HTTP to jobs and pieces of audio back to bytes. ``wav``, ``pcm``
 (native: one JSON line per sentence with its audio and alignment) are streamed sentence by
 sentence; the other formats are encoded once the last sentence is ready.
 
-Modules: ``api`` (limits, request bodies, JSON errors), ``encoding`` (audio bytes), ``metrics``,
+Modules: ``limits``, ``api`` (request bodies, JSON errors), ``encoding`` (audio bytes), ``metrics``,
 ``batching``, ``service`` (one request from text to response), ``app`` (routes, :func:`run`).
 """
-from .api import ApiError, ServerLimits
-from .app import create_app, run
-from .batching import BatchScheduler, EventLog, Job, Piece, QueueFull, TimedOut
+import importlib
+from typing import Any
 
-__all__ = ["ApiError", "BatchScheduler", "EventLog", "Job", "Piece", "QueueFull", "ServerLimits", "TimedOut",
-           "create_app", "run"]
+from .limits import ServerLimits
+
+# The web framework (FastAPI) loads with the first of these names, not with the package: the command line
+# reads ServerLimits' defaults for every command, and only `tacoglow serve` needs the server itself.
+_LAZY = {"ApiError": "api", "create_app": "app", "run": "app", "BatchScheduler": "batching", "EventLog": "batching",
+         "Job": "batching", "Piece": "batching", "QueueFull": "batching", "TimedOut": "batching"}
+
+__all__ = ["ServerLimits", *_LAZY]
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _LAZY:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)

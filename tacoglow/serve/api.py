@@ -1,39 +1,21 @@
-"""What a client may send and what it gets back on error: the limits, the request bodies, JSON errors.
+"""What a client may send and what it gets back on error: the request bodies and JSON errors.
 
 Every error is JSON ``{"error": {"message", "type", "param", "code"}}``, as OpenAI's API answers.
 """
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from typing import Any, Literal
 
 from fastapi import Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+
 # OpenAI's voice names; each maps to the loaded voice.
 OPENAI_VOICES = ("alloy", "ash", "ballad", "cedar", "coral", "echo", "fable", "marin", "nova", "onyx", "sage",
                  "shimmer", "verse")
 OPENAI_MODELS = ("tts-1", "tts-1-hd", "gpt-4o-mini-tts")
-
-
-@dataclass
-class ServerLimits:
-    """What one server accepts; each limit answers with a JSON error, never a hang."""
-
-    max_input_chars: int = 4096    # OpenAI's limit for `input`; longer gets 413
-    max_concurrent: int = 8        # requests synthesized at once (one sentence each per batch)
-    max_queue: int = 32            # requests waiting for a slot; more get 503 + Retry-After
-    request_timeout: float = 60.0  # seconds from arrival to the last byte; then 504 or a cut stream
-    batch_wait: float = 0.01       # seconds to gather concurrent requests after an idle spell
-
-    def check(self) -> None:
-        """Raise ValueError, naming the ``tacoglow serve`` options, for limits no server can keep."""
-        if self.max_input_chars < 1 or self.max_concurrent < 1 or self.max_queue < 0:
-            raise ValueError("--max-input-chars and --max-concurrent must be at least 1, --max-queue at least 0")
-        if self.request_timeout <= 0 or self.batch_wait < 0:
-            raise ValueError("--timeout must be positive and --batch-wait-ms at least 0")
 
 
 class ApiError(Exception):

@@ -13,10 +13,11 @@ from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ..synthesizer import Synthesizer
-from .api import (OPENAI_MODELS, OPENAI_VOICES, ApiError, OpenAISpeechRequest, ServerLimits, StreamCut,
-                  SynthesizeRequest, error_response, parse_body)
+from .api import (OPENAI_MODELS, OPENAI_VOICES, ApiError, OpenAISpeechRequest, StreamCut, SynthesizeRequest,
+                  error_response, parse_body)
 from .batching import EventLog
 from .encoding import OPENAI_PCM_RATE, OPUS_RATE, STREAMED
+from .limits import ServerLimits
 from .metrics import Metrics
 from .service import SpeechService
 
@@ -127,14 +128,15 @@ def create_app(synthesizer: Synthesizer | Callable[[], Synthesizer], *, limits: 
     async def voices(request: Request) -> dict:
         service: SpeechService = request.app.state.service
         synth, waveglow = service.synth, service.vocoders.get("waveglow")
+        settings = synth.synthesis
         voice = {"name": service.voice_name, "aliases": list(OPENAI_VOICES), "models": list(OPENAI_MODELS),
                  "sample_rate": synth.audio.sampling_rate, "vocoders": list(service.vocoders),
                  "default_vocoder": next(iter(service.vocoders)),
                  "sigma": waveglow.sigma if waveglow else None,
                  "denoiser_strength": waveglow.denoiser_strength if waveglow else None,
-                 "griffin_lim": {"power": synth.griffin_lim_power,
-                                 "inversion_iters": synth.griffin_lim_inversion_iters},
-                 "normalize": synth.normalize, "arpabet": getattr(synth, "arpabet", False),
+                 "griffin_lim": {"power": settings.griffin_lim_power,
+                                 "inversion_iters": settings.griffin_lim_inversion_iters},
+                 "normalize": settings.normalize, "arpabet": settings.arpabet, "synthesis": settings.to_dict(),
                  "max_sentence_chars": synth.max_chars,
                  "tacotron2": dataclasses.asdict(synth.tacotron2.config),
                  "waveglow": dataclasses.asdict(waveglow.waveglow.config) if waveglow else None,

@@ -9,8 +9,9 @@ from fastapi import Request
 from fastapi.responses import Response, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
-from ..synthesizer import GriffinLimVocoder, SynthesisError, Synthesizer, WaveGlowVocoder, _new_seed
-from .api import OPENAI_VOICES, ApiError, ServerLimits, StreamCut
+from ..synthesizer import GriffinLimVocoder, SynthesisError, Synthesizer, WaveGlowVocoder, new_seed
+from .api import OPENAI_VOICES, ApiError, StreamCut
+from .limits import ServerLimits
 from .batching import BatchScheduler, EventLog, Job, Piece, QueueFull, TimedOut
 from .encoding import MEDIA_TYPES, STREAMED, encode_whole, piece_bytes, streamed_wav_header
 from .metrics import Metrics
@@ -54,7 +55,7 @@ class SpeechService:
         if vocoder not in self.vocoders:
             raise ApiError(422, f"vocoder {vocoder!r} is not loaded; this server has {list(self.vocoders)}",
                            param="vocoder")
-        seed = _new_seed() if seed is None else seed
+        seed = new_seed() if seed is None else seed
         try:
             sentences = self.synth.sentence_jobs(text, seed)
         except ValueError as error:
@@ -78,7 +79,7 @@ class SpeechService:
                            headers={"Retry-After": str(full.retry_after)}) from None
         except RuntimeError:
             raise ApiError(503, "the server is shutting down") from None
-        pause = round(self.synth.sentence_pause * sample_rate)
+        pause = round(self.synth.synthesis.sentence_pause * sample_rate)
         headers = {"X-Seed": str(seed), "X-Sample-Rate": str(sample_rate), "X-Sentences": str(len(sentences)),
                    "X-Request-Id": str(job.id)}
         disconnect = asyncio.ensure_future(_disconnected(request))

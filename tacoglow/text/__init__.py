@@ -1,4 +1,5 @@
 """Text front-end: normalization, the reference cleaners, and the 148-symbol alphabet."""
+from .cleaners import TextError
 from .normalize import NORMALIZER_VERSION, normalize_text
 from .sentences import split_sentences
 from .symbols import PAD_ID, prepare_text, sequence_to_text, symbols, text_to_sequence
@@ -11,6 +12,7 @@ __all__ = [
     "NORMALIZER_VERSION",
     "PAD_ID",
     "TEXT_FRONTEND_VERSION",
+    "TextError",
     "normalize_text",
     "prepare_text",
     "sequence_to_text",

@@ -8,10 +8,16 @@ which runs before the cleaners; do not "fix" anything here.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
+from ..errors import TacoglowError
 from .numbers import normalize_numbers
 from .transliteration import to_ascii
+
+
+class TextError(TacoglowError, ValueError):
+    """Text the front-end refuses (empty, nothing speakable, an unknown cleaner, an unreadable lexicon)."""
+
 
 _WHITESPACE_RE = re.compile(r"\s+")
 
@@ -78,3 +84,14 @@ CLEANERS: dict[str, Callable[[str], str]] = {
     "basic_cleaners": basic_cleaners,
     "transliteration_cleaners": transliteration_cleaners,
 }
+
+
+def cleaner_functions(cleaners: str | Sequence[str]) -> tuple[Callable[[str], str], ...]:
+    """The cleaner functions named by ``cleaners`` (one name or several, applied in order)."""
+    names = (cleaners,) if isinstance(cleaners, str) else tuple(cleaners)
+    functions = []
+    for name in names:
+        if name not in CLEANERS:
+            raise TextError(f"unknown cleaner {name!r}; valid cleaners: {', '.join(sorted(CLEANERS))}")
+        functions.append(CLEANERS[name])
+    return tuple(functions)

@@ -19,7 +19,7 @@ from typing import Sequence
 
 import numpy as np
 
-from .symbols import _cleaner_functions
+from .cleaners import TextError, cleaner_functions
 
 __all__ = ["LEXICON_PATH", "LEXICON_VERSION", "load_lexicon", "to_arpabet"]
 
@@ -39,7 +39,7 @@ def load_lexicon(path: str | Path = LEXICON_PATH) -> dict[str, str]:
         with gzip.open(path, "rt", encoding="utf-8") as f:
             lines = f.read().splitlines()
     except (OSError, EOFError) as error:
-        raise ValueError(f"{path}: cannot read the pronunciation lexicon ({error}); reinstall tacoglow or "
+        raise TextError(f"{path}: cannot read the pronunciation lexicon ({error}); reinstall tacoglow or "
                          "rebuild it with recipes/slt/make_lexicon.py") from None
     lexicon = {}
     for n, line in enumerate(lines, start=1):
@@ -47,7 +47,7 @@ def load_lexicon(path: str | Path = LEXICON_PATH) -> dict[str, str]:
             continue
         word, tab, phones = line.partition("\t")
         if not tab or not phones.strip():
-            raise ValueError(f"{path}:{n}: expected 'word<TAB>phones', got {line[:60]!r}")
+            raise TextError(f"{path}:{n}: expected 'word<TAB>phones', got {line[:60]!r}")
         lexicon[word] = phones.strip()
     return lexicon
 
@@ -68,7 +68,7 @@ def to_arpabet(text: str, p: float = 1.0, rng: np.random.Generator | None = None
     if 0.0 < p < 1.0 and rng is None:
         raise ValueError("to_arpabet with p < 1 needs an rng (numpy Generator) to choose the words")
     lexicon = load_lexicon() if lexicon is None else lexicon
-    functions = _cleaner_functions(cleaners)
+    functions = cleaner_functions(cleaners)
 
     def replace(match: re.Match) -> str:
         phones = lexicon.get(match.group(0))

@@ -10,7 +10,8 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Sequence
 from functools import lru_cache
 
-from .cleaners import CLEANERS
+from .cleaners import TextError, cleaner_functions
+from .lexicon import to_arpabet
 from .normalize import normalize_text
 
 PAD = "_"
@@ -36,16 +37,6 @@ ID_TO_SYMBOL: dict[int, str] = dict(enumerate(symbols))
 # Ids that carry sound: letters and ARPAbet phones (punctuation only shapes prosody).
 FIRST_LETTER_ID: int = SYMBOL_TO_ID["A"]
 FIRST_ARPABET_ID: int = SYMBOL_TO_ID["@" + ARPABET[0]]
-
-
-def _cleaner_functions(cleaners: str | Sequence[str]) -> tuple[Callable[[str], str], ...]:
-    names = (cleaners,) if isinstance(cleaners, str) else tuple(cleaners)
-    functions = []
-    for name in names:
-        if name not in CLEANERS:
-            raise ValueError(f"unknown cleaner {name!r}; valid cleaners: {', '.join(sorted(CLEANERS))}")
-        functions.append(CLEANERS[name])
-    return tuple(functions)
 
 
 @lru_cache(maxsize=4096)
@@ -83,9 +74,9 @@ def text_to_sequence(text: str, cleaners: str | Sequence[str] = ("english_cleane
     * After a match the reference continues with the rest of that first line only;
       whatever follows its newline is discarded.
 
-    Raises ValueError naming an unknown cleaner.
+    Raises TextError (a ValueError) naming an unknown cleaner.
     """
-    functions = _cleaner_functions(cleaners)
+    functions = cleaner_functions(cleaners)
     ids: list[int] = []
     pos, end = 0, len(text)
     newline = text.find("\n")
@@ -125,20 +116,18 @@ def prepare_text(
     lexicon knows as ARPAbet (:func:`tacoglow.text.lexicon.to_arpabet`, for voices trained so), then
     ``text_to_sequence``.
 
-    Raises ValueError when ``text`` is empty or leaves nothing speakable (no letter or
+    Raises TextError (a ValueError) when ``text`` is empty or leaves nothing speakable (no letter or
     ARPAbet id), so that callers never feed the model punctuation alone.
     """
     if not text.strip():
-        raise ValueError("text is empty")
+        raise TextError("text is empty")
     if normalize:
         text = normalize_text(text)
     if arpabet:
-        from .lexicon import to_arpabet  # the lexicon module builds on this one
-
         text = to_arpabet(text, cleaners=cleaners)
     ids = text_to_sequence(text, cleaners)
     if not any(i >= FIRST_LETTER_ID for i in ids):
-        raise ValueError(
+        raise TextError(
             f"text {text[:40]!r} has no characters the model can speak "
             "(letters, numbers or ARPAbet in curly braces)"
         )

@@ -19,6 +19,7 @@ from torch import nn
 from ..checkpoint import CheckpointError, atomic_save, checkpoint_dict, inspect_checkpoint, read_checkpoint
 from ..data import PreparedData
 from ..text.lexicon import LEXICON_VERSION
+from ..synthesis import SynthesisConfig
 from .config import TrainConfig
 from .run import (Run, StepResult, TrainState, TrainingError, finished, grad_scaler, nonfinite_error,
                   seed_everything, unwrap)
@@ -106,16 +107,18 @@ def save_checkpoint(run: Run, model: nn.Module, optimizer: torch.optim.Optimizer
 
 
 def export_checkpoint(source: str | os.PathLike, target: str | os.PathLike, dtype: torch.dtype | None = None,
-                      synthesis: dict[str, float] | None = None) -> None:
+                      synthesis: dict[str, Any] | None = None) -> None:
     """Write the model of a training checkpoint alone (config, audio, text, step and weights; optionally cast
     to ``dtype``), atomically: what a voice ships. ``synthesis``: the voice's measured synthesis defaults,
-    e.g. ``{"griffin_lim_power": 1.4}`` (read by ``Synthesizer.from_checkpoints``)."""
+    e.g. ``{"griffin_lim_power": 1.4}``, fields of `SynthesisConfig` checked as it reads them (read back by
+    ``Synthesizer.from_checkpoints``)."""
     obj = read_checkpoint(source)
     if not isinstance(obj, dict) or obj.get("format") != "tacoglow":
         raise CheckpointError(f"{source}: not a tacoglow checkpoint")
     model = {k: v for k, v in obj.items() if k not in ("training", "train_config")}
     if synthesis:
-        model["synthesis"] = {k: float(v) for k, v in synthesis.items()}
+        settings = SynthesisConfig.from_dict(synthesis)  # refuses unknown fields and bad values now, not at load
+        model["synthesis"] = {k: getattr(settings, k) for k in synthesis}
     if dtype is not None:
         model["state_dict"] = {k: (v.to(dtype) if v.is_floating_point() else v) for k, v in obj["state_dict"].items()}
     atomic_save(model, target)

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..config import dataclass_from_dict
+from ..config import ConfigError, dataclass_from_dict
 
 __all__ = ["MODELS", "RUN_FIELDS", "TrainConfig", "PRESETS", "load_train_config", "learning_rate_at",
            "guided_attention_weight_at"]
@@ -81,7 +81,7 @@ class TrainConfig:
         self.model_config = dict(self.model_config)
 
         def fail(message: str) -> None:
-            raise ValueError(f"invalid TrainConfig: {message}")
+            raise ConfigError(f"invalid TrainConfig: {message}")
 
         if self.model not in MODELS:
             fail(f"model must be one of {MODELS}, got {self.model!r}")
@@ -155,7 +155,7 @@ def load_train_config(config: TrainConfig | str | os.PathLike | None, model: str
     """A TrainConfig from an object, a preset name ("nvidia", "small") or a JSON file of its fields
     (missing fields take the TrainConfig defaults, i.e. NVIDIA's Tacotron 2 recipe)."""
     if model not in MODELS:
-        raise ValueError(f"model must be one of {MODELS}, got {model!r}")
+        raise ConfigError(f"model must be one of {MODELS}, got {model!r}")
     if config is None:
         config = "small"
     if isinstance(config, TrainConfig):
@@ -165,14 +165,14 @@ def load_train_config(config: TrainConfig | str | os.PathLike | None, model: str
     else:
         path = Path(config)
         if not path.is_file():
-            raise ValueError(f"--config {config}: neither a preset ({', '.join(PRESETS[model])}) nor a JSON file")
+            raise ConfigError(f"--config {config}: neither a preset ({', '.join(PRESETS[model])}) nor a JSON file")
         try:
             d = json.loads(path.read_text(encoding="utf-8"))
             cfg = TrainConfig.from_dict({"model": model, **d})
         except (json.JSONDecodeError, ValueError, TypeError) as error:
-            raise ValueError(f"{path}: not a usable training config: {error}") from None
+            raise ConfigError(f"{path}: not a usable training config: {error}") from None
     if cfg.model != model:
-        raise ValueError(f"the config is for {cfg.model}, not {model}")
+        raise ConfigError(f"the config is for {cfg.model}, not {model}")
     return dataclasses.replace(cfg)  # a copy: presets stay untouched
 
 

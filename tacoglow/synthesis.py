@@ -1,0 +1,90 @@
+"""How a voice is spoken: one `SynthesisConfig`, stored as a checkpoint's ``synthesis`` section.
+
+The settings travel together from the checkpoint (a voice records what was measured to suit it), through
+the command line's voice options (each overrides the field of the same name) into the `Synthesizer`,
+and out again through the server's ``/voices``.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+from typing import Any
+
+from .audio import MEL_INVERSION_ITERS
+from .checkpoint import CheckpointError, LoadedCheckpoint
+from .config import ConfigError, dataclass_from_dict
+
+
+@dataclass(frozen=True)
+class SynthesisConfig:
+    """Inference settings of a voice; the defaults are the reference's, or tacoglow's where it has none."""
+
+    # WaveGlow: NVIDIA's inference script runs -s 0.9 -d 0.01 (its torch.hub example: sigma 1.0, no denoiser).
+    sigma: float = 0.9  # scale of the flow's Gaussian noise
+    denoiser_strength: float = 0.01  # bias spectrum removed after WaveGlow; 0 turns the denoiser off
+    # Griffin-Lim: the vocoder when there is no WaveGlow, and the server's alternative beside one.
+    griffin_lim_iters: int = 60
+    griffin_lim_power: float = 1.0  # magnitude sharpening at unchanged loudness (tacoglow.audio.griffin_lim)
+    griffin_lim_inversion_iters: int = MEL_INVERSION_ITERS  # mel -> linear least squares; 0: clamped pseudo-inverse
+    # Text front-end: tacoglow.text.normalize_text before NVIDIA's english_cleaners (False: the reference's
+    # input exactly); arpabet reads every word of the lexicon as phones, for voices trained with p_arpabet.
+    normalize: bool = True
+    arpabet: bool = False
+    # Relative decoding cap, min_frames + frames_per_symbol * symbols mel frames (never above the model's
+    # max_decoder_steps), so that a confused model does not babble for max_decoder_steps on "Hi": LJSpeech
+    # speech runs at about 6 frames per symbol. None keeps the reference's behaviour (max_decoder_steps only).
+    frames_per_symbol: float | None = 20.0
+    min_frames: int = 100
+    sentence_pause: float = 0.2  # seconds of silence between sentences
+
+    def __post_init__(self) -> None:
+        for name in ("sigma", "denoiser_strength", "sentence_pause"):
+            if not math.isfinite(_number(name, getattr(self, name))) or getattr(self, name) < 0:
+                raise ConfigError(f"{name} must be a finite number >= 0, got {getattr(self, name)!r}", name)
+        for name in ("griffin_lim_iters", "griffin_lim_inversion_iters", "min_frames"):
+            object.__setattr__(self, name, _whole_number(name, getattr(self, name)))  # 0.0 from JSON -> 0
+        if not 0 < _number("griffin_lim_power", self.griffin_lim_power) <= 4:
+            raise ConfigError(f"griffin_lim_power must be in (0, 4], got {self.griffin_lim_power}", "griffin_lim_power")
+        cap = self.frames_per_symbol
+        if cap is not None and not 0 < _number("frames_per_symbol", cap) < math.inf:
+            raise ConfigError(f"frames_per_symbol must be a positive number or None, got {self.frames_per_symbol}",
+                              "frames_per_symbol")
+        for name in ("normalize", "arpabet"):
+            if not isinstance(getattr(self, name), bool):
+                raise ConfigError(f"{name} must be true or false, got {getattr(self, name)!r}", name)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> SynthesisConfig:
+        return dataclass_from_dict(cls, d)
+
+
+def _number(name: str, value: Any) -> float:
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        raise ConfigError(f"{name} must be a number, got {value!r}", name)
+    return value
+
+
+def _whole_number(name: str, value: Any) -> int:
+    if not float(_number(name, value)).is_integer() or value < 0:  # inf and nan are not whole
+        raise ConfigError(f"{name} must be a whole number >= 0, got {value!r}", name)
+    return int(value)
+
+
+def voice_synthesis_config(checkpoint: LoadedCheckpoint) -> SynthesisConfig:
+    """The settings a Tacotron 2 checkpoint records: its ``synthesis`` section over the defaults, with the
+    text front-end it was trained with (``text.normalize``, ``text.arpabet``) unless that section says."""
+    section = checkpoint.extra.get("synthesis") or {}
+    if not isinstance(section, dict):
+        raise CheckpointError(f"{checkpoint.path}: 'synthesis' must be a dict of settings, got "
+                              f"{type(section).__name__}; re-export the checkpoint")
+    trained = {"normalize": bool(checkpoint.text.get("normalize", True)),
+               "arpabet": bool(checkpoint.text.get("arpabet"))}  # the lexicon version it learned, if any
+    try:
+        return SynthesisConfig.from_dict({**trained, **section})
+    except ConfigError as error:
+        where = f"synthesis.{error}" if error.key else f"synthesis: {error}"
+        raise CheckpointError(f"{checkpoint.path}: {where}; re-export the checkpoint") from None
