@@ -191,6 +191,19 @@ class LoadedCheckpoint:
     step: int | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
+    def describe(self) -> str:
+        """A few lines for people (``tacoglow info``): layout, size, step, config, audio and text settings."""
+        n_params = sum(v.numel() for k, v in self.state_dict.items() if v.is_floating_point() and "running_" not in k)
+        dtypes = ", ".join(sorted({str(v.dtype).replace("torch.", "") for v in self.state_dict.values()}))
+        lines = [f"file:       {self.path}", f"model:      {self.kind}", f"layout:     {self.layout}",
+                 f"parameters: {n_params:,} in {len(self.state_dict)} tensors ({dtypes})"]
+        if self.step is not None:
+            lines.append(f"step:       {self.step}")
+        for title, section in (("config", self.config), ("audio", self.audio.to_dict()), ("text", self.text)):
+            if section or title != "text":
+                lines += [f"{title}:", *(f"  {key}: {value}" for key, value in section.items())]
+        return "\n".join(lines)
+
 
 def _strip_prefixes(state_dict: Mapping[str, Any]) -> dict[str, Any]:
     # DDP wraps the model as ``module.``; NVIDIA's entrypoints also strip ``module.1.``.

@@ -72,35 +72,23 @@ def load_synthesizer(args: argparse.Namespace):
         waveglow = None
     elif args.vocoder == "waveglow" and waveglow is None:
         raise TacoglowError("--vocoder waveglow needs a WaveGlow checkpoint: pass --waveglow FILE")
+    if args.threads:
+        torch.set_num_threads(args.threads)
     overrides = {f.name: getattr(args, f.name) for f in dataclasses.fields(SynthesisConfig)
                  if getattr(args, f.name, None) is not None}
     return Synthesizer.from_checkpoints(tacotron2, waveglow, device=args.device, backend=args.backend, **overrides)
 
 
 def _synthesize(args: argparse.Namespace) -> int:
-    from tqdm import tqdm
-
     from .audio import save_wav, wav_bytes
+    from .batch import check_output_folder, read_lines, synthesize_lines, synthesize_text
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
     if args.input is None and args.text is None:
         raise TacoglowError("give TEXT to speak, '-' to read standard input, or --input FILE")
     if args.input is not None and args.text is not None:
         raise TacoglowError("give either TEXT or --input FILE, not both")
     if args.input is not None:
-        if not args.input.is_file():
-            raise TacoglowError(f"{args.input}: no such text file")
-        try:
-            lines = [line.strip() for line in args.input.read_text(encoding="utf-8").splitlines()]
-        except UnicodeDecodeError as error:
-            raise TacoglowError(f"{args.input}: not UTF-8 text ({error.reason} at byte {error.start})") from None
-        lines = [line for line in lines if line]
-        if not lines:
-            raise TacoglowError(f"{args.input}: has no text lines")
-        out_dir = Path(args.output)
-        if out_dir.exists() and not out_dir.is_dir():
-            raise TacoglowError(f"{out_dir}: with --input, -o must be a folder")
+        lines, out_dir = read_lines(args.input), check_output_folder(args.output)
     else:
         text = sys.stdin.read() if args.text == "-" else args.text
         if not text.strip():
@@ -108,32 +96,10 @@ def _synthesize(args: argparse.Namespace) -> int:
     synth = load_synthesizer(args)
 
     if args.input is not None:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        width = max(4, len(str(len(lines))))
-        for n, line in enumerate(tqdm(lines, desc="synthesizing", unit="line", disable=args.quiet), start=1):
-            speech = synth.synthesize(line, seed=None if args.seed is None else args.seed + n - 1)
-            save_wav(out_dir / f"{n:0{width}d}.wav", speech.audio, speech.sample_rate)
-        log.info("wrote %d files to %s", len(lines), out_dir)
+        synthesize_lines(synth, lines, out_dir, seed=args.seed, progress=not args.quiet)
         return 0
 
-    bars: list = []
-
-    def progress(done: int, total: int) -> None:
-        # A bar only for texts of several sentences; created on first use so errors stay one line.
-        if total < 2 or args.quiet:
-            return
-        if not bars:
-            bars.append(tqdm(total=total, desc="synthesizing", unit="sentence"))
-        bars[0].update(done - bars[0].n)
-
-    try:
-        speech = synth.synthesize(text, seed=args.seed, progress=progress)
-    finally:
-        for bar in bars:
-            bar.close()
-    for s in speech.sentences:
-        if s.stopped_by == "cap":
-            print(f"tacoglow: warning: {s.text[:50]!r} was cut at the decoding cap", file=sys.stderr)
+    speech = synthesize_text(synth, text, seed=args.seed, progress=not args.quiet)
     if args.output == "-":
         sys.stdout.buffer.write(wav_bytes(speech.audio, speech.sample_rate))
         sys.stdout.buffer.flush()
@@ -153,26 +119,7 @@ def _add_info(sub: argparse._SubParsersAction) -> None:
 def _info(args: argparse.Namespace) -> int:
     from .checkpoint import inspect_checkpoint
 
-    loaded = inspect_checkpoint(args.checkpoint)
-    n_params = sum(v.numel() for k, v in loaded.state_dict.items()
-                   if v.is_floating_point() and "running_" not in k)
-    dtypes = sorted({str(v.dtype).replace("torch.", "") for v in loaded.state_dict.values()})
-    print(f"file:       {loaded.path}")
-    print(f"model:      {loaded.kind}")
-    print(f"layout:     {loaded.layout}")
-    print(f"parameters: {n_params:,} in {len(loaded.state_dict)} tensors ({', '.join(dtypes)})")
-    if loaded.step is not None:
-        print(f"step:       {loaded.step}")
-    print("config:")
-    for key, value in loaded.config.items():
-        print(f"  {key}: {value}")
-    print("audio:")
-    for key, value in loaded.audio.to_dict().items():
-        print(f"  {key}: {value}")
-    if loaded.text:
-        print("text:")
-        for key, value in loaded.text.items():
-            print(f"  {key}: {value}")
+    print(inspect_checkpoint(args.checkpoint).describe())
     return 0
 
 
@@ -264,8 +211,6 @@ def _add_serve(sub: argparse._SubParsersAction) -> None:
 def _serve(args: argparse.Namespace) -> int:
     from .serve import ServerLimits, run
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
     limits = ServerLimits(max_input_chars=args.max_input_chars, max_concurrent=args.max_concurrent,
                           max_queue=args.max_queue, request_timeout=args.timeout, batch_wait=args.batch_wait_ms / 1000)
     run(lambda: load_synthesizer(args), host=args.host, port=args.port, limits=limits, voice_name=args.voice_name)
