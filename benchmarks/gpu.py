@@ -556,6 +556,10 @@ def _fmt(x: float | None, spec: str, suffix: str = "") -> str:
     return "-" if x is None or (isinstance(x, float) and math.isnan(x)) else format(x, spec) + suffix
 
 
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
 def table(rows: list[Row]) -> str:
     header = ["model", "math", "batch", "variant", "tacoglow s", "RTF", "reference s", "reference / tacoglow",
               "rel. err (vs)", "peak MiB", "reference peak MiB", "check"]
@@ -584,12 +588,12 @@ def report(bench: Bench) -> str:
     where = machine(bench)
     device = f"{where.get('gpu', 'CPU')} ({where['device']})"
     lines = [f"## GPU benchmark: {device}, torch {torch.__version__}"
-             + (f", CUDA {where['cuda']}" if bench.cuda else f", {torch.get_num_threads()} CPU threads"), ""]
+             + (f", CUDA {where['cuda']}" if bench.cuda else f", {_count(torch.get_num_threads(), 'CPU thread')}"), ""]
     lines.append(f"- Models: {bench.shapes.name} shapes, random weights (seed 0), loaded through the torch.hub "
                  "entrypoints from NVIDIA-layout files; fp16 = model_math='fp16' then .half(); fp32 with TF32 off.")
     lines.append(f"- Tacotron 2: {args.steps} decoder steps (gate silenced), batch sizes {args.batch_sizes}; vocoders "
-                 f"on the same batches' mels ({args.steps} frames; WaveGlow sigma {SIGMA}). Median of {args.repeats} "
-                 "runs after 1 warm-up, device synchronised.")
+                 f"on the same batches' mels ({args.steps} frames; WaveGlow sigma {SIGMA}). Median of "
+                 f"{_count(args.repeats, 'run')} after 1 warm-up, device synchronised.")
     if bench.reference is not None:
         stub = f" (stand-in for {', '.join(bench.reference.stubbed)})" if bench.reference.stubbed else ""
         lines.append(f"- Reference: {bench.reference.path}{stub}; fp32 rows must be within {EXACT:g} of it.")
