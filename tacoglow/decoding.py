@@ -8,6 +8,7 @@ runtime seam the decoding loop (``Tacotron2.infer_detailed``) calls.
                      of ``Tacotron2.infer_detailed(runtime=...)`` (ONNX Runtime)
     DecoderKernels   the decoder's parameters rearranged for fast products
     decoder_step     one step over DecoderKernels; the ONNX and TorchScript decoder_step graphs record it
+    CUDAGraphSteps   a DecoderRuntime that replays decoder_step as a CUDA graph (opt-in, CUDA only)
     PrenetMasks      the prenet's dropout masks, drawn from the caller's generators as the reference does
 
 At batch 1 a decoder step multiplies a few vectors by ~18 M weights (NVIDIA's sizes) and is bound by
@@ -30,7 +31,7 @@ from torch.nn import functional as F
 from .ops import PackedLinear
 
 __all__ = ["PRENET_DROPOUT", "MASK_CHUNK", "DecoderState", "DecoderStep", "DecoderRuntime", "Tacotron2Runtime",
-           "DecoderKernels", "decoder_step", "PrenetMasks", "keep_mask", "padding_mask", "grow"]
+           "DecoderKernels", "decoder_step", "CUDAGraphSteps", "PrenetMasks", "keep_mask", "padding_mask", "grow"]
 
 # The prenet keeps dropout on at inference too (paper, section 2.2); NVIDIA hard-codes p = 0.5.
 PRENET_DROPOUT = 0.5
@@ -89,7 +90,13 @@ def padding_mask(lengths: Tensor, width: int) -> Tensor:
 def _draw_keep(shape: Sequence[int], generator: torch.Generator | None, like: Tensor) -> Tensor:
     """Bool keep-mask for p = 0.5, drawn as uniform float64 < 0.5: on CPU this gives exactly the mask of
     ``bernoulli_(0.5)`` that ``F.dropout`` uses in the reference, on any CPU vendor, and accepts a caller's
-    generator. Without a generator the default generator of ``like``'s device is used."""
+    generator. Without a generator the default generator of ``like``'s device is used; on CUDA that is the
+    reference's own ``F.dropout``, run on ones of ``like``'s dtype: its fused kernel hands Philox numbers to
+    elements in an order set by its launch (shape, dtype, device), so only the same kernel on a tensor of the
+    reference's shape and dtype draws the reference's mask."""
+    if generator is None and like.device.type == "cuda":
+        ones = torch.ones(tuple(shape), dtype=like.dtype, device=like.device)
+        return F.dropout(ones, PRENET_DROPOUT, training=True) != 0
     device = generator.device if generator is not None else like.device
     return torch.rand(tuple(shape), dtype=torch.float64, device=device, generator=generator) < 0.5
 
@@ -205,6 +212,77 @@ def decoder_step(k: DecoderKernels, frame: Tensor, keep: Tensor, s: DecoderState
     dh, dc = _lstm_cell(k.decoder_rnn(torch.cat((h, context, s.decoder_hidden), 1)), s.decoder_cell)
     out = k.projection(torch.cat((dh, context), 1))
     return out, DecoderState(h, c, dh, dc, weights, s.attention_weights_cum + weights, context)
+
+
+class CUDAGraphSteps:
+    """A :class:`DecoderRuntime` that runs :func:`decoder_step` as a CUDA graph: opt-in, CUDA, eval mode.
+
+    On a GPU a decoder step is a few dozen small kernels, and launching them takes longer than running them
+    at small batches. The step is captured once per utterance (its shapes and memory are fixed for one) and
+    replayed at every step: one launch per step, the same kernels on the same inputs as the eager step, so
+    the same numbers. The prenet's masks are still drawn by the decoding loop, outside the graph, and what a
+    step returns lives in the graph's tensors until the next step (the loop copies it before then).
+
+        model.infer_detailed(ids, lengths, runtime=CUDAGraphSteps(model.decoder))
+    """
+
+    def __init__(self, decoder: nn.Module, precision: str = "fp32", warmup_steps: int = 2):
+        """decoder: a Tacotron 2 decoder (its ``kernels(precision)`` are replayed); warmup_steps: eager steps run
+        on a side stream before the capture, so that libraries initialise outside it."""
+        self.decoder, self.precision, self.warmup_steps = decoder, precision, warmup_steps
+
+    def start_decoding(self, memory: Tensor, mask: Tensor) -> DecoderStep:
+        if memory.device.type != "cuda":
+            raise ValueError(f"CUDA graph decoding needs the model on a CUDA device, not on {memory.device}; "
+                             "leave runtime unset there")
+        if self.decoder.training:
+            raise ValueError("CUDA graph decoding replays the eval-mode step: call model.eval() first")
+        kernels = self.decoder.kernels(self.precision)
+        return _GraphedStep(kernels, memory, kernels.process_memory(memory), mask if bool(mask.any()) else None,
+                            self.warmup_steps)
+
+
+class _GraphedStep:
+    """One utterance's decoder step as a CUDA graph, captured at the first call. Inputs are copied into the
+    graph's own tensors; the state it returns is its own too, so passing it back costs no copy."""
+
+    def __init__(self, kernels: DecoderKernels, memory: Tensor, processed_memory: Tensor, mask: Tensor | None,
+                 warmup_steps: int):
+        self.kernels, self.memory, self.processed_memory, self.mask = kernels, memory, processed_memory, mask
+        self.warmup_steps = warmup_steps
+        self.graph: torch.cuda.CUDAGraph | None = None
+
+    def _step(self) -> tuple[Tensor, DecoderState]:
+        return decoder_step(self.kernels, self.frame, self.keep, self.state, self.memory, self.processed_memory,
+                            self.mask)
+
+    def _capture(self, frame: Tensor, keep: Tensor, state: DecoderState) -> None:
+        self.frame, self.keep = frame.clone(), keep.clone()
+        self.state = DecoderState(*(t.clone() for t in state))
+        stream = torch.cuda.current_stream(frame.device)
+        side = torch.cuda.Stream(frame.device)
+        side.wait_stream(stream)
+        with torch.cuda.stream(side):
+            for _ in range(self.warmup_steps):
+                self._step()  # reads the graph's tensors, writes none of them
+        stream.wait_stream(side)
+        self.graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(self.graph):
+            self.out, new = self._step()
+            for mine, value in zip(self.state, new):  # the next step's inputs, in the graph's own tensors
+                mine.copy_(value)
+
+    def __call__(self, frame: Tensor, keep: Tensor, state: DecoderState) -> tuple[Tensor, DecoderState]:
+        if self.graph is None:
+            self._capture(frame, keep, state)
+        else:
+            self.frame.copy_(frame)
+            self.keep.copy_(keep)
+            if state is not self.state:
+                for mine, value in zip(self.state, state):
+                    mine.copy_(value)
+        self.graph.replay()
+        return self.out, self.state
 
 
 class PrenetMasks:

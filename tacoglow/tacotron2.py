@@ -507,7 +507,8 @@ class Tacotron2(nn.Module):
     def infer_detailed(self, sequences: Tensor, lengths: Tensor,
                        generator: torch.Generator | Sequence[torch.Generator] | None = None,
                        max_decoder_steps: int | Tensor | None = None, *,
-                       precision: str = "fp32", runtime: Tacotron2Runtime | None = None) -> Tacotron2Output:
+                       precision: str = "fp32", runtime: Tacotron2Runtime | DecoderRuntime | None = None
+                       ) -> Tacotron2Output:
         """Generate mels with the reference's stopping rule, plus per-item caps and stop flags.
 
         Args:
@@ -529,7 +530,9 @@ class Tacotron2(nn.Module):
                 approximate (see ``PRECISIONS``).
             runtime: run the encoder, decoder step and postnet on another engine (:class:`Tacotron2Runtime`,
                 e.g. ``tacoglow.export.OnnxRuntimeTacotron2``); it encodes items one by one, so a batch with
-                padding needs per-item generators. Sorting, masks, stopping and caps stay here.
+                padding needs per-item generators. A :class:`~tacoglow.decoding.DecoderRuntime` alone (e.g.
+                ``tacoglow.decoding.CUDAGraphSteps``) runs only the decoder steps. Sorting, masks, stopping and
+                caps stay here.
 
         Returns:
             :class:`Tacotron2Output`, in input order. T_out = (steps run) * r; an item's frames past its
@@ -553,7 +556,8 @@ class Tacotron2(nn.Module):
         if runtime is not None and (self.training or precision != "fp32"):
             raise ValueError(f"a runtime generates in eval mode with fp32 weights, not training={self.training} "
                              f"precision={precision!r}: call model.eval() and use precision='fp32'")
-        if runtime is not None and not isolated and (bool((lengths != lengths[0]).any())
+        engine = runtime if hasattr(runtime, "encode") else None  # a Tacotron2Runtime: encoder and postnet too
+        if engine is not None and not isolated and (bool((lengths != lengths[0]).any())
                                                      or sequences.size(1) != int(lengths[0])):
             raise ValueError("a runtime encodes items one by one, without padding; for a batch of different "
                              f"lengths ({lengths.tolist()} in {sequences.size(1)} columns) pass one generator "
@@ -566,8 +570,8 @@ class Tacotron2(nn.Module):
         device = self.embedding.weight.device
         sequences = sequences[order.to(sequences.device)]
 
-        if runtime is not None:
-            memory = runtime.encode(sequences, lengths)  # (B, max(lengths), C), each item encoded alone
+        if engine is not None:
+            memory = engine.encode(sequences, lengths)  # (B, max(lengths), C), each item encoded alone
         else:
             x = self.embedding(sequences).transpose(1, 2)  # (B, C, T_in)
             keep_text = None
@@ -590,8 +594,8 @@ class Tacotron2(nn.Module):
             alignments = alignments * keep_steps.unsqueeze(2).to(alignments.dtype)
             keep_frames = keep_steps.repeat_interleave(r, dim=1).unsqueeze(1).to(mel.dtype)  # (B, 1, T_out)
             mel = mel * keep_frames
-        if runtime is not None:
-            mel_postnet = runtime.postnet(mel, keep_frames)
+        if engine is not None:
+            mel_postnet = engine.postnet(mel, keep_frames)
         else:
             mel_postnet = mel + self.postnet(mel, keep_frames)
 
