@@ -11,7 +11,8 @@ import pytest
 import torch
 from torch.nn import functional as F
 
-from conftest import REPO, fixture_path, rel_err
+from conftest import REPO, fixture_path
+from helpers import rel_err
 from test_hub import torch_home  # noqa: F401  (fixture: NVIDIA's files under their names in $TORCH_HOME)
 from tacoglow.decoding import CUDAGraphSteps, keep_mask
 from tacoglow.tacotron2 import Tacotron2, Tacotron2Config
