@@ -139,7 +139,8 @@ def _describe_load_failure(path: Path, error: BaseException) -> str:
     text = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
     if isinstance(error, (EOFError,)) or "failed finding central directory" in text or "truncated" in text:
         return f"{path}: the file is truncated or damaged ({text[:120]}); download or copy it again"
-    return f"{path}: not a readable PyTorch checkpoint ({text[:160]}); check that this is the right file and download it again"
+    return (f"{path}: not a readable PyTorch checkpoint ({text[:160]}); "
+            "check that this is the right file and download it again")
 
 
 def read_checkpoint(path: str | os.PathLike) -> Any:

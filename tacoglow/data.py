@@ -42,10 +42,10 @@ import dataclasses
 import json
 import logging
 import math
+import os
 import random
 import re
 import shutil
-import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path

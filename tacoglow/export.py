@@ -32,8 +32,8 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from .config import ConfigError
-from .errors import TacoglowError
 from .decoding import DecoderKernels, DecoderState, DecoderStep, decoder_step, padding_mask
+from .errors import TacoglowError
 from .tacotron2 import Tacotron2
 from .waveglow import WaveGlow
 

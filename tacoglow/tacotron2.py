@@ -22,8 +22,17 @@ from torch.nn import functional as F
 
 from . import ops
 from .config import ConfigError, dataclass_from_dict
-from .decoding import (DecoderKernels, DecoderRuntime, DecoderState, DecoderStep, PrenetMasks, Tacotron2Runtime,
-                       grow, keep_mask, padding_mask)
+from .decoding import (
+    DecoderKernels,
+    DecoderRuntime,
+    DecoderState,
+    DecoderStep,
+    PrenetMasks,
+    Tacotron2Runtime,
+    grow,
+    keep_mask,
+    padding_mask,
+)
 from .ops import PRECISIONS
 
 __all__ = ["Tacotron2", "Tacotron2Config", "Tacotron2Loss", "Tacotron2Output", "PRECISIONS", "attention_scores",

@@ -19,9 +19,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from . import ops
 from .audio import STFT
 from .config import ConfigError, dataclass_from_dict
-from . import ops
 from .ops import conv as _conv
 
 __all__ = ["WaveGlowConfig", "WaveGlow", "WaveGlowLoss", "Denoiser"]

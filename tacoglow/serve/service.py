@@ -11,9 +11,9 @@ from starlette.concurrency import run_in_threadpool
 
 from ..synthesizer import GriffinLimVocoder, SynthesisError, Synthesizer, WaveGlowVocoder, new_seed
 from .api import OPENAI_VOICES, ApiError, StreamCut
-from .limits import ServerLimits
 from .batching import BatchScheduler, EventLog, Job, Piece, QueueFull, TimedOut
 from .encoding import MEDIA_TYPES, STREAMED, encode_whole, piece_bytes, streamed_wav_header
+from .limits import ServerLimits
 from .metrics import Metrics
 
 

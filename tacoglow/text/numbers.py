@@ -22,7 +22,6 @@ import re
 from functools import lru_cache
 
 
-
 @lru_cache(maxsize=1)
 def _engine():
     # inflect takes about a second to import: load it only when a number is read.

@@ -18,11 +18,20 @@ from torch import nn
 
 from ..checkpoint import CheckpointError, atomic_save, checkpoint_dict, inspect_checkpoint, read_checkpoint
 from ..data import PreparedData
-from ..text.lexicon import LEXICON_VERSION
 from ..synthesis import SynthesisConfig
+from ..text.lexicon import LEXICON_VERSION
 from .config import TrainConfig
-from .run import (Run, StepResult, TrainState, TrainingError, finished, grad_scaler, nonfinite_error,
-                  seed_everything, unwrap)
+from .run import (
+    Run,
+    StepResult,
+    TrainingError,
+    TrainState,
+    finished,
+    grad_scaler,
+    nonfinite_error,
+    seed_everything,
+    unwrap,
+)
 
 __all__ = ["latest_checkpoint", "resume_point", "ResumePoint", "save_checkpoint", "export_checkpoint",
            "start_training", "checkpoint_if_due"]

@@ -22,9 +22,23 @@ from ..text import text_to_sequence
 from ..text.lexicon import to_arpabet
 from .checkpoints import checkpoint_if_due, latest_checkpoint, save_checkpoint, start_training
 from .config import TrainConfig, guided_attention_weight_at, learning_rate_at
-from .run import (StopSignals, TrainingError, advance, autocast, backward_and_step, count_nonfinite, epoch_plan,
-                  finished, log_step, open_run, progress_bar, seed_everything, set_learning_rate, spread_by_length,
-                  unwrap)
+from .run import (
+    StopSignals,
+    TrainingError,
+    advance,
+    autocast,
+    backward_and_step,
+    count_nonfinite,
+    epoch_plan,
+    finished,
+    log_step,
+    open_run,
+    progress_bar,
+    seed_everything,
+    set_learning_rate,
+    spread_by_length,
+    unwrap,
+)
 
 __all__ = ["train_tacotron2", "validate_tacotron2", "tacotron2_loss"]
 

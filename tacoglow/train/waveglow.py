@@ -15,9 +15,23 @@ from ..data import Clip, PreparedData, bucket_batches, collate_audio_mel
 from ..waveglow import WaveGlow, WaveGlowConfig, WaveGlowLoss
 from .checkpoints import checkpoint_if_due, latest_checkpoint, save_checkpoint, start_training
 from .config import TrainConfig, learning_rate_at
-from .run import (StopSignals, TrainingError, advance, autocast, backward_and_step, count_nonfinite, epoch_plan,
-                  finished, log_step, open_run, progress_bar, seed_everything, set_learning_rate, spread_by_length,
-                  unwrap)
+from .run import (
+    StopSignals,
+    TrainingError,
+    advance,
+    autocast,
+    backward_and_step,
+    count_nonfinite,
+    epoch_plan,
+    finished,
+    log_step,
+    open_run,
+    progress_bar,
+    seed_everything,
+    set_learning_rate,
+    spread_by_length,
+    unwrap,
+)
 
 __all__ = ["train_waveglow", "validate_waveglow"]
 
