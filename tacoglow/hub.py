@@ -143,7 +143,7 @@ class TTSUtils:
         """NVIDIA's ``english_cleaners`` ids for each text, padded and sorted (the order is not returned)."""
         if isinstance(texts, str):
             texts = [texts]
-        batch = [torch.IntTensor(TTSUtils.text_to_sequence(t)) for t in texts]
+        batch: list[torch.Tensor] = [torch.IntTensor(TTSUtils.text_to_sequence(t)) for t in texts]
         if not batch or any(len(x) == 0 for x in batch):
             raise ValueError("every text must contain at least one character the model can speak")
         padded, lengths = TTSUtils.pad_sequences(batch)
