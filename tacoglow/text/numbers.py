@@ -219,7 +219,7 @@ def normalize_numbers(text: str) -> str:
     return _NUMBER_RE.sub(_expand_number, text)
 
 
-def _out_of_range() -> type:
+def _out_of_range() -> type[Exception]:
     import inflect
 
     return inflect.NumOutOfRangeError
