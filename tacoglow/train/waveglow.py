@@ -6,7 +6,7 @@ import logging
 import os
 import time
 from pathlib import Path
-from typing import Sequence
+from typing import Sequence, cast
 
 import numpy as np
 import torch
@@ -84,8 +84,8 @@ def train_waveglow(data_dir: str | os.PathLike, run_dir: str | os.PathLike,
     with run:
         data = PreparedData(data_dir)
         seed_everything(cfg.seed + run.rank)
-        model = WaveGlow(_waveglow_config(cfg, data)).train()
-        model, optimizer, scaler, state = start_training(run, model, cfg, data, resume, warm_start,
+        waveglow = WaveGlow(_waveglow_config(cfg, data)).train()
+        model, optimizer, scaler, state = start_training(run, waveglow, cfg, data, resume, warm_start,
                                                          drop_embedding=False)
         criterion = WaveGlowLoss(cfg.waveglow_sigma)
         train_clips, val_clips = data.train, spread_by_length(data.val, cfg.val_items)
@@ -119,7 +119,7 @@ def train_waveglow(data_dir: str | os.PathLike, run_dir: str | os.PathLike,
 
                 log_step(run, cfg, state, result, bar, lr, started, float(batch.audio.numel()), "samples")
                 if state.step % cfg.val_every == 0 and run.main and val_clips:
-                    metrics = validate_waveglow(unwrap(model), data, val_clips, cfg, run.device)
+                    metrics = validate_waveglow(cast(WaveGlow, unwrap(model)), data, val_clips, cfg, run.device)
                     run.log({"split": "val", "step": state.step, **metrics})
                     log.info("step %d: val loss %.4f", state.step, metrics["loss"])
                 path = checkpoint_if_due(run, model, optimizer, scaler, state, cfg, data, result, path)
