@@ -1,4 +1,4 @@
-# The two commands of the README:  `make demo`  and  `make test`.
+# The two commands of the README:  `make demo`  and  `make test`  (`make lint` is its first half).
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
@@ -8,7 +8,7 @@ BIN    := $(VENV)/bin
 TORCH  ?= torch==2.13.0
 TORCH_INDEX ?=
 
-.PHONY: setup demo test fuzz clean
+.PHONY: setup demo lint test fuzz clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -39,7 +39,12 @@ $(CHROMIUM):
 	        || echo "make: installing Chromium failed: the browser test will be skipped"; \
 	fi
 
-test: $(BIN)/.installed $(CHROMIUM)
+# Lint (ruff: pyflakes, pycodestyle, import order) and type-check (mypy); settings in pyproject.toml.
+lint: $(BIN)/.installed
+	$(BIN)/ruff check tacoglow tests benchmarks
+	$(BIN)/mypy
+
+test: $(BIN)/.installed lint $(CHROMIUM)
 	TACOGLOW_OFFLINE=1 $(BIN)/python -m pytest -rs
 
 # Text front-end fuzzing: 5 properties x 2,500 generated cases, per-case time limit.
@@ -47,4 +52,4 @@ fuzz: $(BIN)/.installed
 	TACOGLOW_FUZZ_EXAMPLES=2500 $(BIN)/python -m pytest -s tests/test_text_fuzz.py
 
 clean:
-	rm -rf $(VENV) *.egg-info .pytest_cache hello.wav
+	rm -rf $(VENV) *.egg-info .pytest_cache .mypy_cache .ruff_cache hello.wav

@@ -48,10 +48,11 @@ from typing import Any, Callable, Iterator
 
 import torch
 
-from inference import SEED, SIGMA, SENTENCES, Reference, build_tacotron2, build_waveglow, rel_err
 from tacoglow.hub import OFFLINE_ENV, TTSUtils, nvidia_file_name
 from tacoglow.tacotron2 import Tacotron2Config
 from tacoglow.waveglow import WaveGlowConfig
+
+from inference import SEED, SENTENCES, SIGMA, Reference, build_tacotron2, build_waveglow, rel_err
 
 REPO = Path(__file__).resolve().parents[1]
 MATHS = ("fp32", "fp16")

@@ -89,7 +89,8 @@ def main() -> None:
     audio = AudioConfig()
     print(f"torch {torch.__version__}, {args.threads} thread(s), {os.cpu_count()} CPUs, "
           f"load average {os.getloadavg()[0]:.2f} at start")
-    header = f"{'model':<10} {'config':<7} {'amp':<5} {'params':>8} {'batch':>5} {'item':>14} {'s/step':>8} {'throughput':>22}"
+    header = (f"{'model':<10} {'config':<7} {'amp':<5} {'params':>8} {'batch':>5} {'item':>14} {'s/step':>8} "
+              f"{'throughput':>22}")
     print(header)
     print("-" * len(header))
     for model_name in args.models:

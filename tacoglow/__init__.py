@@ -1,5 +1,6 @@
 """tacoglow: Tacotron 2 + WaveGlow text-to-speech, compatible with NVIDIA's checkpoints."""
-from . import audio, text
+from . import audio as audio  # "as": re-exported on purpose, tacoglow.audio and tacoglow.text are public
+from . import text as text
 from .audio import AudioConfig, mel_spectrogram
 from .checkpoint import CheckpointError, load_tacotron2, load_waveglow, save_model
 from .errors import TacoglowError

@@ -157,6 +157,9 @@ class STFT(nn.Module):
     denoiser relies on this exact pair.
     """
 
+    forward_basis: Tensor  # buffers, registered in __init__
+    inverse_basis: Tensor
+
     def __init__(self, filter_length: int = 1024, hop_length: int = 256, win_length: int = 1024) -> None:
         super().__init__()
         if win_length > filter_length:
@@ -481,8 +484,8 @@ def griffin_lim(mel: Tensor, config: AudioConfig = AudioConfig(), n_iters: int =
         magnitude = magnitude * torch.sqrt(energy / magnitude.square().sum(dim=(1, 2), keepdim=True).clamp_min(1e-30))
 
     window = torch.hann_window(config.win_length, periodic=True, dtype=dtype, device=mel.device)
-    stft_args = dict(n_fft=config.filter_length, hop_length=config.hop_length, win_length=config.win_length,
-                     window=window, center=True)
+    stft_args: dict[str, Any] = dict(n_fft=config.filter_length, hop_length=config.hop_length,
+                                     win_length=config.win_length, window=window, center=True)
 
     def analyse(audio: Tensor) -> Tensor:
         # A centred STFT of frames * hop samples has frames + 1 columns; the last one has no target.

@@ -31,7 +31,7 @@ import warnings
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, cast
 
 import torch
 
@@ -128,10 +128,12 @@ class _AllowlistUnpickler(pickle.Unpickler):
 def _allowlist_pickle_module() -> types.ModuleType:
     """A stand-in for the ``pickle`` module, handed to ``torch.load`` for legacy WaveGlow files."""
     module = types.ModuleType("tacoglow_allowlist_pickle")
-    module.Unpickler = _AllowlistUnpickler
-    module.UnpicklingError = pickle.UnpicklingError
-    module.load = lambda f, **kwargs: _AllowlistUnpickler(f, **kwargs).load()
-    module.loads = lambda data, **kwargs: _AllowlistUnpickler(io.BytesIO(data), **kwargs).load()
+    module.__dict__.update(
+        Unpickler=_AllowlistUnpickler,
+        UnpicklingError=pickle.UnpicklingError,
+        load=lambda f, **kwargs: _AllowlistUnpickler(f, **kwargs).load(),
+        loads=lambda data, **kwargs: _AllowlistUnpickler(io.BytesIO(data), **kwargs).load(),
+    )
     return module
 
 
@@ -139,7 +141,8 @@ def _describe_load_failure(path: Path, error: BaseException) -> str:
     text = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
     if isinstance(error, (EOFError,)) or "failed finding central directory" in text or "truncated" in text:
         return f"{path}: the file is truncated or damaged ({text[:120]}); download or copy it again"
-    return f"{path}: not a readable PyTorch checkpoint ({text[:160]}); check that this is the right file and download it again"
+    return (f"{path}: not a readable PyTorch checkpoint ({text[:160]}); "
+            "check that this is the right file and download it again")
 
 
 def read_checkpoint(path: str | os.PathLike) -> Any:
@@ -306,8 +309,8 @@ def tacotron2_config_from_shapes(sd: Mapping[str, torch.Tensor]) -> dict[str, An
 def waveglow_config_from_shapes(sd: Mapping[str, torch.Tensor]) -> dict[str, Any]:
     """A WaveGlow config (NVIDIA's nested form) read off its tensors."""
     n_flows = _count(sd, r"^WN\.(\d+)\.")
-    start = sd.get("WN.0.start.weight_v", sd.get("WN.0.start.weight"))
-    in0 = sd.get("WN.0.in_layers.0.weight_v", sd.get("WN.0.in_layers.0.weight"))
+    start = sd["WN.0.start.weight_v"] if "WN.0.start.weight_v" in sd else sd["WN.0.start.weight"]
+    in0 = sd["WN.0.in_layers.0.weight_v"] if "WN.0.in_layers.0.weight_v" in sd else sd["WN.0.in_layers.0.weight"]
     sizes = [sd[f"convinv.{k}.conv.weight"].shape[0] for k in range(n_flows)]
     n_group = sizes[0]
     changes = [k for k in range(1, n_flows) if sizes[k] != sizes[k - 1]]
@@ -435,12 +438,12 @@ def build_model(loaded: LoadedCheckpoint, want: str) -> torch.nn.Module:
 
 def load_tacotron2(path: str | os.PathLike, device: str | torch.device = "cpu") -> Tacotron2:
     """Build a :class:`Tacotron2` from any supported checkpoint layout, in eval mode."""
-    return build_model(inspect_checkpoint(path), "tacotron2").to(device)
+    return cast(Tacotron2, build_model(inspect_checkpoint(path), "tacotron2")).to(device)
 
 
 def load_waveglow(path: str | os.PathLike, device: str | torch.device = "cpu") -> WaveGlow:
     """Build a :class:`WaveGlow` from any supported checkpoint layout, in eval mode."""
-    return build_model(inspect_checkpoint(path), "waveglow").to(device)
+    return cast(WaveGlow, build_model(inspect_checkpoint(path), "waveglow")).to(device)
 
 
 def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> tuple[torch.nn.Module, LoadedCheckpoint]:
@@ -488,7 +491,7 @@ def checkpoint_dict(model: torch.nn.Module, audio: AudioConfig | None = None, te
     sd = {k: v.detach().cpu().contiguous() for k, v in sd.items()}
     return {
         "format": FORMAT, "format_version": FORMAT_VERSION, "model": kind,
-        "config": model.config.to_dict(), "audio": (audio or AudioConfig()).to_dict(),
+        "config": cast("Tacotron2 | WaveGlow", model).config.to_dict(), "audio": (audio or AudioConfig()).to_dict(),
         "text": dict(text or {}), "step": step, "state_dict": sd, **extra,
     }
 

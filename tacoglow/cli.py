@@ -7,6 +7,7 @@ import logging
 import sys
 import traceback
 from pathlib import Path
+from typing import cast
 
 import torch
 
@@ -230,9 +231,11 @@ def _add_export(sub: argparse._SubParsersAction) -> None:
 def _export(args: argparse.Namespace) -> int:
     from .checkpoint import load_model
     from .export import export_onnx, export_torchscript
+    from .tacotron2 import Tacotron2
+    from .waveglow import WaveGlow
 
-    model = load_model(args.checkpoint)[0].float().eval()
-    written = []
+    model = cast(Tacotron2 | WaveGlow, load_model(args.checkpoint)[0].float().eval())  # what load_model builds
+    written: list[Path] = []
     if args.format in ("onnx", "both"):
         written += export_onnx(model, args.output).values()
     if args.format in ("torchscript", "both"):

@@ -42,14 +42,14 @@ import dataclasses
 import json
 import logging
 import math
+import os
 import random
 import re
 import shutil
-import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import librosa
 import numpy as np
@@ -539,6 +539,8 @@ class PreparedData:
 
 
 class _TensorBatch:
+    __dataclass_fields__: ClassVar[dict[str, Any]]  # each batch class is a @dataclass
+
     def to(self, device: torch.device | str):
         """A copy with every tensor on ``device``."""
         return dataclasses.replace(self, **{f.name: getattr(self, f.name).to(device, non_blocking=True)

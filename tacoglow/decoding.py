@@ -22,7 +22,7 @@ n_mel * r the frames of one step (n_mel_channels * n_frames_per_step).
 """
 from __future__ import annotations
 
-from typing import NamedTuple, Protocol, Sequence
+from typing import Callable, NamedTuple, Protocol, Sequence, cast
 
 import torch
 from torch import Tensor, nn
@@ -123,6 +123,11 @@ def _fused_lstm_weights(cell: nn.LSTMCell) -> tuple[Tensor, Tensor]:
     return torch.cat((cell.weight_ih, cell.weight_hh), dim=1), cell.bias_ih + cell.bias_hh
 
 
+def _linear(module: nn.Module, path: str) -> nn.Linear:
+    """The ``nn.Linear`` at ``path`` (dotted) in ``module``."""
+    return cast(nn.Linear, module.get_submodule(path))
+
+
 class DecoderKernels:
     """The decoder's parameters arranged for generation (built, and cached, by ``decoder.kernels()``).
 
@@ -135,23 +140,28 @@ class DecoderKernels:
         matrices are stored (``tacoglow.ops.PRECISIONS``); portable: fp32 plain products only (for tracing
         and export, see tacoglow.export)."""
         with torch.no_grad():
-            prenet = decoder.prenet.layers
-            self.prenet = [PackedLinear(layer.linear_layer.weight, None, portable=portable) for layer in prenet]
-            self.attention_rnn = PackedLinear(*_fused_lstm_weights(decoder.attention_rnn), precision, portable)
-            self.decoder_rnn = PackedLinear(*_fused_lstm_weights(decoder.decoder_rnn), precision, portable)
+            prenet = cast(nn.ModuleList, decoder.get_submodule("prenet.layers"))
+            self.prenet = [PackedLinear(_linear(layer, "linear_layer").weight, None, portable=portable)
+                           for layer in prenet]
+            attention_rnn = cast(nn.LSTMCell, decoder.attention_rnn)
+            decoder_rnn = cast(nn.LSTMCell, decoder.decoder_rnn)
+            self.attention_rnn = PackedLinear(*_fused_lstm_weights(attention_rnn), precision, portable)
+            self.decoder_rnn = PackedLinear(*_fused_lstm_weights(decoder_rnn), precision, portable)
             # Attention energies v . tanh(E) are computed as (2 v) . sigmoid(2 E): tanh(x) = 2 sigmoid(2x) - 1,
             # and the constant -sum(v) drops out of the softmax. torch.tanh is ~4x slower than sigmoid on
             # CPU; doubling weights is exact, so only the tanh/sigmoid rounding differs (< 2e-7).
-            attention = decoder.attention_layer
-            self.memory_layer = attention.memory_layer.linear_layer.weight.detach()  # (A, C)
-            self.query = PackedLinear(2.0 * attention.query_layer.linear_layer.weight, None, portable=portable)
+            attention = decoder.get_submodule("attention_layer")
+            self.memory_layer = _linear(attention, "memory_layer.linear_layer").weight.detach()  # (A, C)
+            self.query = PackedLinear(2.0 * _linear(attention, "query_layer.linear_layer").weight, None,
+                                      portable=portable)
             # location_dense(location_conv(w)) is linear in w: one conv (attention_dim, 2, kernel).
-            conv = attention.location_layer.location_conv.conv
-            dense = attention.location_layer.location_dense.linear_layer.weight  # (attention_dim, n_filters)
+            conv = cast(nn.Conv1d, attention.get_submodule("location_layer.location_conv.conv"))
+            dense = _linear(attention, "location_layer.location_dense.linear_layer").weight  # (A, n_filters)
             self.location = 2.0 * torch.einsum("af,fck->ack", dense, conv.weight).contiguous()
-            self.location_padding = conv.padding[0]
-            self.v = 2.0 * attention.v.linear_layer.weight  # (1, A)
-            projection, gate = decoder.linear_projection.linear_layer, decoder.gate_layer.linear_layer
+            self.location_padding = cast(tuple[int, ...], conv.padding)[0]  # an int, (kernel - 1) // 2
+            self.v = 2.0 * _linear(attention, "v.linear_layer").weight  # (1, A)
+            projection = _linear(decoder, "linear_projection.linear_layer")
+            gate = _linear(decoder, "gate_layer.linear_layer")
             self.projection = PackedLinear(torch.cat((projection.weight, gate.weight)),
                                            torch.cat((projection.bias, gate.bias)), portable=portable)
         self.frame_dim = projection.weight.size(0)  # n_mel * r
@@ -237,7 +247,7 @@ class CUDAGraphSteps:
                              "leave runtime unset there")
         if self.decoder.training:
             raise ValueError("CUDA graph decoding replays the eval-mode step: call model.eval() first")
-        kernels = self.decoder.kernels(self.precision)
+        kernels = cast(Callable[[str], DecoderKernels], self.decoder.kernels)(self.precision)  # cached
         return _GraphedStep(kernels, memory, kernels.process_memory(memory), mask if bool(mask.any()) else None,
                             self.warmup_steps)
 
@@ -275,6 +285,7 @@ class _GraphedStep:
     def __call__(self, frame: Tensor, keep: Tensor, state: DecoderState) -> tuple[Tensor, DecoderState]:
         if self.graph is None:
             self._capture(frame, keep, state)
+            assert self.graph is not None  # set by _capture
         else:
             self.frame.copy_(frame)
             self.keep.copy_(keep)
@@ -301,7 +312,7 @@ class PrenetMasks:
         """rng: None (the default generator of ``like``'s device), one generator for the batch, or a list of
         one per item; dim: P; like: a tensor with the masks' dtype and device."""
         self.per_item = isinstance(rng, list)
-        self.generators = rng if self.per_item else [rng]
+        self.generators: Sequence[torch.Generator | None] = rng if isinstance(rng, list) else [rng]
         self.batch, self.dim, self.like = batch, dim, like
         devices = [g.device if g is not None else like.device for g in self.generators]
         self.chunked = chunked and all(d.type == "cpu" for d in devices)
@@ -322,6 +333,7 @@ class PrenetMasks:
         """Masks for the next step, (2, B, P). ``active`` (per-item mode): items that draw at this step; the
         others get zero rows and consume nothing. Once inactive, an item must stay inactive."""
         b, p = self.batch, self.dim
+        active = active or []  # per-item mode passes it; one generator for the batch never reads it
         if not self.chunked:
             if not self.per_item:
                 return self._scale(torch.stack([self._draw((b, p), self.generators[0]) for _ in range(2)]))
@@ -334,14 +346,17 @@ class PrenetMasks:
             self._rewind()
             chunk = max(1, min(MASK_CHUNK, steps_left))
             if not self.per_item:
-                self._saved[0] = self.generators[0].get_state()
+                generator = self.generators[0]
+                assert generator is not None  # chunked: torch.default_generator stands in for None
+                self._saved[0] = generator.get_state()
                 self._used[0] = 0
-                self._buffer = self._scale(self._draw((chunk, 2, b, p), self.generators[0]))
+                self._buffer = self._scale(self._draw((chunk, 2, b, p), generator))
             else:
                 keep = torch.zeros(chunk, 2, b, p, dtype=torch.bool)
                 for i, generator in enumerate(self.generators):
                     self._saved[i] = None
                     if active[i]:
+                        assert generator is not None  # per-item: a list of generators
                         self._saved[i], self._used[i] = generator.get_state(), 0
                         keep[:, :, i] = self._draw((chunk, 2, p), generator)
                 self._buffer = self._scale(keep)
@@ -363,6 +378,7 @@ class PrenetMasks:
         b, p, chunk = self.batch, self.dim, self._buffer.size(0)
         for i, (generator, saved) in enumerate(zip(self.generators, self._saved)):
             if saved is not None and self._used[i] < chunk:
+                assert generator is not None  # a saved state was drawn from it
                 generator.set_state(saved)
                 rows = (self._used[i], 2, b if not self.per_item else 1, p)
                 self._draw(rows, generator)  # advance past the used draws only

@@ -24,7 +24,7 @@ import io
 import json
 import warnings
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, cast
 
 import numpy as np
 import torch
@@ -32,8 +32,8 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from .config import ConfigError
-from .errors import TacoglowError
 from .decoding import DecoderKernels, DecoderState, DecoderStep, decoder_step, padding_mask
+from .errors import TacoglowError
 from .tacotron2 import Tacotron2
 from .waveglow import WaveGlow
 
@@ -159,7 +159,8 @@ class _WaveGlowGraph(nn.Module):
         super().__init__()
         self.waveglow = copy.deepcopy(waveglow).remove_weightnorm().eval()
         for k, conv in enumerate(self.waveglow.convinv):
-            self.register_buffer(f"inverse_{k}", conv.inverse_weight().detach().clone())
+            inverse_weight = cast(Callable[[], Tensor], conv.inverse_weight)  # of WaveGlow's invertible 1x1 conv
+            self.register_buffer(f"inverse_{k}", inverse_weight().detach().clone())
 
     def forward(self, mel: Tensor, z: Tensor) -> Tensor:
         wg, cfg = self.waveglow, self.waveglow.config
@@ -215,7 +216,8 @@ def onnx_bytes(graph: Graph) -> bytes:
     buffer = io.BytesIO()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the TorchScript-based exporter's deprecation and tracer notes
-        torch.onnx.export(graph.module, graph.inputs, buffer, input_names=graph.input_names,
+        # The stubs type f as a path, but the TorchScript exporter (dynamo=False) also writes to a file object.
+        torch.onnx.export(graph.module, graph.inputs, buffer, input_names=graph.input_names,  # type: ignore[arg-type]
                           output_names=graph.output_names, dynamic_axes=graph.dynamic_axes, opset_version=OPSET,
                           do_constant_folding=True, dynamo=False)
     return buffer.getvalue()
@@ -236,7 +238,7 @@ def _manifest(model: Tacotron2 | WaveGlow, graphs: dict[str, Graph], files: dict
 
 
 def _write(model: Tacotron2 | WaveGlow, directory: str | Path, suffix: str, manifest_suffix: str,
-           save: Callable[[Graph, Path], None]) -> dict[str, Path]:
+           save: Callable[[Graph, Path], object]) -> dict[str, Path]:
     """Each graph saved as ``<name><suffix>``, then the manifest ``<model><manifest_suffix>``."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)

@@ -76,7 +76,8 @@ def fetch_nvidia_checkpoint(model: str, math: str = "fp32", force_reload: bool =
                 return folder / name
     target = checkpoint_dirs()[0] / name
     if os.getenv(OFFLINE_ENV, "").lower() in ("1", "true", "yes"):
-        raise NotAvailableError(f"{name} is not cached and downloads are off ({OFFLINE_ENV}=1): {how_to_get(model, math)}")
+        raise NotAvailableError(
+            f"{name} is not cached and downloads are off ({OFFLINE_ENV}=1): {how_to_get(model, math)}")
     url = NVIDIA_URLS[(model, math)]
     log.info("downloading %s to %s", url, target)
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -101,7 +102,8 @@ def default_checkpoints() -> tuple[Path, Path | None]:
     """(Tacotron 2, WaveGlow or None) for synthesis when the user names no checkpoint.
 
     The voice in ``$TACOGLOW_VOICE_DIR`` or, by default, the one bundled with the package comes
-    first; otherwise NVIDIA's published pair from the torch.hub cache. Raises :class:`NotAvailableError` saying how to get one.
+    first; otherwise NVIDIA's published pair from the torch.hub cache. Raises :class:`NotAvailableError`
+    saying how to get one.
     """
     voice_dir = Path(os.environ.get(VOICE_DIR_ENV) or BUNDLED_VOICE_DIR)
     bundled = voice_dir / "tacotron2.pt"
@@ -141,7 +143,7 @@ class TTSUtils:
         """NVIDIA's ``english_cleaners`` ids for each text, padded and sorted (the order is not returned)."""
         if isinstance(texts, str):
             texts = [texts]
-        batch = [torch.IntTensor(TTSUtils.text_to_sequence(t)) for t in texts]
+        batch: list[torch.Tensor] = [torch.IntTensor(TTSUtils.text_to_sequence(t)) for t in texts]
         if not batch or any(len(x) == 0 for x in batch):
             raise ValueError("every text must contain at least one character the model can speak")
         padded, lengths = TTSUtils.pad_sequences(batch)

@@ -48,11 +48,13 @@ def fold_batch_norm(conv: torch.nn.Conv1d, bn: torch.nn.BatchNorm1d) -> tuple[Te
     (x - mean) / sqrt(var + eps) * gamma + beta folded into the weight and bias (float rounding apart, the
     same function; one pass over the activations instead of two). Returns the (C_out, C_in, 1, k)
     channels-last weight and the (C_out,) bias, detached."""
+    mean, var = bn.running_mean, bn.running_var
+    assert mean is not None and var is not None, "batch norm without running statistics"
     with torch.no_grad():
-        scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
-        bias = conv.bias if conv.bias is not None else torch.zeros_like(bn.running_mean)
+        scale = bn.weight / torch.sqrt(var + bn.eps)
+        bias = conv.bias if conv.bias is not None else torch.zeros_like(mean)
         return (conv_weight(conv.weight * scale[:, None, None]),
-                ((bias - bn.running_mean) * scale + bn.bias).detach())
+                ((bias - mean) * scale + bn.bias).detach())
 
 
 def use_fused_convolutions(module: torch.nn.Module, x: Tensor) -> bool:
@@ -126,7 +128,7 @@ class PackedLinear:
                 except RuntimeError:  # an unusual build: the plain product is exact too
                     pass
         elif precision == "bf16":
-            self.kind, self._bias16 = "bf16", None if bias is None else self.bias.bfloat16()
+            self.kind, self._bias16 = "bf16", None if self.bias is None else self.bias.bfloat16()
             self._packed, self._onednn = self.weight.bfloat16(), False
             if cpu and onednn_linear_available():
                 try:
@@ -139,7 +141,7 @@ class PackedLinear:
                 raise ValueError(f"precision {precision!r} needs a CPU build of torch with fbgemm; use 'fp32'"
                                  f"{'' if cpu else ' or move the model to the CPU'}")
             weight32 = self.weight.float()
-            bias32 = None if bias is None else self.bias.float()
+            bias32 = None if self.bias is None else self.bias.float()
             with warnings.catch_warnings():  # quantized tensors are deprecated but still the CPU int8 route
                 warnings.simplefilter("ignore")
                 if precision == "fp16":

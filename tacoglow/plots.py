@@ -24,7 +24,7 @@ def _figure(rows: int):
     return figure, figure.subplots(rows, 1, squeeze=False)[:, 0]
 
 
-_WARNED_NO_MATPLOTLIB = []
+_WARNED_NO_MATPLOTLIB: list[bool] = []
 
 
 def _save_figure(figure_axes, path: Path):

@@ -24,7 +24,7 @@ import math
 import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator, NamedTuple, Protocol, Sequence
+from typing import Any, Callable, Iterator, NamedTuple, Protocol, Sequence, cast
 
 import torch
 
@@ -51,8 +51,9 @@ class SynthesisError(TacoglowError, RuntimeError):
 class Vocoder(Protocol):
     audio: AudioConfig
 
-    def __call__(self, mel: torch.Tensor, generator: torch.Generator | None = None, **options) -> torch.Tensor:
-        """mel (1, n_mel, frames) → audio (1, frames * hop_length)."""
+    def __call__(self, mel: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        """mel (1, n_mel, frames) → audio (1, frames * hop_length); a vocoder may also take keyword options of
+        its own (WaveGlow: ``sigma``, ``denoiser_strength``)."""
 
 
 class WaveGlowVocoder:
@@ -160,7 +161,7 @@ class SentenceJob(NamedTuple):
     """
 
     seed: int
-    index: int      # position of the sentence in its request
+    index: int      # type: ignore[assignment]  # shadows tuple.index; the sentence's position in its request
     text: str
     ids: list[int]
 
@@ -247,18 +248,18 @@ class Synthesizer:
         overrides = {key: kwargs.pop(key) for key in list(kwargs) if key in fields}
         t2 = inspect_checkpoint(tacotron2)
         synthesis = dataclasses.replace(voice_synthesis_config(t2), **overrides)  # refused now, not after decoding
-        model = build_model(t2, "tacotron2")
+        model = cast(Tacotron2, build_model(t2, "tacotron2"))
         if waveglow is None:
             vocoder: Vocoder = GriffinLimVocoder.from_config(t2.audio, synthesis)
         else:
             wg = inspect_checkpoint(waveglow)
             _check_audio_pair(t2, wg)
-            vocoder = WaveGlowVocoder(build_model(wg, "waveglow"), sigma=synthesis.sigma,
+            vocoder = WaveGlowVocoder(cast(WaveGlow, build_model(wg, "waveglow")), sigma=synthesis.sigma,
                                       denoiser_strength=synthesis.denoiser_strength, audio=t2.audio)
         if backend == "onnx":
             from .export import OnnxTacotron2, OnnxWaveGlow
 
-            model = OnnxTacotron2(model.eval())
+            model = cast(Tacotron2, OnnxTacotron2(model.eval()))  # stands in for the model (see OnnxTacotron2)
             if isinstance(vocoder, WaveGlowVocoder):
                 vocoder.engine = OnnxWaveGlow(vocoder.waveglow)
         return cls(model, vocoder, synthesis=synthesis, audio=t2.audio, device=device, **kwargs)
@@ -370,6 +371,7 @@ class Synthesizer:
         for k, s in enumerate(sentences):
             if k:
                 pieces.append(pause)
+            assert s.audio is not None  # vocoded by _decode
             pieces.append(s.audio)
         audio = torch.cat(pieces) if pieces else torch.zeros(0)
         return Speech(audio=audio, sample_rate=self.audio.sampling_rate, sentences=sentences, seed=seed)
@@ -394,13 +396,13 @@ class Synthesizer:
                          **options) -> list[Speech]:
         """Several requests, their sentences decoded together in Tacotron 2 batches; results in input
         order, each equal to what :meth:`synthesize` gives for it alone with the same seed."""
-        seeds = [(new_seed() if s is None else int(s)) for s in (seeds or [None] * len(texts))]
-        if len(seeds) != len(texts):
-            raise ValueError(f"got {len(texts)} texts but {len(seeds)} seeds")
-        jobs = [self._sentences(t, s) for t, s in zip(texts, seeds)]  # validates every text first
+        chosen = [(new_seed() if s is None else int(s)) for s in (seeds or [None] * len(texts))]
+        if len(chosen) != len(texts):
+            raise ValueError(f"got {len(texts)} texts but {len(chosen)} seeds")
+        jobs = [self._sentences(t, s) for t, s in zip(texts, chosen)]  # validates every text first
         flat = [job for per_text in jobs for job in per_text]
         results = iter(list(self._decode(flat, **options)))
-        return [self._join([next(results) for _ in per_text], seed) for per_text, seed in zip(jobs, seeds)]
+        return [self._join([next(results) for _ in per_text], seed) for per_text, seed in zip(jobs, chosen)]
 
 
 def new_seed() -> int:

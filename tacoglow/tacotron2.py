@@ -14,7 +14,7 @@ same weights, inputs and seed, ``infer`` and ``forward`` reproduce it on CPU (se
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterable, Literal, Sequence, cast
 
 import torch
 from torch import Tensor, nn
@@ -22,8 +22,17 @@ from torch.nn import functional as F
 
 from . import ops
 from .config import ConfigError, dataclass_from_dict
-from .decoding import (DecoderKernels, DecoderRuntime, DecoderState, DecoderStep, PrenetMasks, Tacotron2Runtime,
-                       grow, keep_mask, padding_mask)
+from .decoding import (
+    DecoderKernels,
+    DecoderRuntime,
+    DecoderState,
+    DecoderStep,
+    PrenetMasks,
+    Tacotron2Runtime,
+    grow,
+    keep_mask,
+    padding_mask,
+)
 from .ops import PRECISIONS
 
 __all__ = ["Tacotron2", "Tacotron2Config", "Tacotron2Loss", "Tacotron2Output", "PRECISIONS", "attention_scores",
@@ -99,10 +108,11 @@ class Tacotron2Output:
 # --------------------------------------------------------------------------------------------------
 # Layers with NVIDIA's initialisation (xavier uniform with a per-activation gain); the wrapper
 # attributes ``linear_layer`` and ``conv`` exist only to keep the reference's state-dict keys.
+_Gain = Literal["linear", "relu", "tanh", "sigmoid"]  # the activations NVIDIA's layers initialise for
 
 
 class _LinearNorm(nn.Module):
-    def __init__(self, in_dim: int, out_dim: int, bias: bool = True, w_init_gain: str = "linear"):
+    def __init__(self, in_dim: int, out_dim: int, bias: bool = True, w_init_gain: _Gain = "linear"):
         super().__init__()
         self.linear_layer = nn.Linear(in_dim, out_dim, bias=bias)
         nn.init.xavier_uniform_(self.linear_layer.weight, gain=nn.init.calculate_gain(w_init_gain))
@@ -113,7 +123,7 @@ class _LinearNorm(nn.Module):
 
 class _ConvNorm(nn.Module):
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int, bias: bool = True,
-                 w_init_gain: str = "linear"):
+                 w_init_gain: _Gain = "linear"):
         super().__init__()
         assert kernel_size % 2 == 1, "'same' padding needs an odd kernel"
         self.conv = nn.Conv1d(in_channels, out_channels, kernel_size, padding=(kernel_size - 1) // 2,
@@ -126,7 +136,8 @@ class _ConvNorm(nn.Module):
 
 def _folded(convolutions: nn.ModuleList) -> list[tuple[Tensor, Tensor]]:
     """(_ConvNorm, BatchNorm1d) pairs in eval mode as single convolutions for ``ops.conv``."""
-    return [ops.fold_batch_norm(conv_norm.conv, bn) for conv_norm, bn in convolutions]
+    pairs = cast(Iterable[tuple[_ConvNorm, nn.BatchNorm1d]], convolutions)  # nn.Sequential, unpacked as pairs
+    return [ops.fold_batch_norm(conv_norm.conv, bn) for conv_norm, bn in pairs]
 
 
 # --------------------------------------------------------------------------------------------------
@@ -550,13 +561,14 @@ class Tacotron2(nn.Module):
             raise ValueError("max_decoder_steps must be >= 1")
         if precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
-        isolated = generator is not None and not isinstance(generator, torch.Generator)
-        if isolated and len(generator) != b:
-            raise ValueError(f"expected {b} generators (one per item), got {len(generator)}")
+        per_item = None if generator is None or isinstance(generator, torch.Generator) else generator
+        isolated = per_item is not None
+        if per_item is not None and len(per_item) != b:
+            raise ValueError(f"expected {b} generators (one per item), got {len(per_item)}")
         if runtime is not None and (self.training or precision != "fp32"):
             raise ValueError(f"a runtime generates in eval mode with fp32 weights, not training={self.training} "
                              f"precision={precision!r}: call model.eval() and use precision='fp32'")
-        engine = runtime if hasattr(runtime, "encode") else None  # a Tacotron2Runtime: encoder and postnet too
+        engine = cast(Tacotron2Runtime | None, runtime if hasattr(runtime, "encode") else None)  # encoder and postnet
         if engine is not None and not isolated and (bool((lengths != lengths[0]).any())
                                                      or sequences.size(1) != int(lengths[0])):
             raise ValueError("a runtime encodes items one by one, without padding; for a batch of different "
@@ -566,7 +578,7 @@ class Tacotron2(nn.Module):
         # The reference requires batches sorted by length, and its dropout rows follow that order.
         order = torch.sort(lengths, descending=True, stable=True).indices
         lengths, caps = lengths[order], caps[order]
-        rng = [generator[i] for i in order.tolist()] if isolated else generator
+        rng = [per_item[i] for i in order.tolist()] if per_item is not None else cast(torch.Generator | None, generator)
         device = self.embedding.weight.device
         sequences = sequences[order.to(sequences.device)]
 

@@ -13,15 +13,15 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Iterable, cast
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from . import ops
 from .audio import STFT
 from .config import ConfigError, dataclass_from_dict
-from . import ops
 from .ops import conv as _conv
 
 __all__ = ["WaveGlowConfig", "WaveGlow", "WaveGlowLoss", "Denoiser"]
@@ -125,6 +125,7 @@ class _WeightNormConv1d(nn.Module):
         self.padding = dilation * (kernel_size - 1) // 2  # 'same' length
         # Borrow nn.Conv1d's initialisation (and its use of the RNG), then split the weight as weight_norm does.
         conv = nn.Conv1d(in_channels, out_channels, kernel_size)
+        assert conv.bias is not None  # nn.Conv1d has one by default
         self.bias = nn.Parameter(conv.bias.detach())
         self.weight_g = nn.Parameter(self._norm(conv.weight.detach()))
         self.weight_v = nn.Parameter(conv.weight.detach())
@@ -218,6 +219,7 @@ class _WN(nn.Module):
         self.cond_layers = nn.ModuleList()
         self.start = _WeightNormConv1d(n_in_channels, n_channels)
         self.end = nn.Conv1d(n_channels, 2 * n_in_channels, 1)
+        assert self.end.bias is not None  # nn.Conv1d has one by default
         with torch.no_grad():
             self.end.weight.zero_()
             self.end.bias.zero_()
@@ -275,6 +277,7 @@ class _WN(nn.Module):
             if i < self.n_layers - 1:
                 audio = _conv(acts, *k.residual[i], out=audio)
             output = _conv(acts, *k.skip[i], out=output)
+        assert output is not None  # n_layers >= 1
         return _conv(output, *k.end)
 
 
@@ -291,17 +294,21 @@ class _WNKernels:
         def as_2d(w: Tensor) -> Tensor:  # (out, in, k) -> (out, in, 1, k), channels-last (see _conv)
             return w.detach().unsqueeze(2).contiguous(memory_format=torch.channels_last)
 
+        def convs(layers: nn.ModuleList) -> Iterable[_WeightNormConv1d]:
+            return cast(Iterable[_WeightNormConv1d], layers)
+
         with torch.no_grad():
             self.start = as_2d(wn.start.compute_weight()), wn.start.bias.detach()
-            self.inputs = [(as_2d(conv.compute_weight()), conv.bias.detach()) for conv in wn.in_layers]
-            self.cond = [(as_2d(conv.compute_weight()), conv.bias.detach()) for conv in wn.cond_layers]
+            self.inputs = [(as_2d(conv.compute_weight()), conv.bias.detach()) for conv in convs(wn.in_layers)]
+            self.cond = [(as_2d(conv.compute_weight()), conv.bias.detach()) for conv in convs(wn.cond_layers)]
             self.residual, self.skip = [], []
-            for i, conv in enumerate(wn.res_skip_layers):
+            for i, conv in enumerate(convs(wn.res_skip_layers)):
                 w, b = as_2d(conv.compute_weight()), conv.bias.detach()
                 if i < wn.n_layers - 1:  # residual channels first, then skip
                     self.residual.append((w[:c], b[:c]))
                     w, b = w[c:], b[c:]
                 self.skip.append((w, b))
+            assert wn.end.bias is not None
             self.end = as_2d(wn.end.weight), wn.end.bias.detach()
 
 
@@ -452,10 +459,11 @@ class WaveGlow(nn.Module):
         for k in reversed(range(cfg.n_flows)):
             half = x.size(1) // 2
             x_0, x_1 = x[:, :half], x[:, half:]
-            out = self.WN[k].infer(x_0.unsqueeze(2).contiguous(memory_format=torch.channels_last), cond).squeeze(2)
+            wn, convinv = cast(_WN, self.WN[k]), cast(_Invertible1x1Conv, self.convinv[k])
+            out = wn.infer(x_0.unsqueeze(2).contiguous(memory_format=torch.channels_last), cond).squeeze(2)
             s, b = out[:, half:], out[:, :half]
             x_1 = (x_1 - b) / torch.exp(s)
-            x = self.convinv[k].infer(torch.cat([x_0, x_1], 1))
+            x = convinv.infer(torch.cat([x_0, x_1], 1))
             if cfg.early_exit(k):
                 if z is not None:
                     start = cfg.n_group - x.size(1) - cfg.n_early_size
@@ -472,7 +480,7 @@ class WaveGlow(nn.Module):
         """
         target = self if model is None else model
         for wn in target.WN:
-            wn.remove_weight_norm()
+            cast(_WN, wn).remove_weight_norm()
         return target
 
 
@@ -502,6 +510,8 @@ class Denoiser(nn.Module):
 
     `forward(audio (B, T), strength)` returns `(B, 1, 256 * (T // 256))`.
     """
+
+    bias_spec: Tensor  # a buffer, registered in __init__
 
     def __init__(self, waveglow: WaveGlow, filter_length: int = 1024, n_overlap: int = 4,
                  win_length: int = 1024, mode: str = "zeros") -> None:

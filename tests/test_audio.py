@@ -20,6 +20,7 @@ from tacoglow.audio import (
     save_wav,
     wav_bytes,
 )
+
 from conftest import fixture_path
 from helpers import rel_err
 

@@ -5,8 +5,15 @@ import zipfile
 import pytest
 import torch
 
-from tacoglow.checkpoint import (CheckpointError, inspect_checkpoint, load_tacotron2, load_waveglow,
-                                 read_checkpoint, save_model)
+from tacoglow.checkpoint import (
+    CheckpointError,
+    inspect_checkpoint,
+    load_tacotron2,
+    load_waveglow,
+    read_checkpoint,
+    save_model,
+)
+
 from conftest import fixture_path
 from helpers import rel_err
 

@@ -13,7 +13,8 @@ WG = str(fixture_path("waveglow_small_ngc.pt"))
 
 
 def run(*args, stdin=None, env_extra=None):
-    env = {"PATH": "/usr/bin:/bin", "TACOGLOW_OFFLINE": "1", "OMP_NUM_THREADS": "1", "TORCH_HOME": "/nonexistent-torch-home"}
+    env = {"PATH": "/usr/bin:/bin", "TACOGLOW_OFFLINE": "1", "OMP_NUM_THREADS": "1",
+           "TORCH_HOME": "/nonexistent-torch-home"}
     if "no voice" in (env_extra or {}).get("CASE", ""):
         env["TACOGLOW_VOICE_DIR"] = "/nonexistent-voice"
     env.update(env_extra or {})
@@ -76,13 +77,16 @@ def _bad(tmp_path):
     shape = tmp_path / "shape.pt"
     torch.save(ckpt, shape)
     return {
-        "missing": (["synthesize", "hi", "-o", str(tmp_path / "a.wav"), "--tacotron2", str(tmp_path / "missing.pt")], "missing.pt"),
-        "truncated": (["synthesize", "hi", "-o", str(tmp_path / "a.wav"), "--tacotron2", str(truncated)], "truncated.pt"),
+        "missing": (["synthesize", "hi", "-o", str(tmp_path / "a.wav"), "--tacotron2", str(tmp_path / "missing.pt")],
+                    "missing.pt"),
+        "truncated": (["synthesize", "hi", "-o", str(tmp_path / "a.wav"), "--tacotron2", str(truncated)],
+                      "truncated.pt"),
         "corrupt": (["synthesize", "hi", "-o", str(tmp_path / "a.wav"), "--tacotron2", str(corrupt)], "corrupt.pt"),
         "wrong type": (["synthesize", "hi", "-o", str(tmp_path / "a.wav"), "--tacotron2", WG], "not a Tacotron 2"),
         "shape": (["synthesize", "hi", "-o", str(tmp_path / "a.wav"), "--tacotron2", str(shape)], "embedding.weight"),
         "empty text": (["synthesize", "   ", "-o", str(tmp_path / "a.wav"), "--tacotron2", T2], "empty"),
-        "unspeakable": (["synthesize", "\U0001F600\U0001F680", "-o", str(tmp_path / "a.wav"), "--tacotron2", T2], "no characters"),
+        "unspeakable": (["synthesize", "\U0001F600\U0001F680", "-o", str(tmp_path / "a.wav"), "--tacotron2", T2],
+                        "no characters"),
         "no voice": (["synthesize", "hi", "-o", str(tmp_path / "a.wav")], "nvidia_tacotron2pyt_fp16_20190427"),
     }
 

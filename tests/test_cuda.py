@@ -11,10 +11,12 @@ import pytest
 import torch
 from torch.nn import functional as F
 
-from conftest import REPO, fixture_path, rel_err
-from test_hub import torch_home  # noqa: F401  (fixture: NVIDIA's files under their names in $TORCH_HOME)
 from tacoglow.decoding import CUDAGraphSteps, keep_mask
 from tacoglow.tacotron2 import Tacotron2, Tacotron2Config
+
+from conftest import REPO, fixture_path
+from helpers import rel_err
+from test_hub import torch_home  # noqa: F401  (fixture: NVIDIA's files under their names in $TORCH_HOME)
 
 requires_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device (torch sees none)")
 
@@ -173,6 +175,7 @@ def test_amp_training_steps_on_cuda(tmp_path):
 
     from tacoglow import train as T
     from tacoglow.checkpoint import load_tacotron2, load_waveglow
+
     from test_train import make_corpus, read_log, tiny_config
 
     (tmp_path / "corpus").mkdir()

@@ -6,13 +6,21 @@ import onnxruntime as ort
 import pytest
 import torch
 
-from conftest import fixture_path
-from helpers import rel_err, tiny_tacotron2
 from tacoglow import Synthesizer, load_tacotron2, load_waveglow
 from tacoglow.cli import main
-from tacoglow.export import (STATE_NAMES, OnnxTacotron2, OnnxWaveGlow, export_torchscript,
-                             onnx_bytes, tacotron2_graphs, waveglow_graphs)
 from tacoglow.decoding import padding_mask
+from tacoglow.export import (
+    STATE_NAMES,
+    OnnxTacotron2,
+    OnnxWaveGlow,
+    export_torchscript,
+    onnx_bytes,
+    tacotron2_graphs,
+    waveglow_graphs,
+)
+
+from conftest import fixture_path
+from helpers import rel_err, tiny_tacotron2
 
 
 @pytest.fixture(scope="module")

@@ -24,11 +24,12 @@ import torch
 import uvicorn
 from scipy.signal import resample_poly
 
-from conftest import fixture_path
 from tacoglow import GriffinLimVocoder, Synthesizer
 from tacoglow.audio import wav_bytes
 from tacoglow.cli import add_serve_arguments
 from tacoglow.serve import EventLog, ServerLimits, create_app
+
+from conftest import fixture_path
 
 TWO = "Hello there. How are you today?"
 FOUR = "The first sentence is here. A second one follows. Then a third. And the last one."
@@ -145,14 +146,15 @@ def test_health_voices_page_and_static_files(server):
     assert info["limits"]["max_input_chars"] == 600 and "opus" in info["formats"]["openai"]
     page = server.get("/")
     assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
-    assert '<script src="/static/app.js"' in page.text and "default-src 'self'" in page.headers["content-security-policy"]
+    assert '<script src="/static/app.js"' in page.text
+    assert "default-src 'self'" in page.headers["content-security-policy"]
     for name in ("app.js", "style.css"):
         assert server.get(f"/static/{name}").status_code == 200
 
 
 def test_metrics_count_requests_errors_audio_and_latency(server):
     def value(text: str, line: str) -> float:
-        found = [l for l in text.splitlines() if l.startswith(line + " ")]
+        found = [row for row in text.splitlines() if row.startswith(line + " ")]
         return float(found[0].split()[-1]) if found else 0.0
 
     before = server.get("/metrics").text
@@ -255,13 +257,14 @@ def test_native_jsonl_carries_audio_and_alignment_per_sentence(server, reference
     assert r.status_code == 200 and r.headers["content-type"] == "application/x-ndjson"
     lines = [json.loads(line) for line in r.text.splitlines()]
     alone = reference.synthesize(TWO, seed=5)
-    assert [(l["index"], l["total"], l["text"]) for l in lines] == [(0, 2, "Hello there."), (1, 2, "How are you today?")]
+    assert [(row["index"], row["total"], row["text"]) for row in lines] == [
+        (0, 2, "Hello there."), (1, 2, "How are you today?")]
     for line, sentence in zip(lines, alone.sentences):
         a = line["alignment"]
         assert (a["steps"], a["symbols"]) == tuple(sentence.alignment.shape)
         assert len(base64.b64decode(a["data"])) == a["steps"] * a["symbols"]
         assert line["stopped_by"] == sentence.stopped_by and line["sample_rate"] == 22050
-    audio = np.concatenate([np.frombuffer(base64.b64decode(l["audio"]), "<i2") for l in lines])
+    audio = np.concatenate([np.frombuffer(base64.b64decode(row["audio"]), "<i2") for row in lines])
     assert same_audio(audio, pcm16(alone.audio))
 
 
@@ -324,8 +327,10 @@ def test_malformed_json_wrong_content_type_and_unknown_paths(server):
     ("/v1/audio/speech", {"input": "Hi.", "voice": "alloy"}, "model"),
     ("/v1/audio/speech", {"model": "whisper-1", "input": "Hi.", "voice": "alloy"}, "model"),
     ("/v1/audio/speech", {"model": "tts-1", "input": "Hi.", "voice": "nobody"}, "voice"),
-    ("/v1/audio/speech", {"model": "tts-1", "input": "Hi.", "voice": "alloy", "response_format": "ogg"}, "response_format"),
-    ("/v1/audio/speech", {"model": "tts-1", "input": "Hi.", "voice": "alloy", "response_format": "aac"}, "response_format"),
+    ("/v1/audio/speech", {"model": "tts-1", "input": "Hi.", "voice": "alloy", "response_format": "ogg"},
+     "response_format"),
+    ("/v1/audio/speech", {"model": "tts-1", "input": "Hi.", "voice": "alloy", "response_format": "aac"},
+     "response_format"),
     ("/v1/audio/speech", {"model": "tts-1", "input": "Hi.", "voice": "alloy", "speed": 5}, "speed"),
     ("/v1/audio/speech", {"model": "tts-1", "input": "Hi.", "voice": "alloy", "stream_format": "sse"}, "stream_format"),
     ("/v1/audio/speech", {"model": "tts-1", "input": "   ", "voice": "alloy"}, "input"),

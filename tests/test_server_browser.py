@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from tacoglow.serve import EventLog, create_app
+
 from test_server import load_voice, running_server
 
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -69,7 +70,8 @@ class DevTools:
             if value:
                 return value
             time.sleep(0.1)
-        raise AssertionError(f"the page never satisfied {expression}; player: {self.evaluate('JSON.stringify(window.tacoglowPlayer)')}")
+        player = self.evaluate('JSON.stringify(window.tacoglowPlayer)')
+        raise AssertionError(f"the page never satisfied {expression}; player: {player}")
 
 
 @pytest.fixture
@@ -108,7 +110,8 @@ def test_page_plays_streamed_speech_and_draws_the_alignment(browser):
     with running_server(create_app(load_voice, events=events)) as url:
         browser.call("Page.enable")
         browser.call("Page.navigate", url=url + "/")
-        browser.wait_until("document.readyState === 'complete' && document.getElementById('vocoder').options.length > 0")
+        browser.wait_until("document.readyState === 'complete'"
+                           " && document.getElementById('vocoder').options.length > 0")
         assert browser.evaluate("document.getElementById('vocoder').value") == "waveglow"
         browser.evaluate("document.getElementById('text').value = 'Hello there. This is the page test. Goodbye!';"
                          "document.getElementById('seed').value = '4'")

@@ -5,9 +5,10 @@ import torch
 
 import tacoglow.decoding as decoding
 import tacoglow.ops as ops
-from helpers import rel_err, tiny_tacotron2, tiny_waveglow
 from tacoglow.tacotron2 import PRECISIONS, Tacotron2
 from tacoglow.waveglow import WaveGlow
+
+from helpers import rel_err, tiny_tacotron2, tiny_waveglow
 
 
 def _tacotron2(**overrides) -> Tacotron2:

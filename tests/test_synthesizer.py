@@ -6,6 +6,7 @@ import torch
 
 from tacoglow import GriffinLimVocoder, SynthesisConfig, Synthesizer, load_tacotron2
 from tacoglow.synthesizer import SynthesisError, WaveGlowVocoder
+
 from conftest import fixture_path
 
 TEXTS = ["Hello there. How are you today?", "A short one.", "The third request has three sentences. Yes! Really."]

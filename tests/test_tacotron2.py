@@ -2,9 +2,10 @@
 import pytest
 import torch
 
+from tacoglow.tacotron2 import Tacotron2, Tacotron2Config, Tacotron2Output
+
 from conftest import fixture_path
 from helpers import rel_err, tiny_tacotron2_config
-from tacoglow.tacotron2 import Tacotron2, Tacotron2Config, Tacotron2Output
 
 
 def _strip_module(state_dict):

@@ -7,7 +7,6 @@ from importlib import metadata, resources
 
 import inflect
 import pytest
-from conftest import DATA, fixture_path
 
 from tacoglow.text import (
     NORMALIZER_VERSION,
@@ -24,6 +23,8 @@ from tacoglow.text.cleaners import basic_cleaners, english_cleaners, translitera
 from tacoglow.text.numbers import cardinal_words, normalize_numbers, year_words
 from tacoglow.text.symbols import SYMBOL_TO_ID
 from tacoglow.text.transliteration import TABLE_FILE, build_table, to_ascii, transliteration_table
+
+from conftest import DATA, fixture_path
 
 PUBLIC_CASES = json.loads(fixture_path("text_public.json").read_text(encoding="utf-8"))
 
@@ -180,7 +181,8 @@ def test_unmatched_braces_take_linear_time():
 def test_reference_number_readings():
     assert english_cleaners("1001 1905 2019 1100 1000 3000 0 007") == (
         "ten oh one nineteen oh five twenty nineteen eleven hundred one thousand three thousand zero seven")
-    assert english_cleaners("$0.05 $1 $1.5 $.5 $0") == "five cents one dollar one dollar, five cents five cents zero dollars"
+    assert english_cleaners("$0.05 $1 $1.5 $.5 $0") == (
+        "five cents one dollar one dollar, five cents five cents zero dollars")
     assert english_cleaners("$1.2.3 £4") == "one point two.three dollars four"  # '£' is gone before the pound rule
     assert normalize_numbers("£4") == "four pounds"
 

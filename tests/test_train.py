@@ -16,12 +16,12 @@ import torch
 
 from tacoglow import data as D
 from tacoglow import train as T
-from tacoglow.cli import main as cli_main
-from tacoglow.train import tacotron2 as t2loop
 from tacoglow.audio import AudioConfig, load_wav, mel_spectrogram, save_wav
 from tacoglow.checkpoint import inspect_checkpoint, load_tacotron2, load_waveglow
+from tacoglow.cli import main as cli_main
 from tacoglow.synthesizer import Synthesizer
 from tacoglow.text import TEXT_FRONTEND_VERSION, sequence_to_text, text_to_sequence
+from tacoglow.train import tacotron2 as t2loop
 
 REPO = Path(__file__).resolve().parents[1]
 TEXTS = ["a cat", "the sun", "big dog", "red hat", "one two", "hi there", "go home", "blue sea"]

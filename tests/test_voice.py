@@ -8,6 +8,7 @@ import torch
 from tacoglow import Synthesizer
 from tacoglow.checkpoint import inspect_checkpoint
 from tacoglow.hub import BUNDLED_VOICE_DIR, default_checkpoints
+
 from conftest import REPO
 
 

@@ -3,6 +3,7 @@ import pytest
 import torch
 
 from tacoglow.waveglow import Denoiser, WaveGlow, WaveGlowConfig, WaveGlowLoss
+
 from conftest import fixture_path
 from helpers import rel_err, tiny_waveglow
 

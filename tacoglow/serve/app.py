@@ -13,8 +13,16 @@ from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ..synthesizer import Synthesizer
-from .api import (OPENAI_MODELS, OPENAI_VOICES, ApiError, OpenAISpeechRequest, StreamCut, SynthesizeRequest,
-                  error_response, parse_body)
+from .api import (
+    OPENAI_MODELS,
+    OPENAI_VOICES,
+    ApiError,
+    OpenAISpeechRequest,
+    StreamCut,
+    SynthesizeRequest,
+    error_response,
+    parse_body,
+)
 from .batching import EventLog
 from .encoding import OPENAI_PCM_RATE, OPUS_RATE, STREAMED
 from .limits import ServerLimits

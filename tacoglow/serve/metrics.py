@@ -34,7 +34,7 @@ class Metrics:
     HISTOGRAMS = {"tacoglow_request_duration_seconds": "Accepted speech requests, arrival to last byte.",
                   "tacoglow_first_audio_seconds": "Arrival to the first sentence's audio."}
 
-    def __init__(self):
+    def __init__(self) -> None:
         self._lock = threading.Lock()
         self.counters: dict[str, dict[str, float]] = {name: {} for name in self.COUNTERS}
         self.histograms = {name: _Histogram() for name in self.HISTOGRAMS}

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import Any
+from typing import Any, cast
 
 from fastapi import Request
 from fastapi.responses import Response, StreamingResponse
@@ -11,9 +11,9 @@ from starlette.concurrency import run_in_threadpool
 
 from ..synthesizer import GriffinLimVocoder, SynthesisError, Synthesizer, WaveGlowVocoder, new_seed
 from .api import OPENAI_VOICES, ApiError, StreamCut
-from .limits import ServerLimits
 from .batching import BatchScheduler, EventLog, Job, Piece, QueueFull, TimedOut
 from .encoding import MEDIA_TYPES, STREAMED, encode_whole, piece_bytes, streamed_wav_header
+from .limits import ServerLimits
 from .metrics import Metrics
 
 
@@ -60,6 +60,7 @@ class SpeechService:
             sentences = self.synth.sentence_jobs(text, seed)
         except ValueError as error:
             raise ApiError(422, f"{param}: {error}", param=param) from None
+        queue: asyncio.Queue[Piece | Exception | None]
         loop, queue = asyncio.get_running_loop(), asyncio.Queue()
 
         def deliver(item: Piece | Exception | None) -> None:  # called on the synthesis thread
@@ -96,7 +97,8 @@ class SpeechService:
             raise
         finally:
             disconnect.cancel()
-        body = await run_in_threadpool(encode_whole, pieces, fmt, pause, sample_rate)
+        # None only ends a job, and a request has at least one sentence: every item is a Piece.
+        body = await run_in_threadpool(encode_whole, cast("list[Piece]", pieces), fmt, pause, sample_rate)
         self.metrics.observe("tacoglow_request_duration_seconds", time.monotonic() - arrival)
         return Response(body, media_type=MEDIA_TYPES[fmt], headers=headers)
 

@@ -15,7 +15,7 @@ import gzip
 import re
 from functools import lru_cache
 from pathlib import Path
-from typing import Sequence
+from typing import Sequence, cast
 
 import numpy as np
 
@@ -72,7 +72,7 @@ def to_arpabet(text: str, p: float = 1.0, rng: np.random.Generator | None = None
 
     def replace(match: re.Match) -> str:
         phones = lexicon.get(match.group(0))
-        if phones is None or (p < 1.0 and rng.random() >= p):
+        if phones is None or (p < 1.0 and cast(np.random.Generator, rng).random() >= p):  # rng: checked above
             return match.group(0)
         return "{" + phones + "}"
 

@@ -203,7 +203,9 @@ def _keeps_period(text: str, end: int) -> bool:
         return True
     if text[end] in "\"')]”’":
         return True
-    next_char = _NEXT_VISIBLE_RE.match(text, end).group(1)
+    visible = _NEXT_VISIBLE_RE.match(text, end)
+    assert visible is not None  # the pattern matches anywhere, empty at the end
+    next_char = visible.group(1)
     return text[end].isspace() and (next_char is None or next_char.isupper())
 
 

@@ -22,7 +22,6 @@ import re
 from functools import lru_cache
 
 
-
 @lru_cache(maxsize=1)
 def _engine():
     # inflect takes about a second to import: load it only when a number is read.
@@ -220,7 +219,7 @@ def normalize_numbers(text: str) -> str:
     return _NUMBER_RE.sub(_expand_number, text)
 
 
-def _out_of_range() -> type:
+def _out_of_range() -> type[Exception]:
     import inflect
 
     return inflect.NumOutOfRangeError

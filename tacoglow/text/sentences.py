@@ -31,7 +31,9 @@ def _ends_sentence(text: str, boundary: re.Match[str]) -> bool:
     marks = boundary.group(0)
     if not marks.startswith("."):
         return True
-    next_char = _NEXT_VISIBLE_RE.match(text, boundary.end()).group(1)
+    visible = _NEXT_VISIBLE_RE.match(text, boundary.end())
+    assert visible is not None  # the pattern matches anywhere, empty at the end
+    next_char = visible.group(1)
     if next_char is not None and next_char.islower():
         return False  # "e.g. the", "No... way": a period before lower case rarely ends one
     if marks.startswith(".."):
@@ -101,7 +103,7 @@ def split_sentences(text: str, max_chars: int = 300) -> list[str]:
             sentences.append(text[start : boundary.end()])
             start = boundary.end()
     sentences.append(text[start:])
-    pieces = []
+    pieces: list[str] = []
     for sentence in sentences:
         sentence = sentence.strip()
         if sentence:

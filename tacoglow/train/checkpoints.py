@@ -9,7 +9,7 @@ import os
 import random
 import re
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, cast
 
 import numpy as np
 import torch
@@ -18,11 +18,20 @@ from torch import nn
 
 from ..checkpoint import CheckpointError, atomic_save, checkpoint_dict, inspect_checkpoint, read_checkpoint
 from ..data import PreparedData
-from ..text.lexicon import LEXICON_VERSION
 from ..synthesis import SynthesisConfig
+from ..text.lexicon import LEXICON_VERSION
 from .config import TrainConfig
-from .run import (Run, StepResult, TrainState, TrainingError, finished, grad_scaler, nonfinite_error,
-                  seed_everything, unwrap)
+from .run import (
+    Run,
+    StepResult,
+    TrainingError,
+    TrainState,
+    finished,
+    grad_scaler,
+    nonfinite_error,
+    seed_everything,
+    unwrap,
+)
 
 __all__ = ["latest_checkpoint", "resume_point", "ResumePoint", "save_checkpoint", "export_checkpoint",
            "start_training", "checkpoint_if_due"]
@@ -32,7 +41,8 @@ log = logging.getLogger(__name__)
 
 def _rng_state() -> dict[str, Any]:
     """The process's RNG states, as tensors and plain numbers (loadable with weights_only=True)."""
-    kind, keys, pos, has_gauss, gauss = np.random.get_state()
+    # numpy's stubs type get_state() as its dict form; called so (legacy=True) it returns this tuple.
+    kind, keys, pos, has_gauss, gauss = cast(tuple[str, np.ndarray, int, int, float], np.random.get_state())
     version, internal, gauss_next = random.getstate()
     state = {"torch": torch.get_rng_state(),
              "numpy": {"kind": kind, "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
@@ -79,7 +89,11 @@ class ResumePoint(NamedTuple):
 def resume_point(run_dir: str | os.PathLike) -> ResumePoint | None:
     """Where a run resumes: its newest checkpoint and that checkpoint's step; None for a new run."""
     path = latest_checkpoint(run_dir)
-    return None if path is None else ResumePoint(path, int(_CHECKPOINT_NAME.match(path.name).group(1)))
+    if path is None:
+        return None
+    match = _CHECKPOINT_NAME.match(path.name)
+    assert match is not None  # latest_checkpoint finds only names that match
+    return ResumePoint(path, int(match.group(1)))
 
 
 def save_checkpoint(run: Run, model: nn.Module, optimizer: torch.optim.Optimizer,
@@ -87,7 +101,7 @@ def save_checkpoint(run: Run, model: nn.Module, optimizer: torch.optim.Optimizer
                     data: PreparedData) -> Path:
     """Collective (every process calls it): rank 0 writes step_XXXXXXX.pt atomically, keeps the newest
     ``keep_checkpoints`` and returns its path."""
-    rng = [_rng_state()]
+    rng: list[dict[str, Any] | None] = [_rng_state()]
     if run.distributed:
         rng = [None] * run.world_size
         dist.all_gather_object(rng, _rng_state())
@@ -197,7 +211,7 @@ def start_training(run: Run, model: nn.Module, cfg: TrainConfig, data: PreparedD
     elif warm_start is not None:
         log.warning("resuming %s: --warm-start %s is ignored", run.dir, warm_start)
     if run.distributed:
-        ddp_args = {"device_ids": [run.device.index]} if run.device.type == "cuda" else {}
+        ddp_args: dict[str, Any] = {"device_ids": [run.device.index]} if run.device.type == "cuda" else {}
         model = nn.parallel.DistributedDataParallel(model, **ddp_args)
     return model, optimizer, scaler, state
 
@@ -211,5 +225,6 @@ def checkpoint_if_due(run: Run, model: nn.Module, optimizer: torch.optim.Optimiz
     if state.step % cfg.checkpoint_every == 0 or result.stop or give_up or finished(cfg, state):
         path = save_checkpoint(run, model, optimizer, scaler, state, cfg, data)
     if give_up:
+        assert path is not None  # saved just above
         raise nonfinite_error(state, path)
     return path

@@ -7,7 +7,7 @@ import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from ..config import ConfigError, dataclass_from_dict
 
@@ -76,7 +76,7 @@ class TrainConfig:
     max_nonfinite: int = 10  # stop after this many non-finite losses in a row
 
     def __post_init__(self) -> None:
-        self.adam_betas = tuple(self.adam_betas)
+        self.adam_betas = cast(tuple[float, float], tuple(self.adam_betas))  # a list when read from JSON
         self.anneal_at = list(self.anneal_at)
         self.model_config = dict(self.model_config)
 

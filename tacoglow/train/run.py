@@ -14,7 +14,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence, TextIO
 
 import numpy as np
 import torch
@@ -24,6 +24,9 @@ from torch import Tensor, nn
 from ..data import Clip
 from ..errors import TacoglowError
 from .config import RUN_FIELDS, TrainConfig, load_train_config
+
+if TYPE_CHECKING:
+    from torch.utils.tensorboard import SummaryWriter
 
 __all__ = ["TrainingError", "TrainState", "Run", "open_run", "autocast", "grad_scaler", "StepResult",
            "backward_and_step", "set_learning_rate", "unwrap", "seed_everything", "StopSignals", "epoch_plan",
@@ -78,8 +81,8 @@ class Run:
         self.dir = Path(run_dir)
         self.checkpoints = self.dir / "checkpoints"
         self.plots = self.dir / "plots"
-        self._log_file = None
-        self.tensorboard = None
+        self._log_file: TextIO | None = None
+        self.tensorboard: SummaryWriter | None = None
         if self.main:
             self.checkpoints.mkdir(parents=True, exist_ok=True)
             self.plots.mkdir(parents=True, exist_ok=True)
@@ -184,7 +187,7 @@ def open_run(run_dir: str | os.PathLike, config: TrainConfig | str | os.PathLike
     """The run in ``run_dir`` and its config: ``config`` (with ``max_steps`` and ``amp`` overriding it) for a
     new run, the run's own config.json (whose run-length fields ``config`` may change) for an existing one."""
     cfg = load_train_config(config, model_name)
-    overrides = {k: v for k, v in (("max_steps", max_steps), ("amp", amp)) if v is not None}
+    overrides: dict[str, Any] = {k: v for k, v in (("max_steps", max_steps), ("amp", amp)) if v is not None}
     cfg = dataclasses.replace(cfg, **overrides)
     run = Run(run_dir, device, threads)
     try:

@@ -8,7 +8,7 @@ import math
 import os
 import time
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Sequence, cast
 
 import numpy as np
 import torch
@@ -22,9 +22,23 @@ from ..text import text_to_sequence
 from ..text.lexicon import to_arpabet
 from .checkpoints import checkpoint_if_due, latest_checkpoint, save_checkpoint, start_training
 from .config import TrainConfig, guided_attention_weight_at, learning_rate_at
-from .run import (StopSignals, TrainingError, advance, autocast, backward_and_step, count_nonfinite, epoch_plan,
-                  finished, log_step, open_run, progress_bar, seed_everything, set_learning_rate, spread_by_length,
-                  unwrap)
+from .run import (
+    StopSignals,
+    TrainingError,
+    advance,
+    autocast,
+    backward_and_step,
+    count_nonfinite,
+    epoch_plan,
+    finished,
+    log_step,
+    open_run,
+    progress_bar,
+    seed_everything,
+    set_learning_rate,
+    spread_by_length,
+    unwrap,
+)
 
 __all__ = ["train_tacotron2", "validate_tacotron2", "tacotron2_loss"]
 
@@ -87,7 +101,7 @@ def validate_tacotron2(model: Tacotron2, data: PreparedData, clips: Sequence[Cli
     r = model.config.n_frames_per_step
     totals: dict[str, float] = {}
     focus, diagonality = [], []
-    first = None
+    first: tuple[TextMelBatch, list[Tensor]] | None = None
     with torch.random.fork_rng(devices=[device.index or 0] if device.type == "cuda" else []):
         torch.manual_seed(cfg.seed)
         for start in range(0, len(clips), cfg.batch_size):
@@ -103,6 +117,7 @@ def validate_tacotron2(model: Tacotron2, data: PreparedData, clips: Sequence[Cli
             if first is None:
                 first = (batch, [x[0] for x in outputs])
         # Free running: does the model align and stop on its own?
+        assert first is not None, "validation needs at least one clip"
         batch, (mel, mel_postnet, gate, alignment) = first
         n_text, n_frames = int(batch.text_lengths[0]), int(batch.mel_lengths[0])
         cap = math.ceil(2 * n_frames / r) + 10
@@ -163,9 +178,9 @@ def train_tacotron2(data_dir: str | os.PathLike, run_dir: str | os.PathLike,
     with run:  # leaves the process group it joined, whatever happens
         data = PreparedData(data_dir)
         seed_everything(cfg.seed + run.rank)  # the reference seeds seed + rank
-        model = Tacotron2(_tacotron2_config(cfg, data)).train()
-        r = model.config.n_frames_per_step
-        model, optimizer, scaler, state = start_training(run, model, cfg, data, resume, warm_start, drop_embedding)
+        tacotron2 = Tacotron2(_tacotron2_config(cfg, data)).train()
+        r = tacotron2.config.n_frames_per_step
+        model, optimizer, scaler, state = start_training(run, tacotron2, cfg, data, resume, warm_start, drop_embedding)
 
         train_clips = [c for c in data.train if cfg.max_frames is None or c.frames <= cfg.max_frames]
         if len(train_clips) < len(data.train):
@@ -201,8 +216,8 @@ def train_tacotron2(data_dir: str | os.PathLike, run_dir: str | os.PathLike,
                 log_step(run, cfg, state, result, bar, lr, started, float(batch.mel_lengths.sum()), "frames")
                 if state.step % cfg.val_every == 0 and run.main and val_clips:
                     media: dict[str, Any] = {}
-                    metrics = validate_tacotron2(unwrap(model), data, val_clips, cfg, state.step, run.device,
-                                                 run.plots, media)
+                    metrics = validate_tacotron2(cast(Tacotron2, unwrap(model)), data, val_clips, cfg, state.step,
+                                                 run.device, run.plots, media)
                     run.log({"split": "val", "step": state.step, **metrics})
                     run.log_media(state.step, media)
                     log.info("step %d: val loss %.4f, attention focus %.3f, diagonality %.3f", state.step,

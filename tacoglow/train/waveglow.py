@@ -6,7 +6,7 @@ import logging
 import os
 import time
 from pathlib import Path
-from typing import Sequence
+from typing import Sequence, cast
 
 import numpy as np
 import torch
@@ -15,9 +15,23 @@ from ..data import Clip, PreparedData, bucket_batches, collate_audio_mel
 from ..waveglow import WaveGlow, WaveGlowConfig, WaveGlowLoss
 from .checkpoints import checkpoint_if_due, latest_checkpoint, save_checkpoint, start_training
 from .config import TrainConfig, learning_rate_at
-from .run import (StopSignals, TrainingError, advance, autocast, backward_and_step, count_nonfinite, epoch_plan,
-                  finished, log_step, open_run, progress_bar, seed_everything, set_learning_rate, spread_by_length,
-                  unwrap)
+from .run import (
+    StopSignals,
+    TrainingError,
+    advance,
+    autocast,
+    backward_and_step,
+    count_nonfinite,
+    epoch_plan,
+    finished,
+    log_step,
+    open_run,
+    progress_bar,
+    seed_everything,
+    set_learning_rate,
+    spread_by_length,
+    unwrap,
+)
 
 __all__ = ["train_waveglow", "validate_waveglow"]
 
@@ -70,8 +84,8 @@ def train_waveglow(data_dir: str | os.PathLike, run_dir: str | os.PathLike,
     with run:
         data = PreparedData(data_dir)
         seed_everything(cfg.seed + run.rank)
-        model = WaveGlow(_waveglow_config(cfg, data)).train()
-        model, optimizer, scaler, state = start_training(run, model, cfg, data, resume, warm_start,
+        waveglow = WaveGlow(_waveglow_config(cfg, data)).train()
+        model, optimizer, scaler, state = start_training(run, waveglow, cfg, data, resume, warm_start,
                                                          drop_embedding=False)
         criterion = WaveGlowLoss(cfg.waveglow_sigma)
         train_clips, val_clips = data.train, spread_by_length(data.val, cfg.val_items)
@@ -105,7 +119,7 @@ def train_waveglow(data_dir: str | os.PathLike, run_dir: str | os.PathLike,
 
                 log_step(run, cfg, state, result, bar, lr, started, float(batch.audio.numel()), "samples")
                 if state.step % cfg.val_every == 0 and run.main and val_clips:
-                    metrics = validate_waveglow(unwrap(model), data, val_clips, cfg, run.device)
+                    metrics = validate_waveglow(cast(WaveGlow, unwrap(model)), data, val_clips, cfg, run.device)
                     run.log({"split": "val", "step": state.step, **metrics})
                     log.info("step %d: val loss %.4f", state.step, metrics["loss"])
                 path = checkpoint_if_due(run, model, optimizer, scaler, state, cfg, data, result, path)
