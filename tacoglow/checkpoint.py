@@ -570,9 +570,12 @@ def load_waveglow(path: str | os.PathLike, device: str | torch.device = "cpu") -
 
 def load_hifigan(path: str | os.PathLike, device: str | torch.device = "cpu",
                  config: HiFiGANConfig | Mapping | str | os.PathLike | None = None) -> HiFiGAN:
-    """Build a :class:`HiFiGAN` generator from jik876's, NVIDIA's or tacoglow's layout, in eval mode with weight
-    norm folded. ``config`` replaces the file's own generator config (or the ``config.json`` beside it)."""
-    return _build(inspect_checkpoint(path, config), "hifigan").remove_weight_norm().to(device)
+    """Build a :class:`HiFiGAN` generator from jik876's, NVIDIA's or tacoglow's layout for inference: in eval
+    mode, weight norm folded and parameters frozen (so that calling it runs its inference kernels even outside
+    ``torch.no_grad``). ``config`` replaces the file's own generator config (or the ``config.json`` beside it).
+    """
+    model = _build(inspect_checkpoint(path, config), "hifigan").remove_weight_norm()
+    return model.requires_grad_(False).to(device)
 
 
 def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> tuple[torch.nn.Module, LoadedCheckpoint]:
