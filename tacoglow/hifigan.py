@@ -28,7 +28,7 @@ from torch import Tensor, nn
 from . import ops
 from .config import dataclass_from_dict
 
-__all__ = ["HiFiGANConfig", "HiFiGAN", "PRECISIONS"]
+__all__ = ["PRECISIONS", "HiFiGAN", "HiFiGANConfig"]
 
 # The slope of every leaky ReLU inside the network. The one before conv_post is torch's default (0.01) in both
 # reference implementations (`F.leaky_relu(x)` without a slope); trained weights depend on it, so it is kept.
@@ -304,6 +304,13 @@ class HiFiGAN(nn.Module):
         x = _conv(x, *k.post, activation="tanh")  # (B, 1, 1, L)
         return x.squeeze(2).to(mel.dtype).contiguous()
 
+    def __getstate__(self) -> dict[str, Any]:
+        # The prepared kernels may hold oneDNN's opaque tensors, which cannot be copied or pickled; they are
+        # rebuilt on first use.
+        state = dict(self.__dict__)
+        state.pop("_kernels", None)
+        return state
+
     def remove_weight_norm(self) -> HiFiGAN:
         """Fold weight norm into plain weights (for inference); returns the model. Idempotent."""
         for module in self.modules():
@@ -341,34 +348,53 @@ def _polyphase(weight: Tensor, rate: int, padding: int) -> tuple[Tensor, int]:
     return out.reshape(rate * c_out, c_in, taps), half
 
 
+_TYPICAL_FRAMES = 200  # mel frames of a typical sentence, the input length the weight layouts are chosen for
+
+
 class _Kernels:
-    """A generator's weights for `HiFiGAN.infer`: convolution weights (C_out, C_in, 1, k) channels-last and
-    biases, weight norm folded, in one dtype.
+    """A generator's weights for `HiFiGAN.infer`, weight norm folded, in one dtype: per convolution its weight
+    (C_out, C_in, 1, k), bias (C_out,), padding and dilation.
 
     The mean over a stage's K resblocks is a sum here, its 1 / K folded into the weights of the next
     convolution (the next upsampling, or conv_post): the leaky ReLU in between commutes with a positive scale.
+    Where oneDNN runs them, the weights are stored in its own blocked layout once (otherwise every call
+    reorders them); elsewhere they are channels-last tensors.
     """
 
     def __init__(self, model: HiFiGAN, dtype: torch.dtype) -> None:
-        def weight(w: Tensor, scale: float = 1.0) -> Tensor:  # (out, in, k) -> (out, in, 1, k), see _conv
-            return (w.detach() * scale).to(dtype).unsqueeze(2).contiguous(memory_format=torch.channels_last)
+        pack = _fused(torch.empty(0, dtype=dtype, device=model.conv_post.bias.device))
 
-        def bias(b: Tensor) -> Tensor:
-            return b.detach().to(dtype)
+        def conv(w: Tensor, b: Tensor, padding: int, dilation: int, length: int, scale: float = 1.0) -> tuple:
+            w = (w.detach() * scale).to(dtype).unsqueeze(2)  # (out, in, k) -> (out, in, 1, k)
+            if pack:  # blocked for the batch-1 input of a typical sentence (any input shape works)
+                try:
+                    packed = torch._C._nn.mkldnn_reorder_conv2d_weight(
+                        w.contiguous().to_mkldnn(), [0, padding], [1, 1], [1, dilation], 1, [1, w.size(1), 1, length])
+                    return packed, b.detach().to(dtype), padding, dilation
+                except RuntimeError:  # a build without the reorder: oneDNN reorders the plain weight per call
+                    pass
+            return w.contiguous(memory_format=torch.channels_last), b.detach().to(dtype), padding, dilation
 
         mean = 1.0 / model.num_kernels
+        length = _TYPICAL_FRAMES
+        self.pre: tuple[Tensor, Tensor, int, int]
+        self.post: tuple[Tensor, Tensor, int, int]
+        self.ups: list[tuple[Tensor, Tensor, int, int]] = []  # weight, bias, padding, rate
+        self.blocks: list[list[list[tuple[Tensor, Tensor, int, int]]]] = []
         with torch.no_grad():
-            self.pre = weight(model.conv_pre.compute_weight()), bias(model.conv_pre.bias), model.conv_pre.padding
-            self.ups = []
+            pre = model.conv_pre
+            self.pre = conv(pre.compute_weight(), pre.bias, pre.padding, 1, length)
             for i, up in enumerate(model.ups):
                 w, half = _polyphase(up.compute_weight().detach(), up.stride, up.padding)
                 b = up.bias.detach().repeat(up.stride)  # one copy per phase
-                self.ups.append((weight(w, mean if i else 1.0), bias(b), half, up.stride))
-            # Per resblock, per residual layer: its convolutions as (weight, bias, padding, dilation).
-            self.blocks = [[[(weight(c.compute_weight()), bias(c.bias), c.padding, c.dilation) for c in layer]
-                            for layer in block.layers()] for block in model.resblocks]
+                self.ups.append((*conv(w, b, half, 1, length, mean if i else 1.0)[:3], up.stride))
+                length *= up.stride
+                # Per resblock of the stage, per residual layer: its convolutions.
+                self.blocks += [[[conv(c.compute_weight(), c.bias, c.padding, c.dilation, length) for c in layer]
+                                 for layer in block.layers()]
+                                for block in model.resblocks[i * model.num_kernels:(i + 1) * model.num_kernels]]
             post = model.conv_post
-            self.post = weight(post.compute_weight(), mean), bias(post.bias), post.padding
+            self.post = conv(post.compute_weight(), post.bias, post.padding, 1, length, mean)
 
 
 def _as_conv_input(x: Tensor) -> Tensor:
@@ -387,7 +413,7 @@ def _conv(x: Tensor, weight: Tensor, bias: Tensor, padding: int, dilation: int =
           slope: float = 0.0) -> Tensor:
     """'Same' convolution (B, C_in, 1, L) -> (B, C_out, 1, L), then `activation`: "none", "leaky_relu" (with
     `slope`) or "tanh", in one pass where oneDNN is available."""
-    if _fused(x):
+    if weight.is_mkldnn or _fused(x):
         scalars = [slope] if activation == "leaky_relu" else []
         return torch.ops.mkldnn._convolution_pointwise(x, weight, bias, [0, padding], [1, 1], [1, dilation], 1,
                                                        activation, scalars, "")
@@ -401,7 +427,7 @@ def _conv_add(x: Tensor, weight: Tensor, bias: Tensor, padding: int, dilation: i
               in_place: bool = False) -> Tensor:
     """residual + conv(x), in one pass where oneDNN is available; written into `residual` when `in_place`."""
     args = ([0, padding], [1, 1], [1, dilation], 1, "add", None, None, [], None)
-    if _fused(x):
+    if weight.is_mkldnn or _fused(x):
         if in_place:
             return torch.ops.mkldnn._convolution_pointwise_.binary(residual, x, weight, bias, *args)
         return torch.ops.mkldnn._convolution_pointwise.binary(x, residual, weight, bias, *args)

@@ -1,5 +1,7 @@
 """HiFi-GAN against the reference implementations' outputs (jik876/hifi-gan and NVIDIA's), every checkpoint
 layout, and the generator's invariants on tiny configs."""
+import copy
+import io
 import json
 import shutil
 from pathlib import Path
@@ -115,6 +117,17 @@ def test_kernels_follow_weight_changes():
         model.conv_post.bias.add_(0.5)
     assert not torch.allclose(model.infer(mel), first)
     assert rel_err(model.infer(mel), model.forward(mel).detach()) < 1e-5
+
+
+def test_copies_and_pickles_after_inference():
+    model = perturbed(TINY2)
+    mel = torch.randn(1, 80, 6)
+    audio = model.infer(mel)  # prepares (and caches) the inference kernels
+    assert torch.equal(copy.deepcopy(model).infer(mel), audio)
+    buffer = io.BytesIO()
+    torch.save(model, buffer)
+    buffer.seek(0)
+    assert torch.equal(torch.load(buffer, weights_only=False).infer(mel), audio)
 
 
 def test_backward_reaches_every_parameter():
