@@ -272,6 +272,7 @@ class HiFiGAN(nn.Module):
         """
         if not _needs_autograd(self) and not torch.jit.is_tracing() and not torch.compiler.is_compiling():
             return self.infer(mel)
+        self._check(mel)
         x = self.conv_pre(mel)
         for i, up in enumerate(self.ups):
             x = up(F.leaky_relu(x, LRELU_SLOPE))  # (B, C_i, L * u_i)
@@ -292,6 +293,7 @@ class HiFiGAN(nn.Module):
         """
         if precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+        self._check(mel)
         dtype = torch.bfloat16 if precision == "bf16" else torch.float32
         k = ops.cached(self, "_kernels", lambda: _Kernels(self, dtype), extra=(dtype,))
         x = _as_conv_input(mel.to(dtype))  # (B, n_mel, 1, T)
@@ -303,6 +305,11 @@ class HiFiGAN(nn.Module):
             x = _fused_mrf(x, blocks, LRELU_SLOPE if i < stages - 1 else FINAL_LRELU_SLOPE)
         x = _conv(x, *k.post, activation="tanh")  # (B, 1, 1, L)
         return x.squeeze(2).to(mel.dtype).contiguous()
+
+    def _check(self, mel: Tensor) -> None:
+        if mel.dim() != 3 or mel.size(1) != self.config.n_mel_channels or mel.size(2) == 0:
+            raise ValueError(f"expected a mel of shape (batch, {self.config.n_mel_channels}, frames > 0), "
+                             f"got {tuple(mel.shape)}")
 
     def __getstate__(self) -> dict[str, Any]:
         # The prepared kernels may hold oneDNN's opaque tensors, which cannot be copied or pickled; they are

@@ -84,6 +84,9 @@ def test_shapes_at_batch_one_and_many_and_batch_independence(config):
         assert one.shape == (1, 1, 9 * config.hop_length)
         assert rel_err(one, audio[i:i + 1]) < 1e-5
     assert model.infer(mel[:, :, :1]).shape == (3, 1, config.hop_length)  # a single frame
+    for bad in (mel[:, :40], mel[0], mel[:, :, :0]):
+        with pytest.raises(ValueError, match="expected a mel of shape"):
+            model(bad)
 
 
 @pytest.mark.parametrize("config", [TINY, TINY2], ids=["type1", "type2"])
