@@ -8,7 +8,8 @@ machine's load hits every row alike, and the median is reported. Without --refer
 are printed, their errors measured against tacoglow's fp32.
 
 Prints a Markdown table: config, batch, mode, seconds per call, real-time factor (seconds per second of
-audio), speed-up over the reference, and the relative error ||y - y_ref|| / ||y_ref|| of the audio.
+audio), speed-up over the reference, and the relative error ||y - y_ref|| / ||y_ref|| of the audio. On a busy
+machine, `--threads 1 --clock cpu` measures what an idle core would take.
 """
 from __future__ import annotations
 
@@ -80,13 +81,18 @@ def main() -> None:
                         help="tacoglow's precisions (default fp32, and bf16 where the CPU computes it natively)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=5, help="timed calls per row (after one warm-up)")
+    parser.add_argument("--clock", choices=["wall", "cpu"], default="wall",
+                        help="cpu: the process's CPU time, which other processes' load hardly changes (with "
+                             "--threads 1, the time an idle core would take)")
     args = parser.parse_args()
+    clock = time.perf_counter if args.clock == "wall" else time.process_time
     modes = args.modes or (["fp32", "bf16"] if native_bf16() else ["fp32"])
     torch.set_num_threads(args.threads)
     Generator = reference_generator(args.reference) if args.reference else None
 
     print(f"torch {torch.__version__}, {platform.processor() or platform.machine()}, "
-          f"{torch.backends.cpu.get_cpu_capability()}, native bf16: {native_bf16()}, {args.threads} threads; "
+          f"{torch.backends.cpu.get_cpu_capability()}, native bf16: {native_bf16()}, {args.threads} threads, "
+          f"{args.clock} clock; "
           f"load average at start {load_average()}\n")
     print("| config | batch | mode | seconds | RTF | vs reference | rel. error |")
     print("|---|---|---|---|---|---|---|")
@@ -115,9 +121,9 @@ def main() -> None:
                 outputs = {label: run() for label, run in runs.items()}  # warm-up, and the outputs compared
                 for _ in range(args.repeats):
                     for label, run in runs.items():
-                        start = time.perf_counter()
+                        start = clock()
                         run()
-                        times[label].append(time.perf_counter() - start)
+                        times[label].append(clock() - start)
             baseline = outputs["reference" if reference is not None else "tacoglow fp32"]
             ref_time = statistics.median(times["reference"]) if reference is not None else None
             for label, values in times.items():

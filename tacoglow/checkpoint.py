@@ -184,7 +184,7 @@ def read_checkpoint(path: str | os.PathLike) -> Any:
 
 @dataclass
 class LoadedCheckpoint:
-    """What a checkpoint holds, normalised: ``kind`` is "tacotron2" or "waveglow"."""
+    """What a checkpoint holds, normalised: ``kind`` is "tacotron2", "waveglow" or "hifigan"."""
 
     path: Path
     layout: str
@@ -376,13 +376,11 @@ def _read_json(path: Path) -> dict[str, Any]:
     return d
 
 
-def _hifigan_config(given: Any, source: Path | str) -> dict[str, Any]:
-    """A generator config as tacoglow stores it, from a HiFiGANConfig, a dict (tacoglow's keys when it has
-    ``n_mel_channels``, else the reference's) or a JSON file."""
+def _hifigan_config(given: Any, source: Path) -> dict[str, Any]:
+    """A generator config as tacoglow stores it, from a HiFiGANConfig or a dict (tacoglow's keys when it has
+    ``n_mel_channels``, else the reference's)."""
     if isinstance(given, HiFiGANConfig):
         return given.to_dict()
-    if isinstance(given, (str, os.PathLike)):
-        source, given = Path(given), _read_json(Path(given))
     if not isinstance(given, Mapping):
         raise CheckpointError(f"{source}: its HiFi-GAN config is a {type(given).__name__}, not a dict")
     try:
@@ -432,11 +430,12 @@ def _inspect_hifigan(path: Path, obj: Any, layout: str, config: Any) -> LoadedCh
     bad = [k for k, v in sd.items() if not isinstance(v, torch.Tensor)]
     if bad:
         raise CheckpointError(f"{path}: key '{bad[0]}' of the state dict is not a tensor; the file is damaged")
+    if isinstance(config, (str, os.PathLike)):  # a config.json: its audio settings too
+        source, config = Path(config), _read_json(Path(config))
+        audio = _reference_audio(source, config, _JIK876_AUDIO)
     if config is not None:
-        model_config = _hifigan_config(config, path)
-        if isinstance(config, (str, os.PathLike)):
-            audio = _reference_audio(Path(config), _read_json(Path(config)), _JIK876_AUDIO)
-    elif reference is not None:
+        reference = config
+    if reference is not None:
         model_config = _hifigan_config(reference, source)
     return LoadedCheckpoint(path=path, layout=layout, kind="hifigan", state_dict=_flat_resblock_keys(sd),
                             config=model_config, audio=audio, step=step, extra=extra)
@@ -455,7 +454,8 @@ def inspect_checkpoint(path: str | os.PathLike, config: HiFiGANConfig | Mapping 
     """Read any supported checkpoint into a :class:`LoadedCheckpoint` (no model is built).
 
     ``config`` (HiFi-GAN files only) is used instead of the file's own generator config or the ``config.json``
-    beside it: a :class:`HiFiGANConfig`, a dict (tacoglow's or the reference's keys) or a JSON file.
+    beside it: a :class:`HiFiGANConfig`, a dict (tacoglow's or the reference's keys) or a JSON file like
+    jik876's ``config.json`` (whose audio settings are read too).
     """
     path = Path(path)
     obj = read_checkpoint(path)
@@ -480,8 +480,8 @@ def inspect_checkpoint(path: str | os.PathLike, config: HiFiGANConfig | Mapping 
     else:
         what = type(obj).__name__ if not isinstance(obj, dict) else f"a dict with keys {sorted(obj)[:6]}"
         raise CheckpointError(
-            f"{path}: holds {what}, not a Tacotron 2, WaveGlow or HiFi-GAN checkpoint; pass a file saved by tacoglow, NVIDIA or "
-            "jik876/hifi-gan")
+            f"{path}: holds {what}, not a Tacotron 2, WaveGlow or HiFi-GAN checkpoint; pass a file saved by "
+            "tacoglow, NVIDIA or jik876/hifi-gan")
     bad = [k for k, v in sd.items() if not isinstance(v, torch.Tensor)]
     if bad:
         raise CheckpointError(f"{path}: key '{bad[0]}' of the state dict is not a tensor; the file is damaged")
