@@ -8,11 +8,15 @@
     mel, _, _ = tacotron2.infer(sequences, lengths)
     audio = waveglow.infer(mel)          # 22050 Hz
 
+    hifigan, train_setup, denoiser = torch.hub.load(repo_dir, 'nvidia_hifigan', source='local')
+    audio = denoiser(hifigan(mel).squeeze(1), strength=0.005)  # HiFi-GAN takes Tacotron 2's mels as well
+
 With ``pretrained=True`` NVIDIA's files are looked up under their own names in
 ``$TORCH_HOME/checkpoints`` and torch.hub's checkpoint folder, then downloaded (set
 ``TACOGLOW_OFFLINE=1`` to forbid that); ``checkpoint=PATH`` names a file directly. As in
 NVIDIA's entrypoints, the config then comes from the checkpoint and ``model_math`` only picks
 the AMP-trained ('fp16') or fp32 file; the model is returned in fp32, on the CPU, in eval mode.
+NVIDIA publishes one HiFi-GAN file (``hifigan_gen_checkpoint_10000_ft.pt``), read for either math.
 """
 dependencies = ["torch", "numpy", "scipy", "librosa", "soundfile", "inflect", "unidecode"]
 
@@ -60,3 +64,26 @@ def nvidia_tts_utils():
     from tacoglow.hub import TTSUtils
 
     return TTSUtils()
+
+
+def nvidia_hifigan(pretrained: bool = True, model_math: str = "fp32", **kwargs):
+    """HiFi-GAN as NVIDIA's entrypoint returns it: ``(hifigan, train_setup, denoiser)``.
+
+    Pretrained: NVIDIA's generator (V1, LJSpeech, fine-tuned on FastPitch's mels) in eval mode with weight norm
+    folded, the ``train_setup`` stored with it (its audio settings; ``{}`` for files without one) and a
+    :class:`~tacoglow.Denoiser` built on it. Otherwise a fresh generator whose config keys may be overridden by
+    ``kwargs`` (``upsample_rates=[8, 8, 4]``, ...), ``{}`` and None.
+    """
+    from tacoglow import Denoiser, HiFiGAN, HiFiGANConfig, load_hifigan
+    from tacoglow.checkpoint import inspect_checkpoint
+
+    if pretrained:
+        path = _pretrained_path("hifigan", {**kwargs, "model_math": model_math})
+        hifigan = load_hifigan(path)
+        train_setup = dict(inspect_checkpoint(path).extra.get("train_setup") or {})
+        return hifigan, train_setup, Denoiser(hifigan, win_length=1024).eval()
+    config = HiFiGANConfig()
+    for key, value in kwargs.items():
+        if hasattr(config, key):
+            setattr(config, key, value)
+    return HiFiGAN(HiFiGANConfig.from_dict(config.to_dict())), {}, None

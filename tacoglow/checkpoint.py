@@ -18,10 +18,15 @@ Layouts understood (``detect_layout`` names them):
 - ``waveglow-legacy``: NVIDIA/waveglow ``{"model": <pickled module>, ...}``, zip or the older
   non-zip serialization; its fused per-flow ``cond_layer`` is split into ``cond_layers.i``.
 - ``state-dict``: a bare ``{key: tensor}`` mapping.
+- ``jik876``: HiFi-GAN as jik876/hifi-gan saves it, ``{"generator": state_dict}``, with its
+  ``config.json`` in the same folder (or a config passed in).
+- ``ngc-hifigan``: HiFi-GAN from NVIDIA DeepLearningExamples / NGC: ``{"generator", "config",
+  "train_setup", ...}``, ``module.`` prefixes, resblock keys nested (``resblocks.i.j``) or flat.
 """
 from __future__ import annotations
 
 import io
+import json
 import os
 import pickle
 import re
@@ -37,6 +42,7 @@ import torch
 
 from .audio import AudioConfig
 from .errors import TacoglowError
+from .hifigan import HiFiGAN, HiFiGANConfig
 from .tacotron2 import Tacotron2, Tacotron2Config
 from .waveglow import WaveGlow, WaveGlowConfig
 
@@ -170,8 +176,8 @@ def read_checkpoint(path: str | os.PathLike) -> Any:
                               pickle_module=_allowlist_pickle_module())
     except _Refused as refused:
         raise CheckpointError(
-            f"{path}: refused: the file asks to build '{refused}', which no Tacotron 2 or WaveGlow "
-            "checkpoint contains; only tensors and NVIDIA's WaveGlow module records are accepted") from None
+            f"{path}: refused: the file asks to build '{refused}', which no Tacotron 2, WaveGlow or "
+            "HiFi-GAN checkpoint contains; only tensors and NVIDIA's WaveGlow module records are accepted") from None
     except Exception as error:
         raise CheckpointError(_describe_load_failure(path, error)) from None
 
@@ -182,7 +188,7 @@ def read_checkpoint(path: str | os.PathLike) -> Any:
 
 @dataclass
 class LoadedCheckpoint:
-    """What a checkpoint holds, normalised: ``kind`` is "tacotron2" or "waveglow"."""
+    """What a checkpoint holds, normalised: ``kind`` is "tacotron2", "waveglow" or "hifigan"."""
 
     path: Path
     layout: str
@@ -330,6 +336,10 @@ def detect_layout(obj: Any) -> str:
             return "tacoglow"
         if isinstance(obj.get("model"), _Record):
             return "waveglow-legacy"
+        if isinstance(obj.get("generator"), Mapping):
+            return "ngc-hifigan" if isinstance(obj.get("config"), Mapping) else "jik876"
+        if "mpd" in obj and "msd" in obj:
+            return "hifigan-discriminators"
         if isinstance(obj.get("state_dict"), Mapping):
             return "ngc" if isinstance(obj.get("config"), Mapping) else "tacotron2-standalone"
         if obj and all(isinstance(v, torch.Tensor) for v in obj.values()):
@@ -337,11 +347,138 @@ def detect_layout(obj: Any) -> str:
     return "unknown"
 
 
-def inspect_checkpoint(path: str | os.PathLike) -> LoadedCheckpoint:
-    """Read any supported checkpoint into a :class:`LoadedCheckpoint` (no model is built)."""
+# --------------------------------------------------------------------------------------------
+# HiFi-GAN layouts
+# --------------------------------------------------------------------------------------------
+
+# The reference's names of the audio settings -> AudioConfig's: jik876's config.json, NVIDIA's train_setup.
+_JIK876_AUDIO = {"sampling_rate": "sampling_rate", "n_fft": "filter_length", "hop_size": "hop_length",
+                 "win_size": "win_length", "num_mels": "n_mel_channels", "fmin": "mel_fmin", "fmax": "mel_fmax"}
+_NGC_AUDIO = {"sampling_rate": "sampling_rate", "filter_length": "filter_length", "hop_length": "hop_length",
+              "win_length": "win_length", "num_mels": "n_mel_channels", "mel_fmin": "mel_fmin",
+              "mel_fmax": "mel_fmax", "max_wav_value": "max_wav_value"}
+_NESTED_RESBLOCK = re.compile(r"^resblocks\.(\d+)\.(\d+)\.(.+)$")
+_JIK876_NAME = re.compile(r"^g_(\d+)$")  # jik876 names its generator files g_<step, 8 digits>
+
+
+def _holds_hifigan(obj: Any, layout: str) -> bool:
+    if layout in ("jik876", "ngc-hifigan", "hifigan-discriminators"):
+        return True
+    if layout == "tacoglow":
+        return obj.get("model") == "hifigan"
+    return layout == "state-dict" and "conv_pre.bias" in _strip_prefixes(obj)
+
+
+def _flat_resblock_keys(sd: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """NVIDIA's nested ``resblocks.i.j.`` keys -> jik876's flat ``resblocks.{i*K+j}.`` (K, the kernels per
+    stage, read off the keys); the 4-D weights NVIDIA's loader also accepts, (..., 1), lose their last axis."""
+    nested = {key: m for key in sd if (m := _NESTED_RESBLOCK.match(key))}
+    kernels = 1 + max((int(m.group(2)) for m in nested.values()), default=0)
+    out = {}
+    for key, value in sd.items():
+        if key in nested:
+            stage, j, rest = nested[key].groups()
+            key = f"resblocks.{int(stage) * kernels + int(j)}.{rest}"
+        out[key] = value.squeeze(-1) if value.dim() == 4 and value.size(-1) == 1 else value
+    return out
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        d = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise CheckpointError(f"{path}: not a readable JSON config ({str(error)[:120]}); fix or replace it") from None
+    if not isinstance(d, dict):
+        raise CheckpointError(f"{path}: holds a JSON {type(d).__name__}, not a config object; fix or replace it")
+    return d
+
+
+def _hifigan_config(given: Any, source: Path) -> dict[str, Any]:
+    """A generator config as tacoglow stores it, from a HiFiGANConfig or a dict (tacoglow's keys when it has
+    ``n_mel_channels``, else the reference's)."""
+    if isinstance(given, HiFiGANConfig):
+        return given.to_dict()
+    if not isinstance(given, Mapping):
+        raise CheckpointError(f"{source}: its HiFi-GAN config is a {type(given).__name__}, not a dict")
+    try:
+        config = (HiFiGANConfig.from_dict(dict(given)) if "n_mel_channels" in given
+                  else HiFiGANConfig.from_reference(dict(given)))
+    except (TypeError, ValueError) as error:
+        raise CheckpointError(f"{source}: its config cannot build a HiFi-GAN: {error}") from None
+    return config.to_dict()
+
+
+def _reference_audio(path: Path, settings: Mapping[str, Any], names: Mapping[str, str] | None = None) -> AudioConfig:
+    """AudioConfig from settings named as `names` maps them (the reference's -> ours; None: ours already)."""
+    if names is not None:
+        settings = {ours: settings[theirs] for theirs, ours in names.items() if theirs in settings}
+    try:
+        return AudioConfig.from_dict(dict(settings))
+    except (TypeError, ValueError) as error:
+        raise CheckpointError(f"{path}: its audio settings are unusable: {error}; fix them or re-save the checkpoint"
+                              ) from None
+
+
+def _inspect_hifigan(path: Path, obj: Any, layout: str, config: Any) -> LoadedCheckpoint:
+    if layout == "hifigan-discriminators":
+        raise CheckpointError(
+            f"{path}: holds HiFi-GAN's discriminators (mpd, msd), not its generator; pass the generator file "
+            "(jik876: g_NNNNNNNN, NVIDIA: hifigan_gen_checkpoint_N.pt)")
+    audio, step, extra, reference, source = AudioConfig(), None, {}, None, path
+    model_config: dict[str, Any] = {}
+    if layout == "tacoglow":
+        sd, model_config = dict(obj["state_dict"]), dict(obj.get("config") or {})
+        audio = _reference_audio(path, obj.get("audio") or {})
+        step = obj.get("step")
+        extra = {k: v for k, v in obj.items() if k not in ("state_dict", "config", "audio", "text", "step")}
+    elif layout == "ngc-hifigan":
+        sd, reference = _strip_prefixes(obj["generator"]), obj["config"]
+        train_setup = obj.get("train_setup") if isinstance(obj.get("train_setup"), Mapping) else {}
+        audio, extra = _reference_audio(path, train_setup, _NGC_AUDIO), {"train_setup": dict(train_setup)}
+        train_state = obj.get("train_state")
+        step = train_state.get("iters_all") if isinstance(train_state, Mapping) else None
+    else:  # jik876's file, or a bare state dict: the config is the config.json beside it
+        sd = _strip_prefixes(obj["generator"] if layout == "jik876" else obj)
+        beside = path.parent / "config.json"
+        if config is None and beside.is_file():
+            reference, source = _read_json(beside), beside
+            audio = _reference_audio(beside, reference, _JIK876_AUDIO)
+        step = int(m.group(1)) if (m := _JIK876_NAME.match(path.name)) else None
+    bad = [k for k, v in sd.items() if not isinstance(v, torch.Tensor)]
+    if bad:
+        raise CheckpointError(f"{path}: key '{bad[0]}' of the state dict is not a tensor; the file is damaged")
+    if isinstance(config, (str, os.PathLike)):  # a config.json: its audio settings too
+        source, config = Path(config), _read_json(Path(config))
+        audio = _reference_audio(source, config, _JIK876_AUDIO)
+    if config is not None:
+        reference = config
+    if reference is not None:
+        model_config = _hifigan_config(reference, source)
+    return LoadedCheckpoint(path=path, layout=layout, kind="hifigan", state_dict=_flat_resblock_keys(sd),
+                            config=model_config, audio=audio, step=step, extra=extra)
+
+
+def _hifigan_model(loaded: LoadedCheckpoint) -> HiFiGAN:
+    model = HiFiGAN(HiFiGANConfig.from_dict(loaded.config))
+    # A file saved after remove_weight_norm() holds plain `weight`s: fold the model too, so the keys match.
+    if not any(key.endswith(".weight_g") for key in loaded.state_dict):
+        model.remove_weight_norm()
+    return model
+
+
+def inspect_checkpoint(path: str | os.PathLike, config: HiFiGANConfig | Mapping | str | os.PathLike | None = None
+                       ) -> LoadedCheckpoint:
+    """Read any supported checkpoint into a :class:`LoadedCheckpoint` (no model is built).
+
+    ``config`` (HiFi-GAN files only) is used instead of the file's own generator config or the ``config.json``
+    beside it: a :class:`HiFiGANConfig`, a dict (tacoglow's or the reference's keys) or a JSON file like
+    jik876's ``config.json`` (whose audio settings are read too).
+    """
     path = Path(path)
     obj = read_checkpoint(path)
     layout = detect_layout(obj)
+    if _holds_hifigan(obj, layout):
+        return _inspect_hifigan(path, obj, layout, config)
     audio, text, step, extra = AudioConfig(), {}, None, {}
     if layout == "tacoglow":
         sd, config = dict(obj["state_dict"]), dict(obj.get("config") or {})
@@ -363,7 +500,8 @@ def inspect_checkpoint(path: str | os.PathLike) -> LoadedCheckpoint:
     else:
         what = type(obj).__name__ if not isinstance(obj, dict) else f"a dict with keys {sorted(obj)[:6]}"
         raise CheckpointError(
-            f"{path}: holds {what}, not a Tacotron 2 or WaveGlow checkpoint; pass a file saved by tacoglow or NVIDIA")
+            f"{path}: holds {what}, not a Tacotron 2, WaveGlow or HiFi-GAN checkpoint; pass a file saved by "
+            "tacoglow, NVIDIA or jik876/hifi-gan")
     bad = [k for k, v in sd.items() if not isinstance(v, torch.Tensor)]
     if bad:
         raise CheckpointError(f"{path}: key '{bad[0]}' of the state dict is not a tensor; the file is damaged")
@@ -388,8 +526,9 @@ def inspect_checkpoint(path: str | os.PathLike) -> LoadedCheckpoint:
 # Building models
 # --------------------------------------------------------------------------------------------
 
-_NAMES = {"tacotron2": "Tacotron 2", "waveglow": "WaveGlow"}
-_LOADERS = {"tacotron2": "--tacotron2 / load_tacotron2", "waveglow": "--waveglow / load_waveglow"}
+_NAMES = {"tacotron2": "Tacotron 2", "waveglow": "WaveGlow", "hifigan": "HiFi-GAN"}
+_LOADERS = {"tacotron2": "--tacotron2 / load_tacotron2", "waveglow": "--waveglow / load_waveglow",
+            "hifigan": "load_hifigan"}
 
 
 def _check_state_dict(path: Path, model: torch.nn.Module, sd: Mapping[str, torch.Tensor]) -> None:
@@ -422,9 +561,14 @@ def build_model(loaded: LoadedCheckpoint, want: str) -> torch.nn.Module:
         raise CheckpointError(
             f"{path}: holds a {_NAMES[loaded.kind]} checkpoint, not a {_NAMES[want]} one; "
             f"pass it through {_LOADERS[loaded.kind]}")
+    if want == "hifigan" and not loaded.config:
+        raise CheckpointError(f"{path}: carries no HiFi-GAN config and there is no config.json beside it; put the "
+                              "config.json it was trained with in the same folder, or pass config=")
     try:
         if want == "tacotron2":
             model: torch.nn.Module = Tacotron2(Tacotron2Config.from_dict(loaded.config))
+        elif want == "hifigan":
+            model = _hifigan_model(loaded)
         else:
             config = loaded.config
             cfg = WaveGlowConfig.from_dict(config) if "WN_config" not in config else WaveGlowConfig.from_nvidia(config)
@@ -446,6 +590,16 @@ def load_waveglow(path: str | os.PathLike, device: str | torch.device = "cpu") -
     return cast(WaveGlow, build_model(inspect_checkpoint(path), "waveglow")).to(device)
 
 
+def load_hifigan(path: str | os.PathLike, device: str | torch.device = "cpu",
+                 config: HiFiGANConfig | Mapping | str | os.PathLike | None = None) -> HiFiGAN:
+    """Build a :class:`HiFiGAN` generator from jik876's, NVIDIA's or tacoglow's layout for inference: in eval
+    mode, weight norm folded and parameters frozen (so that calling it runs its inference kernels even outside
+    ``torch.no_grad``). ``config`` replaces the file's own generator config (or the ``config.json`` beside it).
+    """
+    model = build_model(inspect_checkpoint(path, config), "hifigan").remove_weight_norm()
+    return model.requires_grad_(False).to(device)
+
+
 def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> tuple[torch.nn.Module, LoadedCheckpoint]:
     """Build whichever model the file holds; returns it with the checkpoint's metadata."""
     loaded = inspect_checkpoint(path)
@@ -461,7 +615,9 @@ def model_kind(model: torch.nn.Module) -> str:
         return "tacotron2"
     if isinstance(model, WaveGlow):
         return "waveglow"
-    raise TypeError(f"cannot save a {type(model).__name__}: expected Tacotron2 or WaveGlow")
+    if isinstance(model, HiFiGAN):
+        return "hifigan"
+    raise TypeError(f"cannot save a {type(model).__name__}: expected Tacotron2, WaveGlow or HiFiGAN")
 
 
 def atomic_save(obj: Any, path: str | os.PathLike) -> None:

@@ -23,12 +23,17 @@ OFFLINE_ENV = "TACOGLOW_OFFLINE"
 DOWNLOAD_TIMEOUT_S = 20.0
 
 _NGC = "https://api.ngc.nvidia.com/v2/models/nvidia"
+_HIFIGAN_URL = (f"{_NGC}/dle/hifigan__pyt_ckpt_mode-finetune_ds-ljs22khz/versions/21.08.0_amp/files/"
+                "hifigan_gen_checkpoint_10000_ft.pt")
 # (model, math) → NVIDIA's NGC URL (version 19.09.0); the file name is the URL's last part.
 NVIDIA_URLS = {
     ("tacotron2", "fp32"): f"{_NGC}/tacotron2_pyt_ckpt_fp32/versions/19.09.0/files/nvidia_tacotron2pyt_fp32_20190427",
     ("tacotron2", "fp16"): f"{_NGC}/tacotron2_pyt_ckpt_amp/versions/19.09.0/files/nvidia_tacotron2pyt_fp16_20190427",
     ("waveglow", "fp32"): f"{_NGC}/waveglow_ckpt_fp32/versions/19.09.0/files/nvidia_waveglowpyt_fp32_20190427",
     ("waveglow", "fp16"): f"{_NGC}/waveglow_ckpt_amp/versions/19.09.0/files/nvidia_waveglowpyt_fp16_20190427",
+    # One HiFi-GAN file for both: V1 trained with AMP on LJSpeech, then fine-tuned on FastPitch's mels.
+    ("hifigan", "fp32"): _HIFIGAN_URL,
+    ("hifigan", "fp16"): _HIFIGAN_URL,
 }
 
 
@@ -51,7 +56,8 @@ def checkpoint_dirs() -> list[Path]:
 
 
 def find_nvidia_checkpoint(model: str, math: str | None = None) -> Path | None:
-    """The cached NVIDIA file for ``model`` ('tacotron2' or 'waveglow'); fp16 (AMP) first unless ``math`` says."""
+    """The cached NVIDIA file for ``model`` ('tacotron2', 'waveglow' or 'hifigan'); fp16 (AMP) first unless
+    ``math`` says."""
     maths = [math] if math else ["fp16", "fp32"]
     for m in maths:
         name = nvidia_file_name(model, m)

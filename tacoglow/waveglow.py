@@ -501,25 +501,27 @@ class WaveGlowLoss(nn.Module):
 
 
 class Denoiser(nn.Module):
-    """Removes WaveGlow's constant hiss by spectral subtraction (NVIDIA's denoiser).
+    """Removes a vocoder's constant hiss by spectral subtraction (NVIDIA's denoiser, for WaveGlow and HiFi-GAN).
 
-    The bias is the magnitude spectrum of what the vocoder outputs for an all-zero mel at sigma 0 (first STFT
-    frame only). Building it runs `waveglow.infer`, which still draws its noise from the global RNG (three
-    draws for the default config) even though sigma 0 discards it; this is kept so seeded runs line up with
-    the reference.
+    The bias is the magnitude spectrum of what the vocoder outputs for an all-zero mel (WaveGlow at sigma 0),
+    first STFT frame only. For WaveGlow, building it runs `waveglow.infer`, which still draws its noise from
+    the global RNG (three draws for the default config) even though sigma 0 discards it; this is kept so
+    seeded runs line up with the reference.
 
     `forward(audio (B, T), strength)` returns `(B, 1, 256 * (T // 256))`.
     """
 
     bias_spec: Tensor  # a buffer, registered in __init__
 
-    def __init__(self, waveglow: WaveGlow, filter_length: int = 1024, n_overlap: int = 4,
+    def __init__(self, vocoder: nn.Module, filter_length: int = 1024, n_overlap: int = 4,
                  win_length: int = 1024, mode: str = "zeros") -> None:
+        """vocoder: a `WaveGlow`, or any module mapping a (1, n_mel, frames) mel to (1, 1, samples) audio
+        whose `config` has `n_mel_channels` (`HiFiGAN`)."""
         super().__init__()
-        weight = waveglow.upsample.weight
+        weight = next(vocoder.parameters())
         self.stft = STFT(filter_length=filter_length, hop_length=filter_length // n_overlap,
                          win_length=win_length).to(weight.device)
-        shape = (1, waveglow.config.n_mel_channels, 88)  # 88 frames, as the reference
+        shape = (1, vocoder.config.n_mel_channels, 88)  # 88 frames, as the reference
         if mode == "zeros":
             mel = torch.zeros(shape, dtype=weight.dtype, device=weight.device)
         elif mode == "normal":
@@ -527,7 +529,10 @@ class Denoiser(nn.Module):
         else:
             raise ValueError(f"Denoiser mode must be 'zeros' or 'normal', got {mode!r}")
         with torch.no_grad():
-            bias_audio = waveglow.infer(mel, sigma=0.0).float()  # (1, 88 * 256)
+            if isinstance(vocoder, WaveGlow):
+                bias_audio = vocoder.infer(mel, sigma=0.0).float()  # (1, 88 * 256)
+            else:
+                bias_audio = vocoder(mel).float().squeeze(1)  # (1, 88 * hop)
             bias_spec, _ = self.stft.transform(bias_audio)  # (1, n_bins, frames)
         self.register_buffer("bias_spec", bias_spec[:, :, :1])  # (1, n_bins, 1)
 

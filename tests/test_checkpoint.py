@@ -1,6 +1,7 @@
 """Every checkpoint layout loads and reproduces the reference; hostile files are refused."""
 import os
 import zipfile
+from pathlib import Path
 
 import pytest
 import torch
@@ -8,6 +9,7 @@ import torch
 from tacoglow.checkpoint import (
     CheckpointError,
     inspect_checkpoint,
+    load_hifigan,
     load_tacotron2,
     load_waveglow,
     read_checkpoint,
@@ -178,3 +180,97 @@ def test_pickle_building_a_foreign_class_is_refused(tmp_path):
     with pytest.raises(CheckpointError) as e:
         read_checkpoint(path)
     assert "torch.nn.modules.linear.Linear" in _one_line(e.value)
+
+
+# ---------------------------------------------------------------- HiFi-GAN files
+
+HIFIGAN_NGC = Path(__file__).resolve().parent / "fixtures" / "hifigan_dle_v1small.pt"
+
+
+def _edited_hifigan(tmp_path, name, edit):
+    ckpt = torch.load(HIFIGAN_NGC, weights_only=True)
+    edit(ckpt)
+    path = tmp_path / name
+    torch.save(ckpt, path)
+    return path
+
+
+def test_hifigan_truncated_file(tmp_path):
+    data = HIFIGAN_NGC.read_bytes()
+    path = tmp_path / "cut_hifigan.pt"
+    path.write_bytes(data[: len(data) // 3])
+    with pytest.raises(CheckpointError) as e:
+        load_hifigan(path)
+    assert "cut_hifigan.pt" in _one_line(e.value) and "truncated" in str(e.value)
+
+
+def test_hifigan_shape_mismatch_names_key_and_both_shapes(tmp_path):
+    def edit(ckpt):
+        ckpt["generator"]["module.conv_post.weight_v"] = torch.zeros(1, 4, 5)
+    with pytest.raises(CheckpointError) as e:
+        load_hifigan(_edited_hifigan(tmp_path, "bad_shape.pt", edit))
+    message = _one_line(e.value)
+    assert "bad_shape.pt" in message and "conv_post.weight_v" in message
+    assert "(1, 4, 5)" in message and "(1, 4, 7)" in message
+
+
+def test_hifigan_missing_key_and_nan_weights(tmp_path):
+    path = _edited_hifigan(tmp_path, "missing.pt", lambda c: c["generator"].pop("module.resblocks.1.2.convs2.0.bias"))
+    with pytest.raises(CheckpointError) as e:
+        load_hifigan(path)
+    assert "resblocks.5.convs2.0.bias" in _one_line(e.value) and "missing" in str(e.value)
+
+    def poison(ckpt):
+        ckpt["generator"]["module.ups.0.weight_v"][0, 0, 0] = float("inf")
+    with pytest.raises(CheckpointError) as e:
+        load_hifigan(_edited_hifigan(tmp_path, "inf.pt", poison))
+    assert "ups.0.weight_v" in _one_line(e.value) and "NaN or infinite" in str(e.value)
+
+
+def test_hifigan_config_that_cannot_build(tmp_path):
+    path = _edited_hifigan(tmp_path, "bad_config.pt", lambda c: c["config"].update(resblock="7"))
+    with pytest.raises(CheckpointError) as e:
+        load_hifigan(path)
+    assert "bad_config.pt" in _one_line(e.value) and "cannot build a HiFi-GAN" in str(e.value)
+    path = _edited_hifigan(tmp_path, "no_rates.pt", lambda c: c["config"].pop("upsample_rates"))
+    with pytest.raises(CheckpointError) as e:
+        inspect_checkpoint(path)
+    assert "upsample_rates" in _one_line(e.value)
+    path = _edited_hifigan(tmp_path, "bad_audio.pt", lambda c: c["train_setup"].update(win_length=4096))
+    with pytest.raises(CheckpointError) as e:
+        load_hifigan(path)
+    assert "audio settings" in _one_line(e.value)
+
+
+def test_hifigan_wrong_model_type():
+    with pytest.raises(CheckpointError) as e:
+        load_tacotron2(HIFIGAN_NGC)
+    assert "HiFi-GAN checkpoint, not a Tacotron 2" in _one_line(e.value) and "load_hifigan" in str(e.value)
+    with pytest.raises(CheckpointError) as e:
+        load_hifigan(fixture_path("waveglow_small_ngc.pt"))
+    assert "WaveGlow checkpoint, not a HiFi-GAN" in _one_line(e.value)
+
+
+def test_hifigan_discriminators_are_not_a_generator(tmp_path):
+    path = tmp_path / "do_00000700"
+    torch.save({"mpd": {"w": torch.zeros(1)}, "msd": {"w": torch.zeros(1)}, "steps": 700}, path)
+    with pytest.raises(CheckpointError) as e:
+        load_hifigan(path)
+    assert "discriminators" in _one_line(e.value) and "g_NNNNNNNN" in str(e.value)
+
+
+def test_hifigan_generator_that_is_not_tensors(tmp_path):
+    path = _edited_hifigan(tmp_path, "odd.pt", lambda c: c["generator"].update({"module.conv_pre.bias": [1, 2]}))
+    with pytest.raises(CheckpointError) as e:
+        load_hifigan(path)
+    assert "conv_pre.bias" in _one_line(e.value) and "not a tensor" in str(e.value)
+
+
+def test_hifigan_pickle_that_would_run_a_command_is_refused(tmp_path):
+    marker = tmp_path / "pwned"
+    path = tmp_path / "g_00000001"
+    torch.save({"generator": _Exploit(marker)}, path)
+    with pytest.raises(CheckpointError) as e:
+        load_hifigan(path)
+    assert "g_00000001" in _one_line(e.value) and "system" in str(e.value)
+    assert not marker.exists()

@@ -7,6 +7,8 @@ import torch
 from conftest import REPO, fixture_path
 from helpers import rel_err
 
+HIFIGAN_FIXTURES = REPO / "tests" / "fixtures"
+
 
 @pytest.fixture
 def torch_home(tmp_path, monkeypatch):
@@ -109,3 +111,41 @@ def test_decoder_settings_set_as_in_nvidias_examples_take_effect(torch_home):
     assert (tacotron2.config.max_decoder_steps, tacotron2.config.gate_threshold) == (5, 0.3)
     with pytest.raises(ValueError, match="max_decoder_steps"):
         tacotron2.decoder.max_decoder_steps = 0
+
+
+@pytest.fixture
+def hifigan_home(tmp_path, monkeypatch):
+    """A small NVIDIA-layout HiFi-GAN under NVIDIA's file name in a temporary $TORCH_HOME/checkpoints."""
+    home = tmp_path / "torch_home"
+    (home / "checkpoints").mkdir(parents=True)
+    shutil.copy(HIFIGAN_FIXTURES / "hifigan_dle_v1small.pt",
+                home / "checkpoints" / "hifigan_gen_checkpoint_10000_ft.pt")
+    monkeypatch.setenv("TORCH_HOME", str(home))
+    monkeypatch.setenv("TACOGLOW_OFFLINE", "1")
+    return home
+
+
+def test_hifigan_entrypoint_returns_nvidias_triple_offline(hifigan_home):
+    cases = torch.load(HIFIGAN_FIXTURES / "hifigan_cases.pt")
+    golden = cases["dle_v1small"]
+    hifigan, train_setup, denoiser = torch.hub.load(str(REPO), "nvidia_hifigan", source="local", model_math="fp16")
+    assert not hifigan.training and train_setup["hop_length"] == 16 and train_setup["sampling_rate"] == 22050
+    audio = hifigan(cases["mel"])  # frozen: no torch.no_grad needed
+    assert not audio.requires_grad and rel_err(audio, golden["audio_no_weight_norm"]) < 1e-4
+    assert rel_err(denoiser.bias_spec, golden["denoiser_bias_spec"]) < 1e-4
+    denoised = denoiser(audio.squeeze(1), strength=0.1)
+    assert rel_err(denoised, golden["denoised_strength0.1"]) < 1e-4
+
+
+def test_hifigan_entrypoint_without_the_file_or_untrained(tmp_path, monkeypatch):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    monkeypatch.setenv("TACOGLOW_OFFLINE", "1")
+    with pytest.raises(FileNotFoundError) as e:
+        torch.hub.load(str(REPO), "nvidia_hifigan", source="local")
+    message = str(e.value)
+    assert "hifigan_gen_checkpoint_10000_ft.pt" in message and str(tmp_path / "checkpoints") in message
+    hifigan, train_setup, denoiser = torch.hub.load(str(REPO), "nvidia_hifigan", source="local", pretrained=False,
+                                                    upsample_initial_channel=32, resblock="2",
+                                                    resblock_dilation_sizes=[[1, 2], [2, 6], [3, 12]])
+    assert (train_setup, denoiser) == ({}, None)
+    assert hifigan.config.upsample_initial_channel == 32 and hifigan.conv_pre.weight_v.shape == (32, 80, 7)

@@ -1,0 +1,443 @@
+"""HiFi-GAN (Kong, Kim & Bae, 2020): a GAN-trained convolutional vocoder, mel spectrogram -> waveform.
+
+Block diagram of the generator, one class per box: `conv_pre` (kernel 7) lifts the mel to
+`upsample_initial_channel` channels. Each of the stages then applies a leaky ReLU (slope 0.1), a transposed
+convolution (`ups.i`, stride `upsample_rates[i]`) that halves the channels, and the multi-receptive-field
+fusion: the mean of K residual blocks (`_ResBlock1` or `_ResBlock2`), one per kernel size and dilation list.
+A final leaky ReLU, `conv_post` (kernel 7, one channel) and tanh give audio in [-1, 1].
+
+State-dict keys and shapes are those of jik876/hifi-gan's `Generator` (resblocks flat, `resblocks.{i*K+j}`),
+weight norm included (`weight_g`/`weight_v`); NVIDIA DeepLearningExamples nests them (`resblocks.{i}.{j}`),
+which `tacoglow.checkpoint` flattens.
+
+Inference (`infer`, and `forward` whenever autograd is off) runs the same arithmetic on weights prepared once:
+weight norm folded, every convolution a oneDNN kernel on channels-last tensors with its activation, bias and
+residual addition fused.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from . import ops
+from .config import ConfigError, dataclass_from_dict
+
+__all__ = ["PRECISIONS", "HiFiGAN", "HiFiGANConfig"]
+
+# The slope of every leaky ReLU inside the network. The one before conv_post is torch's default (0.01) in both
+# reference implementations (`F.leaky_relu(x)` without a slope); trained weights depend on it, so it is kept.
+LRELU_SLOPE = 0.1
+FINAL_LRELU_SLOPE = 0.01
+
+# Arithmetic of `HiFiGAN.infer`. "fp32" reproduces the reference up to float rounding; "bf16" rounds weights and
+# activations to bfloat16 (about 1e-2 relative error; faster only on CPUs with native bfloat16, AVX-512 BF16 or AMX).
+PRECISIONS = ("fp32", "bf16")
+
+# Keys of the reference config files (jik876's config.json, NVIDIA's checkpoint "config") that build a generator.
+_GENERATOR_KEYS = ("resblock", "upsample_rates", "upsample_kernel_sizes", "upsample_initial_channel",
+                   "resblock_kernel_sizes", "resblock_dilation_sizes")
+
+
+@dataclass
+class HiFiGANConfig:
+    """Generator hyper-parameters; the defaults are V1 (jik876's config_v1.json, NVIDIA's published model).
+
+    Field names are jik876's config.json keys, except `n_mel_channels` (its `num_mels`, named as everywhere
+    else in tacoglow). `v1()`, `v2()` and `v3()` give the paper's three generators.
+    """
+
+    resblock: str = "1"  # "1": two convolutions per dilation (V1, V2); "2": one (V3)
+    upsample_rates: list[int] = field(default_factory=lambda: [8, 8, 2, 2])  # product: samples per mel frame
+    upsample_kernel_sizes: list[int] = field(default_factory=lambda: [16, 16, 4, 4])
+    upsample_initial_channel: int = 512  # halved by every upsampling stage
+    resblock_kernel_sizes: list[int] = field(default_factory=lambda: [3, 7, 11])
+    resblock_dilation_sizes: list[list[int]] = field(default_factory=lambda: [[1, 3, 5], [1, 3, 5], [1, 3, 5]])
+    n_mel_channels: int = 80
+
+    @classmethod
+    def v1(cls) -> HiFiGANConfig:
+        """V1: 512 channels, 13.9 M parameters, the best quality (and NVIDIA's published model)."""
+        return cls()
+
+    @classmethod
+    def v2(cls) -> HiFiGANConfig:
+        """V2: V1 with 128 channels (0.9 M parameters)."""
+        return cls(upsample_initial_channel=128)
+
+    @classmethod
+    def v3(cls) -> HiFiGANConfig:
+        """V3: three stages, 256 channels, one convolution per dilation (1.5 M parameters), the fastest."""
+        return cls(resblock="2", upsample_rates=[8, 8, 4], upsample_kernel_sizes=[16, 16, 8],
+                   upsample_initial_channel=256, resblock_kernel_sizes=[3, 5, 7],
+                   resblock_dilation_sizes=[[1, 2], [2, 6], [3, 12]])
+
+    def __post_init__(self) -> None:
+        def fail(message: str) -> None:
+            raise ConfigError(f"invalid HiFiGANConfig: {message}")
+
+        def positive_ints(name: str, values: Any) -> list[int]:
+            if not isinstance(values, (list, tuple)) or not values or not all(
+                    isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in values):
+                fail(f"{name} must be a non-empty list of positive integers, got {values!r}")
+            return list(values)
+
+        if self.resblock in (1, 2):  # some configs write the type as a number
+            self.resblock = str(self.resblock)
+        if self.resblock not in ("1", "2"):
+            fail(f"resblock must be '1' or '2', got {self.resblock!r}")
+        for name in ("upsample_initial_channel", "n_mel_channels"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+                fail(f"{name} must be a positive integer, got {value!r}")
+        self.upsample_rates = positive_ints("upsample_rates", self.upsample_rates)
+        self.upsample_kernel_sizes = positive_ints("upsample_kernel_sizes", self.upsample_kernel_sizes)
+        self.resblock_kernel_sizes = positive_ints("resblock_kernel_sizes", self.resblock_kernel_sizes)
+        if not isinstance(self.resblock_dilation_sizes, (list, tuple)):
+            fail(f"resblock_dilation_sizes must be a list of lists, got {self.resblock_dilation_sizes!r}")
+        self.resblock_dilation_sizes = [positive_ints("resblock_dilation_sizes", d)
+                                        for d in self.resblock_dilation_sizes]
+        if len(self.upsample_rates) != len(self.upsample_kernel_sizes):
+            fail(f"{len(self.upsample_rates)} upsample_rates but {len(self.upsample_kernel_sizes)} "
+                 "upsample_kernel_sizes")
+        for u, k in zip(self.upsample_rates, self.upsample_kernel_sizes):
+            # Padding (k - u) / 2 on both sides makes each stage exactly u times longer.
+            if k < u or (k - u) % 2:
+                fail(f"upsample kernel {k} with rate {u}: the kernel must be at least the rate and differ from "
+                     "it by an even number")
+        if self.channels(len(self.upsample_rates) - 1) < 1:
+            fail(f"{self.upsample_initial_channel} channels cannot be halved {len(self.upsample_rates)} times")
+        if len(self.resblock_kernel_sizes) != len(self.resblock_dilation_sizes):
+            fail(f"{len(self.resblock_kernel_sizes)} resblock_kernel_sizes but "
+                 f"{len(self.resblock_dilation_sizes)} resblock_dilation_sizes")
+        if any(k % 2 == 0 for k in self.resblock_kernel_sizes):
+            fail(f"resblock_kernel_sizes must be odd (for 'same' padding), got {self.resblock_kernel_sizes}")
+        layers = 3 if self.resblock == "1" else 2  # as many as the reference builds
+        if any(len(d) != layers for d in self.resblock_dilation_sizes):
+            fail(f"resblock type {self.resblock} takes {layers} dilations per kernel, got "
+                 f"{self.resblock_dilation_sizes}")
+
+    @property
+    def hop_length(self) -> int:
+        """Audio samples per mel frame: the product of the upsampling rates (256 for V1-V3)."""
+        return math.prod(self.upsample_rates)
+
+    def channels(self, stage: int) -> int:
+        """Channels after upsampling stage `stage` (0-based)."""
+        return self.upsample_initial_channel // 2 ** (stage + 1)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> HiFiGANConfig:
+        return dataclass_from_dict(cls, d)
+
+    @classmethod
+    def from_reference(cls, d: dict[str, Any]) -> HiFiGANConfig:
+        """From jik876's config.json or the "config" of NVIDIA's checkpoints: the six generator keys are
+        required, `num_mels` is read when present, and the training and audio settings are left out."""
+        missing = [k for k in _GENERATOR_KEYS if k not in d]
+        if missing:
+            raise ConfigError(f"HiFi-GAN config lacks {missing}")
+        return cls(**{k: d[k] for k in _GENERATOR_KEYS}, n_mel_channels=d.get("num_mels", 80))
+
+    def to_reference(self) -> dict[str, Any]:
+        """The generator keys of jik876's config.json (and NVIDIA's checkpoint "config"), plus `num_mels`."""
+        d = self.to_dict()
+        return {**{k: d[k] for k in _GENERATOR_KEYS}, "num_mels": self.n_mel_channels}
+
+
+class _WeightNormConv1d(nn.Module):
+    """Conv1d, or ConvTranspose1d when `stride` > 1, whose weight is g * v / ||v|| (Salimans & Kingma,
+    2016), the norm over all dimensions but the first.
+
+    Parameters are named and ordered `bias`, `weight_g`, `weight_v` as with torch's legacy `weight_norm`, so
+    the reference's keys load unchanged; `remove_weight_norm()` folds them into a plain `weight`. The
+    convolution is 'same' (output length = input length, times `stride` when transposed).
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, dilation: int = 1,
+                 stride: int = 1) -> None:
+        super().__init__()
+        self.transposed = stride > 1
+        self.stride = stride
+        self.dilation = dilation
+        # Transposed: (k - u) / 2 trimmed from each end; otherwise dilation * (k - 1) / 2 padded.
+        self.padding = (kernel_size - stride) // 2 if self.transposed else dilation * (kernel_size - 1) // 2
+        # torch's default initialisation, which is what the reference's weights start from: its
+        # normal(0, 0.01) re-initialisation runs after weight_norm and only overwrites a derived tensor.
+        module = nn.ConvTranspose1d if self.transposed else nn.Conv1d
+        conv = module(in_channels, out_channels, kernel_size)
+        self.bias = nn.Parameter(conv.bias.detach())
+        self.weight_g = nn.Parameter(self._norm(conv.weight.detach()))
+        self.weight_v = nn.Parameter(conv.weight.detach())
+
+    @staticmethod
+    def _norm(v: Tensor) -> Tensor:
+        return v.norm(2, dim=tuple(range(1, v.dim())), keepdim=True)  # (first, 1, 1)
+
+    @property
+    def weight_normed(self) -> bool:
+        return "weight_v" in self._parameters
+
+    def compute_weight(self) -> Tensor:
+        """(out, in, k), or (in, out, k) when transposed."""
+        if not self.weight_normed:
+            return self.weight
+        return self.weight_v * (self.weight_g / self._norm(self.weight_v))
+
+    def remove_weight_norm(self) -> None:
+        if not self.weight_normed:
+            return
+        weight = self.compute_weight().detach()
+        del self.weight_g, self.weight_v
+        self.weight = nn.Parameter(weight)
+
+    def forward(self, x: Tensor) -> Tensor:
+        if self.transposed:
+            return F.conv_transpose1d(x, self.compute_weight(), self.bias, stride=self.stride, padding=self.padding)
+        return F.conv1d(x, self.compute_weight(), self.bias, padding=self.padding, dilation=self.dilation)
+
+
+class _ResBlock1(nn.Module):
+    """Per dilation d: x + conv_k(lrelu(conv_{k,d}(lrelu(x)))), where conv_{k,d} (`convs1`) is dilated and
+    conv_k (`convs2`) is not. (B, C, L) -> (B, C, L)."""
+
+    def __init__(self, channels: int, kernel_size: int, dilations: list[int]) -> None:
+        super().__init__()
+        self.convs1 = nn.ModuleList(_WeightNormConv1d(channels, channels, kernel_size, d) for d in dilations)
+        self.convs2 = nn.ModuleList(_WeightNormConv1d(channels, channels, kernel_size) for _ in dilations)
+
+    def layers(self) -> list[list[_WeightNormConv1d]]:
+        """The convolutions of each residual layer, in order."""
+        return [[c1, c2] for c1, c2 in zip(self.convs1, self.convs2)]
+
+    def forward(self, x: Tensor) -> Tensor:
+        for c1, c2 in zip(self.convs1, self.convs2):
+            x = x + c2(F.leaky_relu(c1(F.leaky_relu(x, LRELU_SLOPE)), LRELU_SLOPE))
+        return x
+
+
+class _ResBlock2(nn.Module):
+    """Per dilation d: x + conv_{k,d}(lrelu(x)). (B, C, L) -> (B, C, L)."""
+
+    def __init__(self, channels: int, kernel_size: int, dilations: list[int]) -> None:
+        super().__init__()
+        self.convs = nn.ModuleList(_WeightNormConv1d(channels, channels, kernel_size, d) for d in dilations)
+
+    def layers(self) -> list[list[_WeightNormConv1d]]:
+        return [[c] for c in self.convs]
+
+    def forward(self, x: Tensor) -> Tensor:
+        for c in self.convs:
+            x = x + c(F.leaky_relu(x, LRELU_SLOPE))
+        return x
+
+
+class HiFiGAN(nn.Module):
+    """HiFi-GAN generator: `(batch, n_mel_channels, frames)` log-mel -> `(batch, 1, frames * hop_length)`
+    audio in [-1, 1], loading jik876's and NVIDIA's checkpoints.
+
+    Call `remove_weight_norm()` once before inference (`tacoglow.load_hifigan` does).
+    """
+
+    def __init__(self, config: HiFiGANConfig | None = None) -> None:
+        super().__init__()
+        config = HiFiGANConfig() if config is None else config
+        self.config = config
+        self.num_kernels = len(config.resblock_kernel_sizes)
+        self.conv_pre = _WeightNormConv1d(config.n_mel_channels, config.upsample_initial_channel, 7)
+        self.ups = nn.ModuleList(
+            _WeightNormConv1d(config.channels(i - 1) if i else config.upsample_initial_channel, config.channels(i),
+                              k, stride=u)
+            for i, (u, k) in enumerate(zip(config.upsample_rates, config.upsample_kernel_sizes)))
+        block = _ResBlock1 if config.resblock == "1" else _ResBlock2
+        self.resblocks = nn.ModuleList(
+            block(config.channels(i), k, d)
+            for i in range(len(self.ups))
+            for k, d in zip(config.resblock_kernel_sizes, config.resblock_dilation_sizes))
+        self.conv_post = _WeightNormConv1d(config.channels(len(self.ups) - 1), 1, 7)
+
+    def forward(self, mel: Tensor) -> Tensor:
+        """mel `(batch, n_mel_channels, frames)` -> audio `(batch, 1, frames * hop_length)`.
+
+        With autograd off (`torch.no_grad`, `torch.inference_mode`, or frozen parameters) this runs `infer`;
+        otherwise the modules themselves, so that gradients flow.
+        """
+        if not _needs_autograd(self) and not torch.jit.is_tracing() and not torch.compiler.is_compiling():
+            return self.infer(mel)
+        self._check(mel)
+        x = self.conv_pre(mel)
+        for i, up in enumerate(self.ups):
+            x = up(F.leaky_relu(x, LRELU_SLOPE))  # (B, C_i, L * u_i)
+            blocks = self.resblocks[i * self.num_kernels:(i + 1) * self.num_kernels]
+            total = blocks[0](x)
+            for block in blocks[1:]:
+                total = total + block(x)
+            x = total / self.num_kernels
+        return torch.tanh(self.conv_post(F.leaky_relu(x, FINAL_LRELU_SLOPE)))
+
+    @torch.no_grad()
+    def infer(self, mel: Tensor, precision: str = "fp32") -> Tensor:
+        """`forward` for inference, without autograd: mel `(batch, n_mel_channels, frames)` -> audio
+        `(batch, 1, frames * hop_length)` in mel's dtype.
+
+        The same function as the modules compute, up to float rounding (relative error about 1e-7 in fp32);
+        `precision="bf16"` computes in bfloat16 instead (see `PRECISIONS`).
+        """
+        if precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+        self._check(mel)
+        dtype = torch.bfloat16 if precision == "bf16" else torch.float32
+        k = ops.cached(self, "_kernels", lambda: _Kernels(self, dtype), extra=(dtype,))
+        x = ops.as_conv_input(mel.to(dtype))  # (B, n_mel, 1, T)
+        x = _conv(x, *k.pre, activation="leaky_relu", slope=LRELU_SLOPE)
+        stages = len(k.ups)
+        for i, (w, b, padding, rate) in enumerate(k.ups):
+            x = _upsample(x, w, b, padding, rate)  # (B, C_i, 1, T * u_0 ... u_i)
+            blocks = k.blocks[i * self.num_kernels:(i + 1) * self.num_kernels]
+            x = _fused_mrf(x, blocks, LRELU_SLOPE if i < stages - 1 else FINAL_LRELU_SLOPE)
+        x = _conv(x, *k.post, activation="tanh")  # (B, 1, 1, L)
+        return x.squeeze(2).to(mel.dtype).contiguous()
+
+    def _check(self, mel: Tensor) -> None:
+        if mel.dim() != 3 or mel.size(1) != self.config.n_mel_channels or mel.size(2) == 0:
+            raise ValueError(f"expected a mel of shape (batch, {self.config.n_mel_channels}, frames > 0), "
+                             f"got {tuple(mel.shape)}")
+
+    def __getstate__(self) -> dict[str, Any]:
+        # The prepared kernels may hold oneDNN's opaque tensors, which cannot be copied or pickled; they are
+        # rebuilt on first use.
+        state = dict(self.__dict__)
+        state.pop("_kernels", None)
+        return state
+
+    def remove_weight_norm(self) -> HiFiGAN:
+        """Fold weight norm into plain weights (for inference); returns the model. Idempotent."""
+        for module in self.modules():
+            if isinstance(module, _WeightNormConv1d):
+                module.remove_weight_norm()
+        return self
+
+
+# ---- inference kernels ---------------------------------------------------------------------------------------
+
+def _needs_autograd(model: nn.Module) -> bool:
+    return torch.is_grad_enabled() and any(p.requires_grad for p in model.parameters())
+
+
+_TYPICAL_FRAMES = 200  # mel frames of a typical sentence, the input length the weight layouts are chosen for
+
+
+class _Kernels:
+    """A generator's weights for `HiFiGAN.infer`, weight norm folded, in one dtype: per convolution its weight
+    (C_out, C_in, 1, k), bias (C_out,), padding and dilation.
+
+    The mean over a stage's K resblocks is a sum here, its 1 / K folded into the weights of the next
+    convolution (the next upsampling, or conv_post): the leaky ReLU in between commutes with a positive scale.
+    Where oneDNN runs them, the weights are stored in its own blocked layout once (otherwise every call
+    reorders them); elsewhere they are channels-last tensors.
+    """
+
+    def __init__(self, model: HiFiGAN, dtype: torch.dtype) -> None:
+        pack = _fused(torch.empty(0, dtype=dtype, device=model.conv_post.bias.device))
+
+        def conv(w: Tensor, b: Tensor, padding: int, dilation: int, length: int, scale: float = 1.0) -> tuple:
+            w = (w.detach() * scale).to(dtype).unsqueeze(2)  # (out, in, k) -> (out, in, 1, k)
+            if pack:  # blocked for the batch-1 input of a typical sentence (any input shape works)
+                try:
+                    packed = torch._C._nn.mkldnn_reorder_conv2d_weight(
+                        w.contiguous().to_mkldnn(), [0, padding], [1, 1], [1, dilation], 1, [1, w.size(1), 1, length])
+                    return packed, b.detach().to(dtype), padding, dilation
+                except RuntimeError:  # a build without the reorder: oneDNN reorders the plain weight per call
+                    pass
+            return w.contiguous(memory_format=torch.channels_last), b.detach().to(dtype), padding, dilation
+
+        mean = 1.0 / model.num_kernels
+        length = _TYPICAL_FRAMES
+        self.pre: tuple[Tensor, Tensor, int, int]
+        self.post: tuple[Tensor, Tensor, int, int]
+        self.ups: list[tuple[Tensor, Tensor, int, int]] = []  # weight, bias, padding, rate
+        self.blocks: list[list[list[tuple[Tensor, Tensor, int, int]]]] = []
+        with torch.no_grad():
+            pre = model.conv_pre
+            self.pre = conv(pre.compute_weight(), pre.bias, pre.padding, 1, length)
+            for i, up in enumerate(model.ups):
+                # Transposed: (in, out, 1, k) channels-last, for torch's oneDNN deconvolution.
+                w = (up.compute_weight().detach() * (mean if i else 1.0)).to(dtype).unsqueeze(2)
+                self.ups.append((w.contiguous(memory_format=torch.channels_last), up.bias.detach().to(dtype),
+                                 up.padding, up.stride))
+                length *= up.stride
+                # Per resblock of the stage, per residual layer: its convolutions.
+                self.blocks += [[[conv(c.compute_weight(), c.bias, c.padding, c.dilation, length) for c in layer]
+                                 for layer in block.layers()]
+                                for block in model.resblocks[i * model.num_kernels:(i + 1) * model.num_kernels]]
+            post = model.conv_post
+            self.post = conv(post.compute_weight(), post.bias, post.padding, 1, length, mean)
+
+
+def _fused(x: Tensor) -> bool:
+    """Whether oneDNN's fused convolutions take `x` (a CPU build with them, and a dtype this CPU computes)."""
+    if x.device.type != "cpu" or not ops.onednn_conv_available():
+        return False
+    return x.dtype == torch.float32 or (x.dtype == torch.bfloat16 and torch.ops.mkldnn._is_mkldnn_bf16_supported())
+
+
+def _conv(x: Tensor, weight: Tensor, bias: Tensor, padding: int, dilation: int = 1, activation: str = "none",
+          slope: float = 0.0) -> Tensor:
+    """'Same' convolution (B, C_in, 1, L) -> (B, C_out, 1, L), then `activation`: "none", "leaky_relu" (with
+    `slope`) or "tanh", in one pass where oneDNN is available."""
+    if weight.is_mkldnn or _fused(x):
+        scalars = [slope] if activation == "leaky_relu" else []
+        return torch.ops.mkldnn._convolution_pointwise(x, weight, bias, [0, padding], [1, 1], [1, dilation], 1,
+                                                       activation, scalars, "")
+    y = F.conv2d(x, weight, bias, padding=(0, padding), dilation=(1, dilation))
+    if activation == "leaky_relu":
+        return F.leaky_relu_(y, slope)
+    return torch.tanh_(y) if activation == "tanh" else y
+
+
+def _conv_add(x: Tensor, weight: Tensor, bias: Tensor, padding: int, dilation: int, residual: Tensor,
+              in_place: bool = False) -> Tensor:
+    """residual + conv(x), in one pass where oneDNN is available; written into `residual` when `in_place`."""
+    args = ([0, padding], [1, 1], [1, dilation], 1, "add", None, None, [], None)
+    if weight.is_mkldnn or _fused(x):
+        if in_place:
+            return torch.ops.mkldnn._convolution_pointwise_.binary(residual, x, weight, bias, *args)
+        return torch.ops.mkldnn._convolution_pointwise.binary(x, residual, weight, bias, *args)
+    y = F.conv2d(x, weight, bias, padding=(0, padding), dilation=(1, dilation))
+    return residual.add_(y) if in_place else y.add_(residual)
+
+
+def _upsample(x: Tensor, weight: Tensor, bias: Tensor, padding: int, rate: int) -> Tensor:
+    """A stage's transposed convolution: (B, C_in, 1, L) -> (B, C_out, 1, L * rate), channels-last."""
+    # As an ordinary convolution with the `rate` output phases as channels (which channels-last memory
+    # interleaves for free) it needs 3 taps where 2 are used, and measured no faster.
+    return F.conv_transpose2d(x, weight, bias, stride=(1, rate), padding=(0, padding))
+
+
+def _fused_mrf(x: Tensor, blocks: list, slope: float) -> Tensor:
+    """A stage's multi-receptive-field fusion, as a sum (the 1 / K is in the next weights), then the leaky
+    ReLU that starts the next stage: (B, C, 1, L) -> (B, C, 1, L)."""
+    first = F.leaky_relu(x, LRELU_SLOPE)  # every resblock's first layer reads this
+    total = None
+    for block in blocks:
+        h = x
+        for n, layer in enumerate(block):
+            a = first if n == 0 else F.leaky_relu(h, LRELU_SLOPE)
+            for w, b, padding, dilation in layer[:-1]:  # type 1's dilated convolution
+                a = _conv(a, w, b, padding, dilation, "leaky_relu", LRELU_SLOPE)
+            w, b, padding, dilation = layer[-1]
+            if n < len(block) - 1:
+                h = _conv_add(a, w, b, padding, dilation, h)  # h + conv(a), a new tensor: h may be x
+            elif total is None:
+                total = _conv_add(a, w, b, padding, dilation, h)
+            else:
+                _conv_add(a, w, b, padding, dilation, total.add_(h), in_place=True)
+    return F.leaky_relu_(total, slope)
