@@ -596,7 +596,7 @@ def load_hifigan(path: str | os.PathLike, device: str | torch.device = "cpu",
     mode, weight norm folded and parameters frozen (so that calling it runs its inference kernels even outside
     ``torch.no_grad``). ``config`` replaces the file's own generator config (or the ``config.json`` beside it).
     """
-    model = build_model(inspect_checkpoint(path, config), "hifigan").remove_weight_norm()
+    model = cast(HiFiGAN, build_model(inspect_checkpoint(path, config), "hifigan")).remove_weight_norm()
     return model.requires_grad_(False).to(device)
 
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import torch
 import torch.nn.functional as F
@@ -174,6 +174,7 @@ class _WeightNormConv1d(nn.Module):
         # normal(0, 0.01) re-initialisation runs after weight_norm and only overwrites a derived tensor.
         module = nn.ConvTranspose1d if self.transposed else nn.Conv1d
         conv = module(in_channels, out_channels, kernel_size)
+        assert conv.bias is not None  # built with bias=True
         self.bias = nn.Parameter(conv.bias.detach())
         self.weight_g = nn.Parameter(self._norm(conv.weight.detach()))
         self.weight_v = nn.Parameter(conv.weight.detach())
@@ -216,7 +217,7 @@ class _ResBlock1(nn.Module):
 
     def layers(self) -> list[list[_WeightNormConv1d]]:
         """The convolutions of each residual layer, in order."""
-        return [[c1, c2] for c1, c2 in zip(self.convs1, self.convs2)]
+        return [[c1, c2] for c1, c2 in zip(_convs(self.convs1), _convs(self.convs2))]
 
     def forward(self, x: Tensor) -> Tensor:
         for c1, c2 in zip(self.convs1, self.convs2):
@@ -232,7 +233,7 @@ class _ResBlock2(nn.Module):
         self.convs = nn.ModuleList(_WeightNormConv1d(channels, channels, kernel_size, d) for d in dilations)
 
     def layers(self) -> list[list[_WeightNormConv1d]]:
-        return [[c] for c in self.convs]
+        return [[c] for c in _convs(self.convs)]
 
     def forward(self, x: Tensor) -> Tensor:
         for c in self.convs:
@@ -295,7 +296,7 @@ class HiFiGAN(nn.Module):
             raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
         self._check(mel)
         dtype = torch.bfloat16 if precision == "bf16" else torch.float32
-        k = ops.cached(self, "_kernels", lambda: _Kernels(self, dtype), extra=(dtype,))
+        k: _Kernels = ops.cached(self, "_kernels", lambda: _Kernels(self, dtype), extra=(dtype,))
         x = ops.as_conv_input(mel.to(dtype))  # (B, n_mel, 1, T)
         x = _conv(x, *k.pre, activation="leaky_relu", slope=LRELU_SLOPE)
         stages = len(k.ups)
@@ -348,11 +349,12 @@ class _Kernels:
     def __init__(self, model: HiFiGAN, dtype: torch.dtype) -> None:
         pack = _fused(torch.empty(0, dtype=dtype, device=model.conv_post.bias.device))
 
-        def conv(w: Tensor, b: Tensor, padding: int, dilation: int, length: int, scale: float = 1.0) -> tuple:
+        def conv(w: Tensor, b: Tensor, padding: int, dilation: int, length: int,
+                 scale: float = 1.0) -> tuple[Tensor, Tensor, int, int]:
             w = (w.detach() * scale).to(dtype).unsqueeze(2)  # (out, in, k) -> (out, in, 1, k)
             if pack:  # blocked for the batch-1 input of a typical sentence (any input shape works)
                 try:
-                    packed = torch._C._nn.mkldnn_reorder_conv2d_weight(
+                    packed = torch._C._nn.mkldnn_reorder_conv2d_weight(  # type: ignore[call-arg]  # stubs lack input_size
                         w.contiguous().to_mkldnn(), [0, padding], [1, 1], [1, dilation], 1, [1, w.size(1), 1, length])
                     return packed, b.detach().to(dtype), padding, dilation
                 except RuntimeError:  # a build without the reorder: oneDNN reorders the plain weight per call
@@ -368,7 +370,8 @@ class _Kernels:
         with torch.no_grad():
             pre = model.conv_pre
             self.pre = conv(pre.compute_weight(), pre.bias, pre.padding, 1, length)
-            for i, up in enumerate(model.ups):
+            resblocks = cast(list[_ResBlock1 | _ResBlock2], list(model.resblocks))
+            for i, up in enumerate(_convs(model.ups)):
                 # Transposed: (in, out, 1, k) channels-last, for torch's oneDNN deconvolution.
                 w = (up.compute_weight().detach() * (mean if i else 1.0)).to(dtype).unsqueeze(2)
                 self.ups.append((w.contiguous(memory_format=torch.channels_last), up.bias.detach().to(dtype),
@@ -377,9 +380,13 @@ class _Kernels:
                 # Per resblock of the stage, per residual layer: its convolutions.
                 self.blocks += [[[conv(c.compute_weight(), c.bias, c.padding, c.dilation, length) for c in layer]
                                  for layer in block.layers()]
-                                for block in model.resblocks[i * model.num_kernels:(i + 1) * model.num_kernels]]
+                                for block in resblocks[i * model.num_kernels:(i + 1) * model.num_kernels]]
             post = model.conv_post
             self.post = conv(post.compute_weight(), post.bias, post.padding, 1, length, mean)
+
+
+def _convs(modules: nn.ModuleList) -> list[_WeightNormConv1d]:
+    return cast(list[_WeightNormConv1d], list(modules))
 
 
 def _fused(x: Tensor) -> bool:
@@ -406,7 +413,7 @@ def _conv(x: Tensor, weight: Tensor, bias: Tensor, padding: int, dilation: int =
 def _conv_add(x: Tensor, weight: Tensor, bias: Tensor, padding: int, dilation: int, residual: Tensor,
               in_place: bool = False) -> Tensor:
     """residual + conv(x), in one pass where oneDNN is available; written into `residual` when `in_place`."""
-    args = ([0, padding], [1, 1], [1, dilation], 1, "add", None, None, [], None)
+    args: tuple[Any, ...] = ([0, padding], [1, 1], [1, dilation], 1, "add", None, None, [], None)
     if weight.is_mkldnn or _fused(x):
         if in_place:
             return torch.ops.mkldnn._convolution_pointwise_.binary(residual, x, weight, bias, *args)
@@ -440,4 +447,5 @@ def _fused_mrf(x: Tensor, blocks: list, slope: float) -> Tensor:
                 total = _conv_add(a, w, b, padding, dilation, h)
             else:
                 _conv_add(a, w, b, padding, dilation, total.add_(h), in_place=True)
+    assert total is not None  # a stage has at least one resblock
     return F.leaky_relu_(total, slope)

@@ -521,7 +521,7 @@ class Denoiser(nn.Module):
         weight = next(vocoder.parameters())
         self.stft = STFT(filter_length=filter_length, hop_length=filter_length // n_overlap,
                          win_length=win_length).to(weight.device)
-        shape = (1, vocoder.config.n_mel_channels, 88)  # 88 frames, as the reference
+        shape = (1, int(cast(Any, vocoder).config.n_mel_channels), 88)  # 88 frames, as the reference
         if mode == "zeros":
             mel = torch.zeros(shape, dtype=weight.dtype, device=weight.device)
         elif mode == "normal":
