@@ -27,6 +27,7 @@ from torch import Tensor, nn
 
 from . import ops
 from .config import ConfigError, dataclass_from_dict
+from .layers import WeightNormConv1d
 
 __all__ = ["PRECISIONS", "HiFiGAN", "HiFiGANConfig"]
 
@@ -153,69 +154,16 @@ class HiFiGANConfig:
         return {**{k: d[k] for k in _GENERATOR_KEYS}, "num_mels": self.n_mel_channels}
 
 
-class _WeightNormConv1d(nn.Module):
-    """Conv1d, or ConvTranspose1d when `stride` > 1, whose weight is g * v / ||v|| (Salimans & Kingma,
-    2016), the norm over all dimensions but the first.
-
-    Parameters are named and ordered `bias`, `weight_g`, `weight_v` as with torch's legacy `weight_norm`, so
-    the reference's keys load unchanged; `remove_weight_norm()` folds them into a plain `weight`. The
-    convolution is 'same' (output length = input length, times `stride` when transposed).
-    """
-
-    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, dilation: int = 1,
-                 stride: int = 1) -> None:
-        super().__init__()
-        self.transposed = stride > 1
-        self.stride = stride
-        self.dilation = dilation
-        # Transposed: (k - u) / 2 trimmed from each end; otherwise dilation * (k - 1) / 2 padded.
-        self.padding = (kernel_size - stride) // 2 if self.transposed else dilation * (kernel_size - 1) // 2
-        # torch's default initialisation, which is what the reference's weights start from: its
-        # normal(0, 0.01) re-initialisation runs after weight_norm and only overwrites a derived tensor.
-        module = nn.ConvTranspose1d if self.transposed else nn.Conv1d
-        conv = module(in_channels, out_channels, kernel_size)
-        assert conv.bias is not None  # built with bias=True
-        self.bias = nn.Parameter(conv.bias.detach())
-        self.weight_g = nn.Parameter(self._norm(conv.weight.detach()))
-        self.weight_v = nn.Parameter(conv.weight.detach())
-
-    @staticmethod
-    def _norm(v: Tensor) -> Tensor:
-        return v.norm(2, dim=tuple(range(1, v.dim())), keepdim=True)  # (first, 1, 1)
-
-    @property
-    def weight_normed(self) -> bool:
-        return "weight_v" in self._parameters
-
-    def compute_weight(self) -> Tensor:
-        """(out, in, k), or (in, out, k) when transposed."""
-        if not self.weight_normed:
-            return self.weight
-        return self.weight_v * (self.weight_g / self._norm(self.weight_v))
-
-    def remove_weight_norm(self) -> None:
-        if not self.weight_normed:
-            return
-        weight = self.compute_weight().detach()
-        del self.weight_g, self.weight_v
-        self.weight = nn.Parameter(weight)
-
-    def forward(self, x: Tensor) -> Tensor:
-        if self.transposed:
-            return F.conv_transpose1d(x, self.compute_weight(), self.bias, stride=self.stride, padding=self.padding)
-        return F.conv1d(x, self.compute_weight(), self.bias, padding=self.padding, dilation=self.dilation)
-
-
 class _ResBlock1(nn.Module):
     """Per dilation d: x + conv_k(lrelu(conv_{k,d}(lrelu(x)))), where conv_{k,d} (`convs1`) is dilated and
     conv_k (`convs2`) is not. (B, C, L) -> (B, C, L)."""
 
     def __init__(self, channels: int, kernel_size: int, dilations: list[int]) -> None:
         super().__init__()
-        self.convs1 = nn.ModuleList(_WeightNormConv1d(channels, channels, kernel_size, d) for d in dilations)
-        self.convs2 = nn.ModuleList(_WeightNormConv1d(channels, channels, kernel_size) for _ in dilations)
+        self.convs1 = nn.ModuleList(WeightNormConv1d(channels, channels, kernel_size, d) for d in dilations)
+        self.convs2 = nn.ModuleList(WeightNormConv1d(channels, channels, kernel_size) for _ in dilations)
 
-    def layers(self) -> list[list[_WeightNormConv1d]]:
+    def layers(self) -> list[list[WeightNormConv1d]]:
         """The convolutions of each residual layer, in order."""
         return [[c1, c2] for c1, c2 in zip(_convs(self.convs1), _convs(self.convs2))]
 
@@ -230,9 +178,9 @@ class _ResBlock2(nn.Module):
 
     def __init__(self, channels: int, kernel_size: int, dilations: list[int]) -> None:
         super().__init__()
-        self.convs = nn.ModuleList(_WeightNormConv1d(channels, channels, kernel_size, d) for d in dilations)
+        self.convs = nn.ModuleList(WeightNormConv1d(channels, channels, kernel_size, d) for d in dilations)
 
-    def layers(self) -> list[list[_WeightNormConv1d]]:
+    def layers(self) -> list[list[WeightNormConv1d]]:
         return [[c] for c in _convs(self.convs)]
 
     def forward(self, x: Tensor) -> Tensor:
@@ -253,9 +201,9 @@ class HiFiGAN(nn.Module):
         config = HiFiGANConfig() if config is None else config
         self.config = config
         self.num_kernels = len(config.resblock_kernel_sizes)
-        self.conv_pre = _WeightNormConv1d(config.n_mel_channels, config.upsample_initial_channel, 7)
+        self.conv_pre = WeightNormConv1d(config.n_mel_channels, config.upsample_initial_channel, 7)
         self.ups = nn.ModuleList(
-            _WeightNormConv1d(config.channels(i - 1) if i else config.upsample_initial_channel, config.channels(i),
+            WeightNormConv1d(config.channels(i - 1) if i else config.upsample_initial_channel, config.channels(i),
                               k, stride=u)
             for i, (u, k) in enumerate(zip(config.upsample_rates, config.upsample_kernel_sizes)))
         block = _ResBlock1 if config.resblock == "1" else _ResBlock2
@@ -263,7 +211,7 @@ class HiFiGAN(nn.Module):
             block(config.channels(i), k, d)
             for i in range(len(self.ups))
             for k, d in zip(config.resblock_kernel_sizes, config.resblock_dilation_sizes))
-        self.conv_post = _WeightNormConv1d(config.channels(len(self.ups) - 1), 1, 7)
+        self.conv_post = WeightNormConv1d(config.channels(len(self.ups) - 1), 1, 7)
 
     def forward(self, mel: Tensor) -> Tensor:
         """mel `(batch, n_mel_channels, frames)` -> audio `(batch, 1, frames * hop_length)`.
@@ -322,7 +270,7 @@ class HiFiGAN(nn.Module):
     def remove_weight_norm(self) -> HiFiGAN:
         """Fold weight norm into plain weights (for inference); returns the model. Idempotent."""
         for module in self.modules():
-            if isinstance(module, _WeightNormConv1d):
+            if isinstance(module, WeightNormConv1d):
                 module.remove_weight_norm()
         return self
 
@@ -385,8 +333,8 @@ class _Kernels:
             self.post = conv(post.compute_weight(), post.bias, post.padding, 1, length, mean)
 
 
-def _convs(modules: nn.ModuleList) -> list[_WeightNormConv1d]:
-    return cast(list[_WeightNormConv1d], list(modules))
+def _convs(modules: nn.ModuleList) -> list[WeightNormConv1d]:
+    return cast(list[WeightNormConv1d], list(modules))
 
 
 def _fused(x: Tensor) -> bool:

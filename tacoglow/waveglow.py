@@ -22,6 +22,7 @@ from torch import Tensor, nn
 from . import ops
 from .audio import STFT
 from .config import ConfigError, dataclass_from_dict
+from .layers import WeightNormConv1d
 from .ops import conv as _conv
 
 __all__ = ["WaveGlowConfig", "WaveGlow", "WaveGlowLoss", "Denoiser"]
@@ -111,49 +112,6 @@ class WaveGlowConfig:
         }
 
 
-class _WeightNormConv1d(nn.Module):
-    """Conv1d whose weight is g * v / ||v|| (Salimans & Kingma, 2016), norm over all dims but 0.
-
-    Parameters are named and ordered `bias`, `weight_g` (out, 1, 1), `weight_v` (out, in, k), as with
-    torch's legacy `weight_norm`, so NVIDIA's keys load unchanged. `remove_weight_norm()` folds them into a
-    plain `weight` for inference.
-    """
-
-    def __init__(self, in_channels: int, out_channels: int, kernel_size: int = 1, dilation: int = 1) -> None:
-        super().__init__()
-        self.dilation = dilation
-        self.padding = dilation * (kernel_size - 1) // 2  # 'same' length
-        # Borrow nn.Conv1d's initialisation (and its use of the RNG), then split the weight as weight_norm does.
-        conv = nn.Conv1d(in_channels, out_channels, kernel_size)
-        assert conv.bias is not None  # nn.Conv1d has one by default
-        self.bias = nn.Parameter(conv.bias.detach())
-        self.weight_g = nn.Parameter(self._norm(conv.weight.detach()))
-        self.weight_v = nn.Parameter(conv.weight.detach())
-
-    @staticmethod
-    def _norm(v: Tensor) -> Tensor:
-        return v.norm(2, dim=tuple(range(1, v.dim())), keepdim=True)  # (out, 1, 1)
-
-    @property
-    def weight_normed(self) -> bool:
-        return "weight_v" in self._parameters
-
-    def compute_weight(self) -> Tensor:
-        if not self.weight_normed:
-            return self.weight
-        return self.weight_v * (self.weight_g / self._norm(self.weight_v))
-
-    def remove_weight_norm(self) -> None:
-        if not self.weight_normed:
-            return
-        weight = self.compute_weight().detach()
-        del self.weight_g, self.weight_v
-        self.weight = nn.Parameter(weight)
-
-    def forward(self, x: Tensor) -> Tensor:
-        return F.conv1d(x, self.compute_weight(), self.bias, padding=self.padding, dilation=self.dilation)
-
-
 class _Invertible1x1Conv(nn.Module):
     """Channel mixing by an orthogonally initialised, invertible c x c matrix (`conv.weight`, (c, c, 1))."""
 
@@ -217,17 +175,17 @@ class _WN(nn.Module):
         self.in_layers = nn.ModuleList()
         self.res_skip_layers = nn.ModuleList()
         self.cond_layers = nn.ModuleList()
-        self.start = _WeightNormConv1d(n_in_channels, n_channels)
+        self.start = WeightNormConv1d(n_in_channels, n_channels)
         self.end = nn.Conv1d(n_channels, 2 * n_in_channels, 1)
         assert self.end.bias is not None  # nn.Conv1d has one by default
         with torch.no_grad():
             self.end.weight.zero_()
             self.end.bias.zero_()
         for i in range(n_layers):
-            self.in_layers.append(_WeightNormConv1d(n_channels, 2 * n_channels, kernel_size, dilation=2**i))
-            self.cond_layers.append(_WeightNormConv1d(n_cond_channels, 2 * n_channels))
+            self.in_layers.append(WeightNormConv1d(n_channels, 2 * n_channels, kernel_size, dilation=2**i))
+            self.cond_layers.append(WeightNormConv1d(n_cond_channels, 2 * n_channels))
             last = i == n_layers - 1
-            self.res_skip_layers.append(_WeightNormConv1d(n_channels, n_channels if last else 2 * n_channels))
+            self.res_skip_layers.append(WeightNormConv1d(n_channels, n_channels if last else 2 * n_channels))
 
     def forward(self, audio: Tensor, mel: Tensor) -> Tensor:
         """audio (B, n_in, L), mel (B, n_cond, L) -> (B, 2 * n_in, L): shift then log-scale channels."""
@@ -294,8 +252,8 @@ class _WNKernels:
         def as_2d(w: Tensor) -> Tensor:  # (out, in, k) -> (out, in, 1, k), channels-last (see _conv)
             return w.detach().unsqueeze(2).contiguous(memory_format=torch.channels_last)
 
-        def convs(layers: nn.ModuleList) -> Iterable[_WeightNormConv1d]:
-            return cast(Iterable[_WeightNormConv1d], layers)
+        def convs(layers: nn.ModuleList) -> Iterable[WeightNormConv1d]:
+            return cast(Iterable[WeightNormConv1d], layers)
 
         with torch.no_grad():
             self.start = as_2d(wn.start.compute_weight()), wn.start.bias.detach()
