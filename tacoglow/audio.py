@@ -6,7 +6,6 @@ NVIDIA's checkpoints were trained on.
 """
 from __future__ import annotations
 
-import dataclasses
 import functools
 import io
 import logging
@@ -21,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .config import ConfigError, dataclass_from_dict
+from .config import ConfigError, DictConfig
 from .errors import TacoglowError
 
 __all__ = [
@@ -47,7 +46,7 @@ class AudioError(TacoglowError, ValueError):
 
 
 @dataclass(frozen=True)
-class AudioConfig:
+class AudioConfig(DictConfig):
     """Signal-processing settings shared by data preparation, Tacotron 2 and WaveGlow.
 
     Field names are NVIDIA's (`filter_length` is the FFT size). Frozen, hence hashable: it is the key of the
@@ -83,13 +82,6 @@ class AudioConfig:
             fail(f"need 0 <= mel_fmin < mel_fmax <= sampling_rate/2, got {self.mel_fmin}, {self.mel_fmax}")
         if self.max_wav_value <= 0:
             fail(f"max_wav_value must be positive, got {self.max_wav_value}")
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> AudioConfig:
-        return dataclass_from_dict(cls, d)
 
 
 # ---------------------------------------------------------------------------------------------------------

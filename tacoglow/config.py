@@ -1,8 +1,9 @@
-"""The one way a config dataclass is built from a plain dict (a checkpoint's or a JSON file's)."""
+"""The one way a config dataclass is built from a plain dict (a checkpoint's or a JSON file's), and the mixin
+that gives every config dataclass its ``to_dict``/``from_dict``."""
 from __future__ import annotations
 
 import dataclasses
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from .errors import TacoglowError
 
@@ -10,6 +11,7 @@ if TYPE_CHECKING:
     from _typeshed import DataclassInstance
 
 T = TypeVar("T", bound="DataclassInstance")
+C = TypeVar("C", bound="DictConfig")
 
 
 class ConfigError(TacoglowError, ValueError):
@@ -31,3 +33,15 @@ def dataclass_from_dict(cls: type[T], d: dict[str, Any]) -> T:
     if unknown:
         raise ConfigError(f"unknown {cls.__name__} keys {unknown}; expected a subset of {sorted(known)}")
     return cls(**d)
+
+
+class DictConfig:
+    """Mixin of tacoglow's config dataclasses: to and from the plain dicts that checkpoints and JSON files
+    hold (unknown keys refused by `dataclass_from_dict`)."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(cast("DataclassInstance", self))
+
+    @classmethod
+    def from_dict(cls: type[C], d: dict[str, Any]) -> C:
+        return cast(C, dataclass_from_dict(cast("type[DataclassInstance]", cls), d))

@@ -16,7 +16,6 @@ residual addition fused.
 """
 from __future__ import annotations
 
-import dataclasses
 import math
 from dataclasses import dataclass, field
 from typing import Any, cast
@@ -26,7 +25,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from . import ops
-from .config import ConfigError, dataclass_from_dict
+from .config import ConfigError, DictConfig
 from .layers import WeightNormConv1d
 
 __all__ = ["PRECISIONS", "HiFiGAN", "HiFiGANConfig"]
@@ -46,7 +45,7 @@ _GENERATOR_KEYS = ("resblock", "upsample_rates", "upsample_kernel_sizes", "upsam
 
 
 @dataclass
-class HiFiGANConfig:
+class HiFiGANConfig(DictConfig):
     """Generator hyper-parameters; the defaults are V1 (jik876's config_v1.json, NVIDIA's published model).
 
     Field names are jik876's config.json keys, except `n_mel_channels` (its `num_mels`, named as everywhere
@@ -131,13 +130,6 @@ class HiFiGANConfig:
     def channels(self, stage: int) -> int:
         """Channels after upsampling stage `stage` (0-based)."""
         return self.upsample_initial_channel // 2 ** (stage + 1)
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> HiFiGANConfig:
-        return dataclass_from_dict(cls, d)
 
     @classmethod
     def from_reference(cls, d: dict[str, Any]) -> HiFiGANConfig:

@@ -6,18 +6,17 @@ and out again through the server's ``/voices``.
 """
 from __future__ import annotations
 
-import dataclasses
 import math
 from dataclasses import dataclass
 from typing import Any
 
 from .audio import MEL_INVERSION_ITERS
 from .checkpoint import CheckpointError, LoadedCheckpoint
-from .config import ConfigError, dataclass_from_dict
+from .config import ConfigError, DictConfig
 
 
 @dataclass(frozen=True)
-class SynthesisConfig:
+class SynthesisConfig(DictConfig):
     """Inference settings of a voice; the defaults are the reference's, or tacoglow's where it has none."""
 
     # WaveGlow: NVIDIA's inference script runs -s 0.9 -d 0.01 (its torch.hub example: sigma 1.0, no denoiser).
@@ -53,13 +52,6 @@ class SynthesisConfig:
         for name in ("normalize", "arpabet"):
             if not isinstance(getattr(self, name), bool):
                 raise ConfigError(f"{name} must be true or false, got {getattr(self, name)!r}", name)
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> SynthesisConfig:
-        return dataclass_from_dict(cls, d)
 
 
 def _number(name: str, value: Any) -> float:

@@ -13,15 +13,15 @@ same weights, inputs and seed, ``infer`` and ``forward`` reproduce it on CPU (se
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
-from typing import Any, Callable, Iterable, Literal, Sequence, cast
+from dataclasses import dataclass
+from typing import Callable, Iterable, Literal, Sequence, cast
 
 import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
 from . import ops
-from .config import ConfigError, dataclass_from_dict
+from .config import ConfigError, DictConfig
 from .decoding import (
     DecoderKernels,
     DecoderRuntime,
@@ -45,7 +45,7 @@ _PADDED_GATE_LOGIT = 1e3
 
 
 @dataclass
-class Tacotron2Config:
+class Tacotron2Config(DictConfig):
     """Tacotron 2 hyperparameters. Field names are NVIDIA's constructor arguments; defaults are the
     torch.hub (``pretrained=False``) configuration, which is also what the published checkpoints use
     apart from ``max_decoder_steps`` (the DLE command line uses 2000)."""
@@ -80,14 +80,6 @@ class Tacotron2Config:
     postnet_n_convolutions: int = 5
     # Run every inference to max_decoder_steps instead of stopping when all items have stopped.
     decoder_no_early_stopping: bool = False
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "Tacotron2Config":
-        """Build from a dict such as NVIDIA's checkpoint ``config``; unknown keys raise ConfigError."""
-        return dataclass_from_dict(cls, d)
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 @dataclass

@@ -11,7 +11,6 @@ State-dict keys and shapes are those of NVIDIA's DeepLearningExamples model, wei
 """
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 from typing import Any, Iterable, cast
 
@@ -21,7 +20,7 @@ from torch import Tensor, nn
 
 from . import ops
 from .audio import STFT
-from .config import ConfigError, dataclass_from_dict
+from .config import ConfigError, DictConfig
 from .layers import WeightNormConv1d
 from .ops import conv as _conv
 
@@ -34,7 +33,7 @@ _UPSAMPLE_STRIDE = 256
 
 
 @dataclass
-class WaveGlowConfig:
+class WaveGlowConfig(DictConfig):
     """WaveGlow hyper-parameters, with NVIDIA DeepLearningExamples' training defaults.
 
     NVIDIA's published checkpoints (NGC, torch.hub, NVIDIA/waveglow's `waveglow_256channels`) use
@@ -80,13 +79,6 @@ class WaveGlowConfig:
     def early_exit(self, flow: int) -> bool:
         """Whether `n_early_size` channels leave just before step `flow` (forward direction)."""
         return flow > 0 and flow % self.n_early_every == 0
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> WaveGlowConfig:
-        return dataclass_from_dict(cls, d)
 
     @classmethod
     def from_nvidia(cls, d: dict[str, Any]) -> WaveGlowConfig:

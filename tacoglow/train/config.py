@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
 
-from ..config import ConfigError, dataclass_from_dict
+from ..config import ConfigError, DictConfig
 
 __all__ = ["MODELS", "RUN_FIELDS", "TrainConfig", "PRESETS", "load_train_config", "learning_rate_at",
            "guided_attention_weight_at"]
@@ -18,7 +18,7 @@ MODELS = ("tacotron2", "waveglow")
 
 
 @dataclass
-class TrainConfig:
+class TrainConfig(DictConfig):
     """Everything a run needs besides its data. Defaults are NVIDIA's Tacotron 2 recipe
     (``scripts/train_tacotron2.sh``); ``PRESETS`` holds the named recipes. Saved as ``run_dir/config.json``
     and inside every checkpoint."""
@@ -104,10 +104,6 @@ class TrainConfig:
         d = dataclasses.asdict(self)
         d["adam_betas"] = list(self.adam_betas)
         return d
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "TrainConfig":
-        return dataclass_from_dict(cls, d)
 
 
 # Fields that describe how long and how verbosely a run goes, and its learning-rate schedule (a run that is
