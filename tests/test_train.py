@@ -587,3 +587,11 @@ def test_hifigan_fine_tunes_a_jik876_generator_on_gta_mels(corpus, tmp_path):
     trained = torch.load(T.latest_checkpoint(run), weights_only=True)["training"]["discriminator"]["state_dict"]
     key = "mpd.discriminators.0.convs.1.weight_v"
     assert (trained[key] - discriminator.state_dict()[key]).abs().max() < 0.05
+    # A generator saved for inference (weight norm folded) warm-starts too: the norm is split off again.
+    from tacoglow.checkpoint import save_model
+
+    folded = tmp_path / "folded.pt"
+    save_model(load_hifigan(source / "g_00000010"), folded)
+    start = T.train_hifigan(corpus, tmp_path / "ft2", cfg, max_steps=0, warm_start=folded)
+    mel = data.load_mel(data.val[0])[None]
+    assert torch.allclose(load_hifigan(start)(mel), load_hifigan(folded)(mel), atol=1e-5)

@@ -175,7 +175,7 @@ def _warm_start(model: nn.Module, path: str | os.PathLike, drop_embedding: bool,
                             f"({data.audio}); warm-starting would mix features")
     own = model.state_dict()
     skip = {"embedding.weight"} if drop_embedding else set()
-    matched = {k: v for k, v in loaded.state_dict.items()
+    matched = {k: v for k, v in _split_weight_norm(loaded.state_dict, own).items()
                if k in own and k not in skip and tuple(v.shape) == tuple(own[k].shape)}
     fresh = sorted(set(own) - set(matched))
     if len(matched) < len(own) // 2:
@@ -184,6 +184,18 @@ def _warm_start(model: nn.Module, path: str | os.PathLike, drop_embedding: bool,
     model.load_state_dict({**own, **matched})
     log.info("warm start from %s: %d tensors loaded, %d fresh%s", path, len(matched), len(fresh),
              f" ({', '.join(fresh[:6])}{', ...' if len(fresh) > 6 else ''})" if fresh else "")
+
+
+def _split_weight_norm(loaded: dict[str, torch.Tensor], own: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Weights folded by ``remove_weight_norm`` (a HiFi-GAN saved for inference), split again where the model
+    trains with weight norm: v = w and g = ||w|| (norm over all but the first axis) give the same weight."""
+    out = dict(loaded)
+    for key, weight in loaded.items():
+        stem = key[:-len("weight")]
+        if key.endswith(".weight") and stem + "weight_g" in own and stem + "weight_g" not in loaded:
+            out[stem + "weight_v"] = weight
+            out[stem + "weight_g"] = weight.norm(2, dim=tuple(range(1, weight.dim())), keepdim=True)
+    return out
 
 
 def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
