@@ -37,7 +37,6 @@ from .checkpoints import checkpoint_if_due, latest_checkpoint, make_optimizer, s
 from .config import TrainConfig, learning_rate_at
 from .gta import read_gta_mel
 from .run import (
-    Run,
     StepResult,
     StopSignals,
     TrainingError,
@@ -162,7 +161,7 @@ def _discriminator_state(path: Path) -> dict[str, Tensor] | None:
     return None
 
 
-def _start_discriminator(run: Run, discriminator: HiFiGANDiscriminator, optimizer: torch.optim.Optimizer,
+def _start_discriminator(discriminator: HiFiGANDiscriminator, optimizer: torch.optim.Optimizer,
                          scaler: torch.amp.GradScaler, resumed: Path | None,
                          warm_start: str | os.PathLike | None, divisor: int) -> None:
     """The discriminators' weights, optimizer and scaler from the checkpoint resumed; else their weights from
@@ -208,7 +207,7 @@ def train_hifigan(data_dir: str | os.PathLike, run_dir: str | os.PathLike,
     generated segments, then one generator update (adversarial + feature matching + 45 x mel L1).
     """
     run, cfg = open_run(run_dir, config, "hifigan", max_steps=max_steps, threads=threads, device=device, amp=amp,
-                        input_mels=None if input_mels is None else str(input_mels))
+                        input_mels=None if input_mels is None else os.path.abspath(input_mels))
     with run:
         data = PreparedData(data_dir)
         seed_everything(cfg.seed + run.rank)
@@ -218,7 +217,7 @@ def train_hifigan(data_dir: str | os.PathLike, run_dir: str | os.PathLike,
         model, optimizer, scaler, state = start_training(run, generator, cfg, data, resume, warm_start, False)
         discriminator.to(run.device)
         d_optimizer, d_scaler = make_optimizer(discriminator, cfg), grad_scaler(run, cfg)
-        _start_discriminator(run, discriminator, d_optimizer, d_scaler, resumed, warm_start,
+        _start_discriminator(discriminator, d_optimizer, d_scaler, resumed, warm_start,
                              cfg.discriminator_divisor)
         critic: nn.Module = discriminator
         if run.distributed:
