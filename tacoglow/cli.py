@@ -137,29 +137,35 @@ def _add_prepare(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-seconds", type=float, default=15.0, help="skip clips over this (default 15; 0: no limit)")
     p.add_argument("--seed", type=int, default=1234, help="seed of the validation split (default 1234)")
     p.add_argument("--audio-config", type=Path, metavar="JSON", help="AudioConfig fields, or a dataset.json to reuse")
+    p.add_argument("--gta", type=Path, help="Tacotron 2: write its teacher-forced mels of prepared DATA_DIR to OUT_DIR")
     p.add_argument("--force", action="store_true", help="replace a dataset already prepared in OUT_DIR")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
 def _prepare(args: argparse.Namespace) -> int:
     from .data import prepare_dataset
+    from .train import prepare_gta
 
-    val_ids = args.val_ids.read_text(encoding="utf-8").split() if args.val_ids else None
-    prepare_dataset(args.data_dir, args.out_dir, audio=args.audio_config, val_fraction=args.val_fraction,
-                    val_count=args.val_count, val_ids=val_ids, trim_silence=args.trim_silence,
-                    max_seconds=args.max_seconds or None, seed=args.seed, force=args.force, progress=not args.quiet)
-    print((args.out_dir / "summary.txt").read_text(encoding="utf-8"), end="")
+    if args.gta:  # ground-truth-aligned mels, for fine-tuning a vocoder (train hifigan --input-mels OUT_DIR)
+        prepare_gta(args.gta, args.data_dir, args.out_dir, progress=not args.quiet)
+    else:
+        val_ids = args.val_ids.read_text(encoding="utf-8").split() if args.val_ids else None
+        prepare_dataset(args.data_dir, args.out_dir, audio=args.audio_config, val_fraction=args.val_fraction,
+                        val_count=args.val_count, val_ids=val_ids, trim_silence=args.trim_silence,
+                        max_seconds=args.max_seconds or None, seed=args.seed, force=args.force, progress=not args.quiet)
+        print((args.out_dir / "summary.txt").read_text(encoding="utf-8"), end="")
     return 0
 
 
 def _add_train(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("train", help="train Tacotron 2 or WaveGlow on a prepared corpus",
-                       description="Train Tacotron 2 or WaveGlow; an existing run folder is resumed.")
-    p.add_argument("model", choices=("tacotron2", "waveglow"), help="which model to train")
+    p = sub.add_parser("train", help="train Tacotron 2, WaveGlow or HiFi-GAN on a prepared corpus",
+                       description="Train Tacotron 2, WaveGlow or HiFi-GAN; an existing run folder is resumed.")
+    p.add_argument("model", choices=("tacotron2", "waveglow", "hifigan"), help="which model to train")
     p.add_argument("--data", "--data-dir", dest="data", required=True, type=Path, help="prepared dataset folder")
     # torchrun reads "--run" as an abbreviation of its own --run-path: under torchrun, write --run-dir.
     p.add_argument("--run", "--run-dir", dest="run", required=True, type=Path, help="run folder (resumed if it exists)")
-    p.add_argument("--config", help="nvidia, small or a TrainConfig JSON file (default: the run's own, else small)")
+    p.add_argument("--config", help="nvidia, v1 (hifigan), small, or TrainConfig JSON (default: the run's, else small)")
+    p.add_argument("--input-mels", type=Path, help="hifigan: mels from prepare --gta as inputs (fine-tuning)")
     p.add_argument("--max-steps", type=int, help="stop after this many steps in all")
     p.add_argument("--threads", type=int, help="torch CPU threads per process")
     p.add_argument("--warm-start", type=Path, help="start a new run from this checkpoint's matching tensors")
@@ -173,14 +179,15 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
 def _train(args: argparse.Namespace) -> int:
     import os
 
-    from .train import resume_point, train_tacotron2, train_waveglow
+    from .train import resume_point, train_hifigan, train_tacotron2, train_waveglow
 
     report = os.environ.get("RANK", "0") == "0"  # under torchrun (-m tacoglow train) only rank 0 reports
     if report and args.resume and (point := resume_point(args.run)):
         print(f"resuming {args.run} from step {point.step} ({point.path})", file=sys.stderr)
-    train = train_tacotron2 if args.model == "tacotron2" else train_waveglow
+    train = {"tacotron2": train_tacotron2, "waveglow": train_waveglow, "hifigan": train_hifigan}[args.model]
+    extra = {"input_mels": args.input_mels} if args.model == "hifigan" else {"drop_embedding": args.drop_embedding}
     path = train(args.data, args.run, args.config, max_steps=args.max_steps, threads=args.threads, resume=args.resume,
-                 warm_start=args.warm_start, drop_embedding=args.drop_embedding, device=args.device, amp=args.amp)
+                 warm_start=args.warm_start, device=args.device, amp=args.amp, **extra)
     if report:
         print(f"last checkpoint: {path}", file=sys.stderr)
     return 0

@@ -17,6 +17,7 @@ residual addition fused.
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass, field
 from typing import Any, cast
 
@@ -28,7 +29,8 @@ from . import ops
 from .config import ConfigError, DictConfig
 from .layers import WeightNormConv1d
 
-__all__ = ["PRECISIONS", "HiFiGAN", "HiFiGANConfig"]
+__all__ = ["PRECISIONS", "HiFiGAN", "HiFiGANConfig", "HiFiGANDiscriminator", "HiFiGANMel", "discriminator_loss",
+           "generator_loss", "feature_matching_loss"]
 
 # The slope of every leaky ReLU inside the network. The one before conv_post is torch's default (0.01) in both
 # reference implementations (`F.leaky_relu(x)` without a slope); trained weights depend on it, so it is kept.
@@ -389,3 +391,172 @@ def _fused_mrf(x: Tensor, blocks: list, slope: float) -> Tensor:
                 _conv_add(a, w, b, padding, dilation, total.add_(h), in_place=True)
     assert total is not None  # a stage has at least one resblock
     return F.leaky_relu_(total, slope)
+
+
+# ---- training: discriminators and losses ---------------------------------------------------------------------
+# The paper's two discriminators (multi-period, multi-scale) and its three losses. Module and parameter names
+# are jik876's (`mpd.discriminators.i.convs.j.weight_g`, ...), so its `do_NNNNNNNN` files load unchanged.
+
+
+def _normed(conv: nn.Module, spectral: bool = False) -> nn.Module:
+    """Weight norm (or spectral norm, Miyato et al., 2018) through torch's hooks, whose parameter names
+    (`weight_g`/`weight_v`, `weight_orig`/`weight_u`/`weight_v`) are the reference's."""
+    if spectral:
+        return nn.utils.spectral_norm(conv)
+    with warnings.catch_warnings():  # the hook form is deprecated, but only it keeps the reference's names
+        warnings.simplefilter("ignore", FutureWarning)
+        return nn.utils.weight_norm(conv)
+
+
+def _groups(groups: int, c_in: int, c_out: int) -> int:
+    return math.gcd(groups, c_in, c_out)  # the paper's groups; fewer when narrowed channels cannot take them
+
+
+class _PeriodDiscriminator(nn.Module):
+    """Audio (B, 1, T) folded into (B, 1, T / p, p) columns, 2-D convolutions of kernel (5, 1) over each
+    column: (scores (B, N), feature maps)."""
+
+    def __init__(self, period: int, divisor: int = 1) -> None:
+        super().__init__()
+        self.period = period
+        widths = [1] + [c // divisor for c in (32, 128, 512, 1024, 1024)]
+        self.convs = nn.ModuleList(
+            _normed(nn.Conv2d(c_in, c_out, (5, 1), (3 if i < 4 else 1, 1), padding=(2, 0)))
+            for i, (c_in, c_out) in enumerate(zip(widths, widths[1:])))
+        self.conv_post = _normed(nn.Conv2d(widths[-1], 1, (3, 1), 1, padding=(1, 0)))
+
+    def forward(self, x: Tensor) -> tuple[Tensor, list[Tensor]]:
+        b, c, t = x.shape
+        if t % self.period:  # reflect-pad the end to whole periods
+            x = F.pad(x, (0, self.period - t % self.period), "reflect")
+        x = x.view(b, c, -1, self.period)
+        features = []
+        for conv in self.convs:
+            x = F.leaky_relu(conv(x), LRELU_SLOPE)
+            features.append(x)
+        x = self.conv_post(x)
+        features.append(x)
+        return x.flatten(1), features
+
+
+class _ScaleDiscriminator(nn.Module):
+    """Strided, grouped 1-D convolutions over audio (B, 1, T): (scores (B, N), feature maps)."""
+
+    # (out channels, kernel, stride, groups) per layer, the paper's
+    LAYERS = ((128, 15, 1, 1), (128, 41, 2, 4), (256, 41, 2, 16), (512, 41, 4, 16), (1024, 41, 4, 16),
+              (1024, 41, 1, 16), (1024, 5, 1, 1))
+
+    def __init__(self, spectral: bool = False, divisor: int = 1) -> None:
+        super().__init__()
+        convs, c_in = [], 1
+        for c_out, k, stride, groups in self.LAYERS:
+            c_out //= divisor
+            convs.append(_normed(nn.Conv1d(c_in, c_out, k, stride, groups=_groups(groups, c_in, c_out),
+                                           padding=(k - 1) // 2), spectral))
+            c_in = c_out
+        self.convs = nn.ModuleList(convs)
+        self.conv_post = _normed(nn.Conv1d(c_in, 1, 3, 1, padding=1), spectral)
+
+    def forward(self, x: Tensor) -> tuple[Tensor, list[Tensor]]:
+        features = []
+        for conv in self.convs:
+            x = F.leaky_relu(conv(x), LRELU_SLOPE)
+            features.append(x)
+        x = self.conv_post(x)
+        features.append(x)
+        return x.flatten(1), features
+
+
+class _MultiPeriodDiscriminator(nn.Module):
+    def __init__(self, periods: tuple[int, ...] = (2, 3, 5, 7, 11), divisor: int = 1) -> None:
+        super().__init__()
+        self.discriminators = nn.ModuleList(_PeriodDiscriminator(p, divisor) for p in periods)
+
+    def forward(self, x: Tensor) -> tuple[list[Tensor], list[list[Tensor]]]:
+        outputs = [d(x) for d in self.discriminators]
+        return [o[0] for o in outputs], [o[1] for o in outputs]
+
+
+class _MultiScaleDiscriminator(nn.Module):
+    """Three scale discriminators on audio, x2 and x4 average-pooled; the first with spectral norm."""
+
+    def __init__(self, divisor: int = 1) -> None:
+        super().__init__()
+        self.discriminators = nn.ModuleList(_ScaleDiscriminator(i == 0, divisor) for i in range(3))
+        self.meanpools = nn.ModuleList(nn.AvgPool1d(4, 2, padding=2) for _ in range(2))
+
+    def forward(self, x: Tensor) -> tuple[list[Tensor], list[list[Tensor]]]:
+        scores, features = [], []
+        for i, d in enumerate(self.discriminators):
+            if i:
+                x = self.meanpools[i - 1](x)
+            score, feature = d(x)
+            scores.append(score)
+            features.append(feature)
+        return scores, features
+
+
+class HiFiGANDiscriminator(nn.Module):
+    """Both of the paper's discriminators: audio (B, 1, T) -> one score tensor and one list of feature maps
+    per sub-discriminator (5 periods 2, 3, 5, 7, 11, then 3 scales). ``divisor`` narrows every layer (1: the
+    paper's widths, 70.7 M parameters; larger for tests)."""
+
+    def __init__(self, divisor: int = 1) -> None:
+        super().__init__()
+        self.mpd = _MultiPeriodDiscriminator(divisor=divisor)
+        self.msd = _MultiScaleDiscriminator(divisor=divisor)
+
+    def forward(self, audio: Tensor) -> tuple[list[Tensor], list[list[Tensor]]]:
+        period_scores, period_features = self.mpd(audio)
+        scale_scores, scale_features = self.msd(audio)
+        return period_scores + scale_scores, period_features + scale_features
+
+
+def discriminator_loss(real: list[Tensor], generated: list[Tensor]) -> Tensor:
+    """Least-squares GAN (Mao et al., 2017): real scores pulled to 1, generated ones to 0, summed over the
+    sub-discriminators."""
+    return torch.stack([((1 - r.float()) ** 2).mean() + (g.float() ** 2).mean() for r, g in zip(real, generated)]).sum()
+
+
+def generator_loss(generated: list[Tensor]) -> Tensor:
+    """Least-squares GAN, the generator's side: generated scores pulled to 1."""
+    return torch.stack([((1 - g.float()) ** 2).mean() for g in generated]).sum()
+
+
+def feature_matching_loss(real: list[list[Tensor]], generated: list[list[Tensor]]) -> Tensor:
+    """Mean L1 between real and generated feature maps, summed over layers and sub-discriminators, x2 (the
+    paper's lambda_fm)."""
+    return 2 * torch.stack([(r.detach().float() - g.float()).abs().mean() for rs, gs in zip(real, generated)
+                            for r, g in zip(rs, gs)]).sum()
+
+
+class HiFiGANMel(nn.Module):
+    """HiFi-GAN's own log-mel features, those its mel loss compares: audio (B, T) -> (B, n_mel, T // hop).
+
+    They differ from NVIDIA's Tacotron 2 features (`tacoglow.audio.mel_spectrogram`): (n_fft - hop) / 2
+    samples of reflect padding and no centring (frames half a hop later, one fewer), and magnitudes
+    sqrt(re^2 + im^2 + 1e-9), which keeps the gradient finite at silence. ``fmax`` None: the full band, as
+    the loss uses (jik876's fmax_for_loss).
+    """
+
+    mel_basis: Tensor  # (n_mel, n_fft // 2 + 1)
+    window: Tensor  # (win_length,) periodic Hann
+
+    def __init__(self, sampling_rate: int = 22050, n_fft: int = 1024, hop_length: int = 256, win_length: int = 1024,
+                 n_mels: int = 80, fmin: float = 0.0, fmax: float | None = None) -> None:
+        super().__init__()
+        import librosa  # slow to import: only when training
+
+        self.n_fft, self.hop_length, self.win_length = n_fft, hop_length, win_length
+        basis = librosa.filters.mel(sr=sampling_rate, n_fft=n_fft, n_mels=n_mels, fmin=fmin, fmax=fmax)
+        self.register_buffer("mel_basis", torch.from_numpy(basis).float(), persistent=False)
+        self.register_buffer("window", torch.hann_window(win_length), persistent=False)
+
+    def forward(self, audio: Tensor) -> Tensor:
+        with torch.autocast(audio.device.type, enabled=False):
+            pad = (self.n_fft - self.hop_length) // 2
+            x = F.pad(audio.float().unsqueeze(1), (pad, pad), mode="reflect").squeeze(1)
+            spec = torch.stft(x, self.n_fft, self.hop_length, self.win_length, self.window, center=False,
+                              return_complex=True)
+            magnitude = torch.sqrt(spec.real ** 2 + spec.imag ** 2 + 1e-9)
+            return torch.log(torch.clamp(self.mel_basis @ magnitude, min=1e-5))

@@ -444,3 +444,154 @@ def test_command_line_glue(corpus, tmp_path, capsys):
     assert T.latest_checkpoint(run).name == "step_0000003.pt"
     assert cli_main(["train", "tacotron2", "--data", str(tmp_path / "nowhere"), "--run", str(tmp_path / "x")]) == 1
     assert "no dataset.json" in capsys.readouterr().err
+
+
+# --- HiFi-GAN -----------------------------------------------------------------------------------------------
+
+# A HiFi-GAN generator of every block kind, a few channels wide, against discriminators at 1/32 width.
+TINY_HIFIGAN = dict(upsample_rates=[8, 8, 4], upsample_kernel_sizes=[16, 16, 8], upsample_initial_channel=32,
+                    resblock="2", resblock_kernel_sizes=[3], resblock_dilation_sizes=[[1, 3]])
+
+
+def tiny_hifigan_config(**overrides) -> T.TrainConfig:
+    base = dict(T.PRESETS["hifigan"]["small"].to_dict(), model_config=TINY_HIFIGAN, learning_rate=2e-3,
+                segment_length=2048, batch_size=2, discriminator_divisor=32, max_steps=4, log_every=1,
+                val_every=1000, val_items=1, checkpoint_every=1000)
+    return T.TrainConfig.from_dict({**base, **overrides})
+
+
+def test_hifigan_discriminators_and_losses_are_the_papers():
+    from tacoglow.hifigan import HiFiGANDiscriminator, HiFiGANMel, discriminator_loss, generator_loss
+
+    with torch.device("meta"):  # shapes only
+        full = HiFiGANDiscriminator()
+    assert sum(p.numel() for p in full.parameters()) == 70_724_591  # MPD 41.1 M + MSD 29.6 M, as jik876's
+    keys = full.state_dict().keys()  # jik876's names (and shapes): its do_N files load as they are
+    assert {"mpd.discriminators.4.convs.0.weight_g", "msd.discriminators.0.convs.0.weight_orig",
+            "msd.discriminators.1.conv_post.weight_v"} <= set(keys)
+    scores, maps = HiFiGANDiscriminator(divisor=32)(torch.randn(2, 1, 2048) * 0.1)
+    assert len(scores) == len(maps) == 8 and [len(m) for m in maps] == [6] * 5 + [8] * 3
+    ones, zeros = [torch.ones(2, 5)] * 3, [torch.zeros(2, 5)] * 3
+    assert float(discriminator_loss(ones, zeros)) == 0 and float(generator_loss(zeros)) == 3
+    audio = torch.zeros(1, 8192, requires_grad=True)  # silence: sqrt(0 + 1e-9) keeps the gradient finite
+    mel = HiFiGANMel()(audio)
+    assert mel.shape == (1, 80, 32)  # (n_fft - hop) / 2 padding, center=False: T / hop frames
+    mel.sum().backward()
+    assert torch.isfinite(audio.grad).all()
+
+
+def test_hifigan_training_lowers_the_mel_loss_and_leaves_a_loadable_generator(corpus, tmp_path, capsys):
+    from tacoglow.checkpoint import load_hifigan
+
+    torch.set_num_threads(1)
+    run = tmp_path / "hg"
+    path = T.train_hifigan(corpus, run, tiny_hifigan_config(max_steps=16, val_every=16))
+    mel = [r["mel_l1"] for r in read_log(run)]
+    assert np.mean(mel[-4:]) < np.mean(mel[:3]) - 0.3, mel
+    assert all(math.isfinite(r["discriminator"]) for r in read_log(run))
+    assert math.isfinite(read_log(run, "val")[-1]["mel_l1"]) and (run / "plots" / "step_0000016.wav").exists()
+    shipped = tmp_path / "generator.pt"
+    T.export_checkpoint(path, shipped)
+    for file in (path, shipped):
+        generator = load_hifigan(file)
+        assert generator.config.upsample_initial_channel == 32 and inspect_checkpoint(file).kind == "hifigan"
+        assert generator(torch.zeros(1, 80, 3)).shape == (1, 1, 768)
+    assert "discriminator" not in json.dumps(list(torch.load(shipped, weights_only=True)))
+    assert cli_main(["info", str(shipped)]) == 0 and "hifigan" in capsys.readouterr().out
+
+
+def test_hifigan_resume_is_exact(corpus, tmp_path):
+    torch.set_num_threads(1)
+    cfg = tiny_hifigan_config(max_steps=4)  # 3 batches per epoch: the learning rate decays on the way
+    T.train_hifigan(corpus, tmp_path / "straight", cfg)
+    T.train_hifigan(corpus, tmp_path / "resumed", cfg, max_steps=2)
+    T.train_hifigan(corpus, tmp_path / "resumed", cfg)
+    straight, resumed = read_log(tmp_path / "straight"), read_log(tmp_path / "resumed")
+    assert [r["step"] for r in resumed] == [1, 2, 3, 4] and resumed[-1]["lr"] < resumed[0]["lr"]
+    for key in ("loss", "mel_l1", "discriminator", "lr"):
+        assert [r[key] for r in resumed] == [r[key] for r in straight]
+    a = torch.load(tmp_path / "straight" / "checkpoints" / "step_0000004.pt", weights_only=True)
+    b = torch.load(tmp_path / "resumed" / "checkpoints" / "step_0000004.pt", weights_only=True)
+    da, db = a["training"]["discriminator"], b["training"]["discriminator"]
+    assert all(torch.equal(a["state_dict"][k], b["state_dict"][k]) for k in a["state_dict"])
+    assert all(torch.equal(da["state_dict"][k], db["state_dict"][k]) for k in da["state_dict"])
+    assert all(torch.equal(x, y) for x, y in zip(da["optimizer"]["state"][0].values(),
+                                                 db["optimizer"]["state"][0].values()))
+
+
+def test_prepare_gta_writes_teacher_forced_mels_of_each_clip(corpus, tmp_path):
+    from tacoglow.checkpoint import save_model
+    from tacoglow.tacotron2 import Tacotron2, Tacotron2Config
+
+    torch.set_num_threads(1)
+    torch.manual_seed(0)
+    model = Tacotron2(Tacotron2Config(**TINY_TACOTRON2, mask_padding=True)).eval()  # r = 2: padding cut off
+    t2 = tmp_path / "t2.pt"
+    save_model(model, t2, audio=AudioConfig())
+    out = T.prepare_gta(t2, corpus, tmp_path / "gta1", batch_size=1, seed=7, progress=False)
+    data = D.PreparedData(corpus)
+    clips = sorted(data.train + data.val, key=lambda c: (-c.frames, c.id))
+    torch.manual_seed(7)  # the same clips in the same order, one by one: the same prenet draws
+    with torch.no_grad():
+        for clip in clips:
+            batch = D.collate_text_mel([clip], [data.load_mel(clip)], 2)
+            expected = model(batch.text, batch.text_lengths, batch.mels, batch.mel_lengths)[1][0, :, :clip.frames]
+            assert torch.equal(torch.load(out / f"{clip.id}.pt", weights_only=True), expected)
+    assert json.loads((out / "gta.json").read_text())["clips"] == len(clips)
+    # Batched, from the command line: each mel as long as its clip's (odd lengths included).
+    assert cli_main(["prepare", str(corpus), str(tmp_path / "gta"), "--gta", str(t2), "--quiet"]) == 0
+    assert any(c.frames % 2 for c in clips)
+    for clip in clips:
+        assert torch.load(tmp_path / "gta" / f"{clip.id}.pt", weights_only=True).shape == (80, clip.frames)
+
+
+def test_hifigan_fine_tunes_a_jik876_generator_on_gta_mels(corpus, tmp_path):
+    from tacoglow.checkpoint import load_hifigan
+    from tacoglow.hifigan import HiFiGAN, HiFiGANConfig, HiFiGANDiscriminator
+
+    torch.set_num_threads(1)
+    gta = tmp_path / "gta"
+    gta.mkdir()
+    data = D.PreparedData(corpus)
+    for clip in data.train + data.val:  # stand-ins for teacher-forced mels: the real ones, shifted
+        torch.save(data.load_mel(clip) + 0.5, gta / f"{clip.id}.pt")
+    # A generator and its discriminators as jik876's train.py leaves them: g_N, do_N and config.json.
+    torch.manual_seed(3)
+    source = tmp_path / "jik876"
+    source.mkdir()
+    config = HiFiGANConfig(**TINY_HIFIGAN)
+    torch.save({"generator": HiFiGAN(config).state_dict()}, source / "g_00000010")
+    discriminator = HiFiGANDiscriminator(divisor=32)
+    torch.save({"mpd": discriminator.mpd.state_dict(), "msd": discriminator.msd.state_dict(), "steps": 10},
+               source / "do_00000010")
+    audio = AudioConfig()
+    (source / "config.json").write_text(json.dumps({
+        **config.to_reference(), "sampling_rate": audio.sampling_rate, "n_fft": audio.filter_length,
+        "hop_size": audio.hop_length, "win_size": audio.win_length, "fmin": 0, "fmax": 8000}))
+
+    run = tmp_path / "ft"
+    args = ["train", "hifigan", "--data", str(corpus), "--run", str(run), "--input-mels", str(gta),
+            "--warm-start", str(source / "g_00000010"), "--max-steps", "2", "--threads", "1"]
+    config_file = tmp_path / "tiny.json"
+    config_file.write_text(json.dumps(tiny_hifigan_config().to_dict()))
+    assert cli_main(args + ["--config", str(config_file)]) == 0
+    cfg = T.TrainConfig.from_dict(json.loads((run / "config.json").read_text()))
+    assert cfg.input_mels == str(gta)
+    # Step 0's validation is the loaded generator's own output on the teacher-forced mels.
+    start = read_log(run, "val")[0]
+    assert start["step"] == 0
+    expected = T.validate_hifigan(load_hifigan(source / "g_00000010"), data, data.val[:1], cfg, torch.device("cpu"))
+    assert start["mel_l1"] == pytest.approx(expected["mel_l1"], rel=1e-5)
+    assert [r["step"] for r in read_log(run)] == [1, 2]
+    # The discriminators came from do_N: after two updates they are near it, not a fresh draw.
+    trained = torch.load(T.latest_checkpoint(run), weights_only=True)["training"]["discriminator"]["state_dict"]
+    key = "mpd.discriminators.0.convs.1.weight_v"
+    assert (trained[key] - discriminator.state_dict()[key]).abs().max() < 0.05
+    # A generator saved for inference (weight norm folded) warm-starts too: the norm is split off again.
+    from tacoglow.checkpoint import save_model
+
+    folded = tmp_path / "folded.pt"
+    save_model(load_hifigan(source / "g_00000010"), folded)
+    start = T.train_hifigan(corpus, tmp_path / "ft2", cfg, max_steps=0, warm_start=folded)
+    mel = data.load_mel(data.val[0])[None]
+    assert torch.allclose(load_hifigan(start)(mel), load_hifigan(folded)(mel), atol=1e-5)

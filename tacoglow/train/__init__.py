@@ -1,7 +1,9 @@
-"""Training Tacotron 2 and WaveGlow on a prepared dataset: one visible loop per model.
+"""Training Tacotron 2, WaveGlow and HiFi-GAN on a prepared dataset: one visible loop per model.
 
     train_tacotron2(data_dir, run_dir, "small")    # text -> mel, teacher forcing
     train_waveglow(data_dir, run_dir, "small")     # mel -> audio, random segments
+    train_hifigan(data_dir, run_dir, "small")      # mel -> audio, random segments, against discriminators
+    prepare_gta("t2.pt", data_dir)                 # teacher-forced mels for fine-tuning a vocoder on them
 
 ``data_dir`` is what ``tacoglow prepare`` writes (dataset.json, train.jsonl, val.jsonl, wavs/, mels/).
 ``run_dir`` holds everything a run produces, so a run describes itself::
@@ -18,8 +20,9 @@ step, save a checkpoint and return. Steps with a non-finite loss are skipped and
 of them in a row stop the run. Under ``torchrun`` the batches are sharded over processes (gloo on CPU,
 nccl on CUDA) and only rank 0 writes files.
 
-Recipes (``--config nvidia|small|FILE``): "nvidia" is NVIDIA's DeepLearningExamples recipe; "small" is sized
-for training on a few CPU cores (see ``PRESETS``).
+Recipes (``--config nvidia|small|FILE``; HiFi-GAN: ``v1|small|FILE``): "nvidia" is NVIDIA's
+DeepLearningExamples recipe, "v1" the HiFi-GAN paper's; "small" is sized for training on a few CPU cores (see
+``PRESETS``).
 
 Several processes (``--run`` is spelled ``--run-dir`` here: torchrun would take ``--run`` for its own
 ``--run-path``)::
@@ -30,12 +33,15 @@ Training checkpoints carry the optimizer state (about twice the model's size); `
 the model alone for shipping.
 
 Modules: ``config`` (TrainConfig, PRESETS, schedules), ``run`` (the run folder, process group, logs, one
-optimisation step), ``checkpoints`` (save, resume, warm start, export), ``tacotron2`` and ``waveglow`` (the
-loops). The Tacotron 2 loss sits beside the model, in :mod:`tacoglow.tacotron2`.
+optimisation step), ``checkpoints`` (save, resume, warm start, export), ``tacotron2``, ``waveglow`` and
+``hifigan`` (the loops), ``gta`` (ground-truth-aligned mels). The Tacotron 2 loss sits beside the model, in
+:mod:`tacoglow.tacotron2`; HiFi-GAN's discriminators and losses in :mod:`tacoglow.hifigan`.
 """
 from ..tacotron2 import attention_scores, guided_attention_loss
 from .checkpoints import ResumePoint, export_checkpoint, latest_checkpoint, resume_point
 from .config import MODELS, PRESETS, TrainConfig, learning_rate_at, load_train_config
+from .gta import prepare_gta
+from .hifigan import train_hifigan, validate_hifigan
 from .run import StepResult, TrainingError, backward_and_step
 from .tacotron2 import tacotron2_loss, train_tacotron2, validate_tacotron2
 from .waveglow import train_waveglow, validate_waveglow
@@ -44,5 +50,5 @@ __all__ = [
     "TrainConfig", "PRESETS", "MODELS", "load_train_config", "train_tacotron2", "train_waveglow", "TrainingError",
     "tacotron2_loss", "guided_attention_loss", "attention_scores", "learning_rate_at",
     "backward_and_step", "StepResult", "validate_tacotron2", "validate_waveglow", "latest_checkpoint",
-    "resume_point", "ResumePoint", "export_checkpoint",
+    "resume_point", "ResumePoint", "export_checkpoint", "train_hifigan", "validate_hifigan", "prepare_gta",
 ]

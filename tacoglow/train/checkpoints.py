@@ -9,7 +9,7 @@ import os
 import random
 import re
 from pathlib import Path
-from typing import Any, NamedTuple, cast
+from typing import Any, Callable, NamedTuple, cast
 
 import numpy as np
 import torch
@@ -34,7 +34,7 @@ from .run import (
 )
 
 __all__ = ["latest_checkpoint", "resume_point", "ResumePoint", "save_checkpoint", "export_checkpoint",
-           "start_training", "checkpoint_if_due"]
+           "start_training", "checkpoint_if_due", "make_optimizer"]
 
 log = logging.getLogger(__name__)
 
@@ -98,9 +98,9 @@ def resume_point(run_dir: str | os.PathLike) -> ResumePoint | None:
 
 def save_checkpoint(run: Run, model: nn.Module, optimizer: torch.optim.Optimizer,
                     scaler: torch.amp.GradScaler, state: TrainState, cfg: TrainConfig,
-                    data: PreparedData) -> Path:
+                    data: PreparedData, extra: dict[str, Any] | None = None) -> Path:
     """Collective (every process calls it): rank 0 writes step_XXXXXXX.pt atomically, keeps the newest
-    ``keep_checkpoints`` and returns its path."""
+    ``keep_checkpoints`` and returns its path. ``extra``: more training state (HiFi-GAN's discriminator)."""
     rng: list[dict[str, Any] | None] = [_rng_state()]
     if run.distributed:
         rng = [None] * run.world_size
@@ -108,7 +108,7 @@ def save_checkpoint(run: Run, model: nn.Module, optimizer: torch.optim.Optimizer
     path = run.checkpoints / f"step_{state.step:07d}.pt"
     if run.main:
         training = {"state": dataclasses.asdict(state), "optimizer": optimizer.state_dict(),
-                    "scaler": scaler.state_dict(), "rng": rng, "world_size": run.world_size}
+                    "scaler": scaler.state_dict(), "rng": rng, "world_size": run.world_size, **(extra or {})}
         # A model that learned phones says which lexicon: synthesis reads with it (Synthesizer's arpabet).
         text = {**data.text, "arpabet": LEXICON_VERSION} if cfg.p_arpabet > 0 else data.text
         atomic_save(checkpoint_dict(unwrap(model), audio=data.audio, text=text, step=state.step,
@@ -175,7 +175,7 @@ def _warm_start(model: nn.Module, path: str | os.PathLike, drop_embedding: bool,
                             f"({data.audio}); warm-starting would mix features")
     own = model.state_dict()
     skip = {"embedding.weight"} if drop_embedding else set()
-    matched = {k: v for k, v in loaded.state_dict.items()
+    matched = {k: v for k, v in _split_weight_norm(loaded.state_dict, own).items()
                if k in own and k not in skip and tuple(v.shape) == tuple(own[k].shape)}
     fresh = sorted(set(own) - set(matched))
     if len(matched) < len(own) // 2:
@@ -186,9 +186,23 @@ def _warm_start(model: nn.Module, path: str | os.PathLike, drop_embedding: bool,
              f" ({', '.join(fresh[:6])}{', ...' if len(fresh) > 6 else ''})" if fresh else "")
 
 
-def _optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
-    return torch.optim.Adam(model.parameters(), lr=cfg.learning_rate, betas=cfg.adam_betas, eps=cfg.adam_eps,
-                            weight_decay=cfg.weight_decay)
+def _split_weight_norm(loaded: dict[str, torch.Tensor], own: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Weights folded by ``remove_weight_norm`` (a HiFi-GAN saved for inference), split again where the model
+    trains with weight norm: v = w and g = ||w|| (norm over all but the first axis) give the same weight."""
+    out = dict(loaded)
+    for key, weight in loaded.items():
+        stem = key[:-len("weight")]
+        if key.endswith(".weight") and stem + "weight_g" in own and stem + "weight_g" not in loaded:
+            out[stem + "weight_v"] = weight
+            out[stem + "weight_g"] = weight.norm(2, dim=tuple(range(1, weight.dim())), keepdim=True)
+    return out
+
+
+def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
+    """The config's optimizer (Adam or AdamW) over ``model``'s parameters."""
+    kind = torch.optim.AdamW if cfg.optimizer == "adamw" else torch.optim.Adam
+    return kind(model.parameters(), lr=cfg.learning_rate, betas=cfg.adam_betas, eps=cfg.adam_eps,
+                weight_decay=cfg.weight_decay)
 
 
 def start_training(run: Run, model: nn.Module, cfg: TrainConfig, data: PreparedData, resume: bool,
@@ -197,7 +211,7 @@ def start_training(run: Run, model: nn.Module, cfg: TrainConfig, data: PreparedD
     """Model (wrapped in DDP under torchrun), optimizer, scaler and state: resumed from the run's newest
     checkpoint, else fresh (or warm-started)."""
     model.to(run.device)
-    optimizer = _optimizer(model, cfg)
+    optimizer = make_optimizer(model, cfg)
     scaler = grad_scaler(run, cfg)
     existing = latest_checkpoint(run.dir)
     if existing is not None and not resume:
@@ -218,12 +232,12 @@ def start_training(run: Run, model: nn.Module, cfg: TrainConfig, data: PreparedD
 
 def checkpoint_if_due(run: Run, model: nn.Module, optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler,
                       state: TrainState, cfg: TrainConfig, data: PreparedData, result: StepResult,
-                      path: Path | None) -> Path | None:
+                      path: Path | None, extra: Callable[[], dict[str, Any]] | None = None) -> Path | None:
     """Save on schedule, on a stop request, at the end, or before giving up after too many non-finite steps
     in a row (then raise, naming the step). Returns the newest checkpoint's path."""
     give_up = state.nonfinite_in_a_row >= cfg.max_nonfinite
     if state.step % cfg.checkpoint_every == 0 or result.stop or give_up or finished(cfg, state):
-        path = save_checkpoint(run, model, optimizer, scaler, state, cfg, data)
+        path = save_checkpoint(run, model, optimizer, scaler, state, cfg, data, extra() if extra else None)
     if give_up:
         assert path is not None  # saved just above
         raise nonfinite_error(state, path)

@@ -14,7 +14,7 @@ from ..config import ConfigError, DictConfig
 __all__ = ["MODELS", "RUN_FIELDS", "TrainConfig", "PRESETS", "load_train_config", "learning_rate_at",
            "guided_attention_weight_at"]
 
-MODELS = ("tacotron2", "waveglow")
+MODELS = ("tacotron2", "waveglow", "hifigan")
 
 
 @dataclass
@@ -23,11 +23,13 @@ class TrainConfig(DictConfig):
     (``scripts/train_tacotron2.sh``); ``PRESETS`` holds the named recipes. Saved as ``run_dir/config.json``
     and inside every checkpoint."""
 
-    model: str = "tacotron2"  # "tacotron2" or "waveglow"
-    # Tacotron2Config / WaveGlowConfig fields that differ from the model's defaults.
+    model: str = "tacotron2"  # "tacotron2", "waveglow" or "hifigan"
+    # Tacotron2Config / WaveGlowConfig / HiFiGANConfig fields that differ from the model's defaults.
     model_config: dict[str, Any] = field(default_factory=dict)
 
-    # Optimiser: Adam, as the reference.
+    # Optimiser: "adam" as the reference, or "adamw" (HiFi-GAN's; torch's default decoupled decay 0.01 unless
+    # weight_decay says otherwise).
+    optimizer: str = "adam"
     learning_rate: float = 1e-3
     weight_decay: float = 1e-6
     adam_betas: tuple[float, float] = (0.9, 0.999)
@@ -39,6 +41,7 @@ class TrainConfig(DictConfig):
     anneal_at: list[int] = field(default_factory=lambda: [500, 1000, 1500])
     anneal_unit: str = "epoch"
     anneal_factor: float = 0.1
+    lr_decay: float = 1.0  # and x lr_decay per anneal_unit on top (HiFi-GAN: 0.999 per epoch, ExponentialLR)
 
     # Batches
     batch_size: int = 48  # per process
@@ -61,6 +64,11 @@ class TrainConfig(DictConfig):
     guided_attention_stop: int | None = None  # step from which the term is off
     # WaveGlow loss
     waveglow_sigma: float = 1.0
+    # HiFi-GAN: discriminator widths divided by this (1: the paper's); the generator's input mels, None for the
+    # dataset's own, or a folder of ground-truth-aligned mels from `prepare_gta` (fine-tuning, as jik876's
+    # --fine_tuning), read at the same positions as the audio.
+    discriminator_divisor: int = 1
+    input_mels: str | None = None
 
     # Precision: "none", "fp16" (CUDA, with a GradScaler) or "bf16" (autocast).
     amp: str = "none"
@@ -87,12 +95,17 @@ class TrainConfig(DictConfig):
             fail(f"model must be one of {MODELS}, got {self.model!r}")
         if self.anneal_unit not in ("epoch", "step"):
             fail(f"anneal_unit must be 'epoch' or 'step', got {self.anneal_unit!r}")
+        if self.optimizer not in ("adam", "adamw"):
+            fail(f"optimizer must be 'adam' or 'adamw', got {self.optimizer!r}")
+        if not 0 < self.lr_decay <= 1:
+            fail(f"lr_decay must be in (0, 1], got {self.lr_decay}")
         if self.amp not in ("none", "fp16", "bf16"):
             fail(f"amp must be 'none', 'fp16' or 'bf16', got {self.amp!r}")
         if self.max_steps is None and self.epochs is None:
             fail("set max_steps or epochs (or both): the run needs an end")
         for name in ("batch_size", "bucket_batches", "log_every", "val_every", "checkpoint_every",
-                     "keep_checkpoints", "max_nonfinite", "segment_length"):
+                     "keep_checkpoints", "max_nonfinite", "segment_length",
+                     "discriminator_divisor"):
             if getattr(self, name) < 1:
                 fail(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.learning_rate <= 0:
@@ -111,7 +124,7 @@ class TrainConfig(DictConfig):
 # learning rate is recomputed from the schedule at every step, so a changed schedule applies at once.
 RUN_FIELDS = frozenset({"max_steps", "epochs", "log_every", "val_every", "val_items", "checkpoint_every",
                         "keep_checkpoints", "max_nonfinite", "amp",
-                        "learning_rate", "anneal_at", "anneal_unit", "anneal_factor"})
+                        "learning_rate", "anneal_at", "anneal_unit", "anneal_factor", "lr_decay"})
 
 # Tacotron 2 "small": NVIDIA's layers at half width (the "reduced" size, 7.4 M parameters) predicting
 # r = 3 frames per decoder step, with guided attention so that alignment comes early. Measured on the
@@ -123,6 +136,11 @@ _TACOTRON2_SMALL = dict(
 # WaveGlow "small": 8 flows of a 4-layer, 64-channel WN (10.2 M parameters, 6.5 M of them the fixed-size
 # mel upsampler); RTF ~1 at inference on 2 cores. Batch 8 x 8000 samples: 2.0 s/step with 1 thread.
 _WAVEGLOW_SMALL = dict(n_flows=8, n_layers=4, n_channels=64)
+# HiFi-GAN: the paper's recipe (jik876's config_v1.json: AdamW 2e-4, betas (0.8, 0.99), lr x0.999 per epoch,
+# batch 16 of 8192 samples, no clipping); "small" trains V2 (0.9 M parameters) against discriminators of a
+# quarter width, batch 4, for CPUs.
+_HIFIGAN: dict[str, Any] = dict(model="hifigan", optimizer="adamw", learning_rate=2e-4, adam_betas=(0.8, 0.99),
+                                weight_decay=0.01, grad_clip=None, anneal_at=[], lr_decay=0.999, segment_length=8192)
 
 PRESETS: dict[str, dict[str, TrainConfig]] = {
     "tacotron2": {
@@ -144,11 +162,18 @@ PRESETS: dict[str, dict[str, TrainConfig]] = {
                              segment_length=8000, max_steps=50_000, epochs=None, log_every=10,
                              val_every=500, val_items=16, checkpoint_every=500),
     },
+    "hifigan": {
+        "v1": TrainConfig(**_HIFIGAN, batch_size=16, epochs=3100, val_every=1000, val_items=16,
+                          checkpoint_every=5000),
+        "small": TrainConfig(**_HIFIGAN, model_config={"upsample_initial_channel": 128}, discriminator_divisor=4,
+                             batch_size=4, max_steps=100_000, epochs=None, val_every=1000, val_items=8,
+                             checkpoint_every=1000),
+    },
 }
 
 
 def load_train_config(config: TrainConfig | str | os.PathLike | None, model: str) -> TrainConfig:
-    """A TrainConfig from an object, a preset name ("nvidia", "small") or a JSON file of its fields
+    """A TrainConfig from an object, a preset name (``PRESETS[model]``) or a JSON file of its fields
     (missing fields take the TrainConfig defaults, i.e. NVIDIA's Tacotron 2 recipe)."""
     if model not in MODELS:
         raise ConfigError(f"model must be one of {MODELS}, got {model!r}")
@@ -174,12 +199,13 @@ def load_train_config(config: TrainConfig | str | os.PathLike | None, model: str
 
 def learning_rate_at(cfg: TrainConfig, step: int, epoch: int) -> float:
     """NVIDIA's ``adjust_learning_rate``: lr0 * factor^p after p annealing points; its factor-0.3 recipes
-    alternate x0.3 and x0.1/0.3 (1, 0.3, 0.1, 0.03, ...)."""
+    alternate x0.3 and x0.1/0.3 (1, 0.3, 0.1, 0.03, ...). Times lr_decay^(epoch or step)."""
     now = epoch if cfg.anneal_unit == "epoch" else step
     p = sum(now >= point for point in cfg.anneal_at)
+    decay = cfg.lr_decay ** now  # exponential decay: a function of the counters, so a resumed run has it too
     if cfg.anneal_factor == 0.3:
-        return cfg.learning_rate * 0.1 ** (p // 2) * (0.3 if p % 2 else 1.0)
-    return cfg.learning_rate * cfg.anneal_factor ** p
+        return cfg.learning_rate * decay * 0.1 ** (p // 2) * (0.3 if p % 2 else 1.0)
+    return cfg.learning_rate * decay * cfg.anneal_factor ** p
 
 
 def guided_attention_weight_at(cfg: TrainConfig, step: int) -> float:

@@ -183,11 +183,13 @@ def _check_run_config(run: Run, cfg: TrainConfig, explicit: bool) -> TrainConfig
 
 def open_run(run_dir: str | os.PathLike, config: TrainConfig | str | os.PathLike | None, model_name: str, *,
              max_steps: int | None, threads: int | None, device: str | None,
-             amp: str | None) -> tuple[Run, TrainConfig]:
-    """The run in ``run_dir`` and its config: ``config`` (with ``max_steps`` and ``amp`` overriding it) for a
-    new run, the run's own config.json (whose run-length fields ``config`` may change) for an existing one."""
+             amp: str | None, **fields: Any) -> tuple[Run, TrainConfig]:
+    """The run in ``run_dir`` and its config: ``config`` (with ``max_steps``, ``amp`` and any other given
+    ``fields`` overriding it) for a new run, the run's own config.json (whose run-length fields ``config`` may
+    change) for an existing one."""
     cfg = load_train_config(config, model_name)
-    overrides: dict[str, Any] = {k: v for k, v in (("max_steps", max_steps), ("amp", amp)) if v is not None}
+    overrides: dict[str, Any] = {k: v for k, v in (("max_steps", max_steps), ("amp", amp), *fields.items())
+                                 if v is not None}
     cfg = dataclasses.replace(cfg, **overrides)
     run = Run(run_dir, device, threads)
     try:
