@@ -429,14 +429,19 @@ class _PeriodDiscriminator(nn.Module):
         b, c, t = x.shape
         if t % self.period:  # reflect-pad the end to whole periods
             x = F.pad(x, (0, self.period - t % self.period), "reflect")
-        x = x.view(b, c, -1, self.period)
-        features = []
-        for conv in self.convs:
-            x = F.leaky_relu(conv(x), LRELU_SLOPE)
-            features.append(x)
-        x = self.conv_post(x)
+        return _scores_and_features(self.convs, self.conv_post, x.view(b, c, -1, self.period))
+
+
+def _scores_and_features(convs: nn.ModuleList, conv_post: nn.Module, x: Tensor) -> tuple[Tensor, list[Tensor]]:
+    """A discriminator's layers, leaky ReLU after each but the last: its scores, flattened to (B, N), and every
+    layer's output (for the feature-matching loss)."""
+    features = []
+    for conv in convs:
+        x = F.leaky_relu(conv(x), LRELU_SLOPE)
         features.append(x)
-        return x.flatten(1), features
+    x = conv_post(x)
+    features.append(x)
+    return x.flatten(1), features
 
 
 class _ScaleDiscriminator(nn.Module):
@@ -458,13 +463,7 @@ class _ScaleDiscriminator(nn.Module):
         self.conv_post = _normed(nn.Conv1d(c_in, 1, 3, 1, padding=1), spectral)
 
     def forward(self, x: Tensor) -> tuple[Tensor, list[Tensor]]:
-        features = []
-        for conv in self.convs:
-            x = F.leaky_relu(conv(x), LRELU_SLOPE)
-            features.append(x)
-        x = self.conv_post(x)
-        features.append(x)
-        return x.flatten(1), features
+        return _scores_and_features(self.convs, self.conv_post, x)
 
 
 class _MultiPeriodDiscriminator(nn.Module):

@@ -22,7 +22,7 @@ from torch import Tensor, nn
 
 from ..audio import save_wav
 from ..checkpoint import read_checkpoint
-from ..data import Clip, PreparedData, bucket_batches
+from ..data import Clip, PreparedData
 from ..hifigan import (
     HiFiGAN,
     HiFiGANConfig,
@@ -33,28 +33,11 @@ from ..hifigan import (
     generator_loss,
 )
 from ..plots import save_mel_plot
+from . import run as loop  # the run machinery the loops share
 from .checkpoints import checkpoint_if_due, latest_checkpoint, make_optimizer, save_checkpoint, start_training
 from .config import TrainConfig, learning_rate_at
 from .gta import read_gta_mel
-from .run import (
-    StepResult,
-    StopSignals,
-    TrainingError,
-    advance,
-    autocast,
-    backward_and_step,
-    count_nonfinite,
-    epoch_plan,
-    finished,
-    grad_scaler,
-    log_step,
-    open_run,
-    progress_bar,
-    seed_everything,
-    set_learning_rate,
-    spread_by_length,
-    unwrap,
-)
+from .run import StepResult, TrainingError
 
 __all__ = ["train_hifigan", "validate_hifigan", "hifigan_mel_loss"]
 
@@ -206,17 +189,17 @@ def train_hifigan(data_dir: str | os.PathLike, run_dir: str | os.PathLike,
     recorded audio staying the target (fine-tuning). Each step: one discriminator update on real and
     generated segments, then one generator update (adversarial + feature matching + 45 x mel L1).
     """
-    run, cfg = open_run(run_dir, config, "hifigan", max_steps=max_steps, threads=threads, device=device, amp=amp,
-                        input_mels=None if input_mels is None else os.path.abspath(input_mels))
+    run, cfg = loop.open_run(run_dir, config, "hifigan", max_steps=max_steps, threads=threads, device=device, amp=amp,
+                             input_mels=None if input_mels is None else os.path.abspath(input_mels))
     with run:
         data = PreparedData(data_dir)
-        seed_everything(cfg.seed + run.rank)
+        loop.seed_everything(cfg.seed + run.rank)
         generator = HiFiGAN(_hifigan_config(cfg, data)).train()
         discriminator = HiFiGANDiscriminator(cfg.discriminator_divisor).train()
         resumed = latest_checkpoint(run.dir) if resume else None
         model, optimizer, scaler, state = start_training(run, generator, cfg, data, resume, warm_start, False)
         discriminator.to(run.device)
-        d_optimizer, d_scaler = make_optimizer(discriminator, cfg), grad_scaler(run, cfg)
+        d_optimizer, d_scaler = make_optimizer(discriminator, cfg), loop.grad_scaler(run, cfg)
         _start_discriminator(discriminator, d_optimizer, d_scaler, resumed, warm_start,
                              cfg.discriminator_divisor)
         critic: nn.Module = discriminator
@@ -226,7 +209,7 @@ def train_hifigan(data_dir: str | os.PathLike, run_dir: str | os.PathLike,
         features = _loss_features(data).to(run.device)
         read_mel = _mel_reader(data, cfg)
         frames = cfg.segment_length // data.audio.hop_length
-        train_clips, val_clips = data.train, spread_by_length(data.val, cfg.val_items)
+        train_clips, val_clips = data.train, loop.spread_by_length(data.val, cfg.val_items)
 
         def extra() -> dict[str, Any]:
             return {"discriminator": {"state_dict": discriminator.state_dict(),
@@ -234,21 +217,19 @@ def train_hifigan(data_dir: str | os.PathLike, run_dir: str | os.PathLike,
 
         def validate() -> None:
             media: dict[str, Any] = {}
-            metrics = validate_hifigan(cast(HiFiGAN, unwrap(model)), data, val_clips, cfg, run.device, state.step,
+            metrics = validate_hifigan(cast(HiFiGAN, loop.unwrap(model)), data, val_clips, cfg, run.device, state.step,
                                        run.plots, media)
             run.log({"split": "val", "step": state.step, **metrics})
             run.log_media(state.step, media)
             log.info("step %d: val mel L1 %.4f", state.step, metrics["mel_l1"])
 
-        plan = epoch_plan(lambda epoch: bucket_batches([0] * len(train_clips), cfg.batch_size, cfg.seed, epoch,
-                                                       bucket_batches=cfg.bucket_batches, rank=run.rank,
-                                                       world_size=run.world_size))
+        plan = loop.epoch_plan([0] * len(train_clips), cfg, run)
         run.open_logs(state.step)
         if state.step == 0 and warm_start is not None and run.main and val_clips:
             validate()  # where fine-tuning starts from: the warm-start generator's own output
         path = latest_checkpoint(run.dir)
-        with StopSignals() as stop, progress_bar(run, cfg, state, len(plan(0)), "hifigan") as bar:
-            while not finished(cfg, state):
+        with loop.StopSignals() as stop, loop.progress_bar(run, cfg, state, len(plan(0)), "hifigan") as bar:
+            while not loop.finished(cfg, state):
                 started = time.perf_counter()
                 batches = plan(state.epoch)
                 clips = [train_clips[i] for i in batches[state.batch_in_epoch]]
@@ -257,23 +238,23 @@ def train_hifigan(data_dir: str | os.PathLike, run_dir: str | os.PathLike,
                 mels, audio = _segments(data, read_mel, clips, _segment_starts(clips, frames, rng), frames)
                 mels, audio = mels.to(run.device), audio.to(run.device)
                 lr = learning_rate_at(cfg, state.step, state.epoch)
-                set_learning_rate(optimizer, lr)
-                set_learning_rate(d_optimizer, lr)
+                loop.set_learning_rate(optimizer, lr)
+                loop.set_learning_rate(d_optimizer, lr)
                 real = audio.unsqueeze(1)  # (B, 1, T)
-                with autocast(run, cfg):
+                with loop.autocast(run, cfg):
                     generated = model(mels)  # (B, 1, T)
 
                 # Discriminators: real segments towards 1, generated ones towards 0 (one pass over both).
-                with autocast(run, cfg):
+                with loop.autocast(run, cfg):
                     scores, _ = critic(torch.cat([real, generated.detach()]))
                 b = len(clips)
                 d_losses = {"loss": discriminator_loss([s[:b] for s in scores], [s[b:] for s in scores])}
-                d_result = backward_and_step(d_losses, critic, d_optimizer, d_scaler, cfg.grad_clip, stop.requested,
-                                             run.distributed)
+                d_result = loop.backward_and_step(d_losses, critic, d_optimizer, d_scaler, cfg.grad_clip,
+                                                  stop.requested, run.distributed)
 
                 # Generator, through the updated discriminators (frozen: no gradients for their weights).
                 discriminator.requires_grad_(False)
-                with autocast(run, cfg):
+                with loop.autocast(run, cfg):
                     scores, maps = discriminator(torch.cat([real, generated]))
                 discriminator.requires_grad_(True)
                 mel_l1 = hifigan_mel_loss(features, generated, audio)
@@ -282,13 +263,13 @@ def train_hifigan(data_dir: str | os.PathLike, run_dir: str | os.PathLike,
                                                  [[m[b:] for m in ms] for ms in maps])
                 g_losses = {"loss": adversarial + matching + MEL_WEIGHT * mel_l1, "mel_l1": mel_l1,
                             "adversarial": adversarial, "feature_matching": matching}
-                g_result = backward_and_step(g_losses, model, optimizer, scaler, cfg.grad_clip, stop.requested,
-                                             run.distributed)
+                g_result = loop.backward_and_step(g_losses, model, optimizer, scaler, cfg.grad_clip, stop.requested,
+                                                  run.distributed)
                 result = _merge(d_result, g_result)
-                advance(state, len(batches))
-                count_nonfinite(state, result)
+                loop.advance(state, len(batches))
+                loop.count_nonfinite(state, result)
 
-                log_step(run, cfg, state, result, bar, lr, started, float(audio.numel()), "samples")
+                loop.log_step(run, cfg, state, result, bar, lr, started, float(audio.numel()), "samples")
                 if state.step % cfg.val_every == 0 and run.main and val_clips:
                     validate()
                 path = checkpoint_if_due(run, model, optimizer, scaler, state, cfg, data, result, path, extra)

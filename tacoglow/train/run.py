@@ -21,7 +21,7 @@ import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 
-from ..data import Clip
+from ..data import Clip, bucket_batches
 from ..errors import TacoglowError
 from .config import RUN_FIELDS, TrainConfig, load_train_config
 
@@ -300,14 +300,17 @@ class StopSignals:
             signal.signal(signum, handler)
 
 
-def epoch_plan(plan: Callable[[int], list[list[int]]]) -> Callable[[int], list[list[int]]]:
-    """``plan(epoch)``, remembered for the current epoch, refusing an epoch without a complete batch."""
+def epoch_plan(lengths: Sequence[int], cfg: TrainConfig, run: Run) -> Callable[[int], list[list[int]]]:
+    """``plan(epoch)``: this process's batches of the training items (their ``lengths``; all equal for plain
+    shuffling) for an epoch, bucketed by length, remembered for the current epoch; an epoch without a
+    complete batch is refused."""
     cache: dict[int, list[list[int]]] = {}
 
     def batches(epoch: int) -> list[list[int]]:
         if epoch not in cache:
             cache.clear()
-            cache[epoch] = plan(epoch)
+            cache[epoch] = bucket_batches(lengths, cfg.batch_size, cfg.seed, epoch, bucket_batches=cfg.bucket_batches,
+                                          rank=run.rank, world_size=run.world_size)
             if not cache[epoch]:
                 raise TrainingError("an epoch has no complete batch: the training set is smaller than "
                                     "batch_size x processes; lower batch_size")

@@ -15,30 +15,15 @@ import torch
 from torch import Tensor
 
 from ..audio import griffin_lim, save_wav
-from ..data import Clip, PreparedData, TextMelBatch, bucket_batches, collate_text_mel
+from ..data import Clip, PreparedData, TextMelBatch, collate_text_mel
 from ..plots import save_alignment_plot, save_gate_plot, save_mel_plot
 from ..tacotron2 import Tacotron2, Tacotron2Config, Tacotron2Loss, attention_scores
 from ..text import text_to_sequence
 from ..text.lexicon import to_arpabet
+from . import run as loop  # the run machinery the loops share
 from .checkpoints import checkpoint_if_due, latest_checkpoint, save_checkpoint, start_training
 from .config import TrainConfig, guided_attention_weight_at, learning_rate_at
-from .run import (
-    StopSignals,
-    TrainingError,
-    advance,
-    autocast,
-    backward_and_step,
-    count_nonfinite,
-    epoch_plan,
-    finished,
-    log_step,
-    open_run,
-    progress_bar,
-    seed_everything,
-    set_learning_rate,
-    spread_by_length,
-    unwrap,
-)
+from .run import TrainingError
 
 __all__ = ["train_tacotron2", "validate_tacotron2", "tacotron2_loss"]
 
@@ -174,10 +159,10 @@ def train_tacotron2(data_dir: str | os.PathLike, run_dir: str | os.PathLike,
         device: "cpu", "cuda", "cuda:1", ...; default CUDA when available.
         amp: overrides the config's precision: "none", "fp16" (CUDA) or "bf16".
     """
-    run, cfg = open_run(run_dir, config, "tacotron2", max_steps=max_steps, threads=threads, device=device, amp=amp)
+    run, cfg = loop.open_run(run_dir, config, "tacotron2", max_steps=max_steps, threads=threads, device=device, amp=amp)
     with run:  # leaves the process group it joined, whatever happens
         data = PreparedData(data_dir)
-        seed_everything(cfg.seed + run.rank)  # the reference seeds seed + rank
+        loop.seed_everything(cfg.seed + run.rank)  # the reference seeds seed + rank
         tacotron2 = Tacotron2(_tacotron2_config(cfg, data)).train()
         r = tacotron2.config.n_frames_per_step
         model, optimizer, scaler, state = start_training(run, tacotron2, cfg, data, resume, warm_start, drop_embedding)
@@ -186,16 +171,14 @@ def train_tacotron2(data_dir: str | os.PathLike, run_dir: str | os.PathLike,
         if len(train_clips) < len(data.train):
             log.info("leaving out %d training clips longer than %d frames", len(data.train) - len(train_clips),
                      cfg.max_frames)
-        val_clips = spread_by_length(data.val, cfg.val_items)
+        val_clips = loop.spread_by_length(data.val, cfg.val_items)
         lengths = [c.frames for c in train_clips]
 
-        plan = epoch_plan(lambda epoch: bucket_batches(lengths, cfg.batch_size, cfg.seed, epoch,
-                                                       bucket_batches=cfg.bucket_batches, rank=run.rank,
-                                                       world_size=run.world_size))
+        plan = loop.epoch_plan(lengths, cfg, run)
         run.open_logs(state.step)
         path = latest_checkpoint(run.dir)
-        with StopSignals() as stop, progress_bar(run, cfg, state, len(plan(0)), "tacotron2") as bar:
-            while not finished(cfg, state):
+        with loop.StopSignals() as stop, loop.progress_bar(run, cfg, state, len(plan(0)), "tacotron2") as bar:
+            while not loop.finished(cfg, state):
                 started = time.perf_counter()
                 batches = plan(state.epoch)
                 # Which words are read as phones depends only on (seed, epoch, position, rank), as resumption needs.
@@ -203,20 +186,20 @@ def train_tacotron2(data_dir: str | os.PathLike, run_dir: str | os.PathLike,
                 batch = _tacotron2_batch(data, [train_clips[i] for i in batches[state.batch_in_epoch]], r,
                                          cfg.p_arpabet, words).to(run.device)
                 lr = learning_rate_at(cfg, state.step, state.epoch)
-                set_learning_rate(optimizer, lr)
+                loop.set_learning_rate(optimizer, lr)
 
-                with autocast(run, cfg):
+                with loop.autocast(run, cfg):
                     outputs = model(batch.text, batch.text_lengths, batch.mels, batch.mel_lengths)
                 losses = tacotron2_loss(outputs, batch, cfg, state.step)
-                result = backward_and_step(losses, model, optimizer, scaler, cfg.grad_clip, stop.requested,
-                                           run.distributed)
-                advance(state, len(batches))
-                count_nonfinite(state, result)
+                result = loop.backward_and_step(losses, model, optimizer, scaler, cfg.grad_clip, stop.requested,
+                                                run.distributed)
+                loop.advance(state, len(batches))
+                loop.count_nonfinite(state, result)
 
-                log_step(run, cfg, state, result, bar, lr, started, float(batch.mel_lengths.sum()), "frames")
+                loop.log_step(run, cfg, state, result, bar, lr, started, float(batch.mel_lengths.sum()), "frames")
                 if state.step % cfg.val_every == 0 and run.main and val_clips:
                     media: dict[str, Any] = {}
-                    metrics = validate_tacotron2(cast(Tacotron2, unwrap(model)), data, val_clips, cfg, state.step,
+                    metrics = validate_tacotron2(cast(Tacotron2, loop.unwrap(model)), data, val_clips, cfg, state.step,
                                                  run.device, run.plots, media)
                     run.log({"split": "val", "step": state.step, **metrics})
                     run.log_media(state.step, media)

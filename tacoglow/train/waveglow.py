@@ -11,27 +11,12 @@ from typing import Sequence, cast
 import numpy as np
 import torch
 
-from ..data import Clip, PreparedData, bucket_batches, collate_audio_mel
+from ..data import Clip, PreparedData, collate_audio_mel
 from ..waveglow import WaveGlow, WaveGlowConfig, WaveGlowLoss
+from . import run as loop  # the run machinery the loops share
 from .checkpoints import checkpoint_if_due, latest_checkpoint, save_checkpoint, start_training
 from .config import TrainConfig, learning_rate_at
-from .run import (
-    StopSignals,
-    TrainingError,
-    advance,
-    autocast,
-    backward_and_step,
-    count_nonfinite,
-    epoch_plan,
-    finished,
-    log_step,
-    open_run,
-    progress_bar,
-    seed_everything,
-    set_learning_rate,
-    spread_by_length,
-    unwrap,
-)
+from .run import TrainingError
 
 __all__ = ["train_waveglow", "validate_waveglow"]
 
@@ -80,24 +65,22 @@ def train_waveglow(data_dir: str | os.PathLike, run_dir: str | os.PathLike,
     ``batch_size`` segments of ``segment_length`` samples at random offsets (zero-padded when a clip is
     shorter) and computes their mels, as the reference does.
     """
-    run, cfg = open_run(run_dir, config, "waveglow", max_steps=max_steps, threads=threads, device=device, amp=amp)
+    run, cfg = loop.open_run(run_dir, config, "waveglow", max_steps=max_steps, threads=threads, device=device, amp=amp)
     with run:
         data = PreparedData(data_dir)
-        seed_everything(cfg.seed + run.rank)
+        loop.seed_everything(cfg.seed + run.rank)
         waveglow = WaveGlow(_waveglow_config(cfg, data)).train()
         model, optimizer, scaler, state = start_training(run, waveglow, cfg, data, resume, warm_start,
                                                          drop_embedding=False)
         criterion = WaveGlowLoss(cfg.waveglow_sigma)
-        train_clips, val_clips = data.train, spread_by_length(data.val, cfg.val_items)
+        train_clips, val_clips = data.train, loop.spread_by_length(data.val, cfg.val_items)
         lengths = [0] * len(train_clips)  # segments all have the same length: plain shuffling
 
-        plan = epoch_plan(lambda epoch: bucket_batches(lengths, cfg.batch_size, cfg.seed, epoch,
-                                                       bucket_batches=cfg.bucket_batches, rank=run.rank,
-                                                       world_size=run.world_size))
+        plan = loop.epoch_plan(lengths, cfg, run)
         run.open_logs(state.step)
         path = latest_checkpoint(run.dir)
-        with StopSignals() as stop, progress_bar(run, cfg, state, len(plan(0)), "waveglow") as bar:
-            while not finished(cfg, state):
+        with loop.StopSignals() as stop, loop.progress_bar(run, cfg, state, len(plan(0)), "waveglow") as bar:
+            while not loop.finished(cfg, state):
                 started = time.perf_counter()
                 batches = plan(state.epoch)
                 clips = [train_clips[i] for i in batches[state.batch_in_epoch]]
@@ -106,20 +89,20 @@ def train_waveglow(data_dir: str | os.PathLike, run_dir: str | os.PathLike,
                 batch = collate_audio_mel(data, clips, _segment_starts(clips, cfg.segment_length, rng),
                                           cfg.segment_length).to(run.device)
                 lr = learning_rate_at(cfg, state.step, state.epoch)
-                set_learning_rate(optimizer, lr)
+                loop.set_learning_rate(optimizer, lr)
 
-                with autocast(run, cfg):
+                with loop.autocast(run, cfg):
                     z, log_s, log_det_w = model(batch.mels, batch.audio)
                 output = (z.float(), [x.float() for x in log_s], [x.float() for x in log_det_w])
                 losses = {"loss": criterion(output)}
-                result = backward_and_step(losses, model, optimizer, scaler, cfg.grad_clip, stop.requested,
-                                           run.distributed)
-                advance(state, len(batches))
-                count_nonfinite(state, result)
+                result = loop.backward_and_step(losses, model, optimizer, scaler, cfg.grad_clip, stop.requested,
+                                                run.distributed)
+                loop.advance(state, len(batches))
+                loop.count_nonfinite(state, result)
 
-                log_step(run, cfg, state, result, bar, lr, started, float(batch.audio.numel()), "samples")
+                loop.log_step(run, cfg, state, result, bar, lr, started, float(batch.audio.numel()), "samples")
                 if state.step % cfg.val_every == 0 and run.main and val_clips:
-                    metrics = validate_waveglow(cast(WaveGlow, unwrap(model)), data, val_clips, cfg, run.device)
+                    metrics = validate_waveglow(cast(WaveGlow, loop.unwrap(model)), data, val_clips, cfg, run.device)
                     run.log({"split": "val", "step": state.step, **metrics})
                     log.info("step %d: val loss %.4f", state.step, metrics["loss"])
                 path = checkpoint_if_due(run, model, optimizer, scaler, state, cfg, data, result, path)
