@@ -6,7 +6,10 @@
 # Writes OUT (LJSpeech layout) and OUT_prepared (tacoglow dataset). Re-running resumes: phrases that
 # already have a wav are not synthesized again. Environment: PYTHON (default .venv/bin/python),
 # WORKERS (festival processes, default 2), TRAIN_LIST and VAL_LIST (LJSpeech-style 'id|text' transcripts,
-# plain or .gz; default: the LJSpeech transcripts in data/).
+# plain or .gz; default: the LJSpeech transcripts in data/), SHORT (short training items of one to four
+# words added to the phrases, default 0). The corpus that teaches the voice to stop after a word or two:
+#
+#   SHORT=800 bash recipes/slt/build.sh 1600 corpora/slt_short
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -14,6 +17,7 @@ N_PHRASES=${1:-4000}
 OUT=${2:-corpora/slt}
 PYTHON=${PYTHON:-.venv/bin/python}
 WORKERS=${WORKERS:-2}
+SHORT=${SHORT:-0}
 TRAIN_LIST=${TRAIN_LIST:-data/ljspeech_train.txt.gz}
 VAL_LIST=${VAL_LIST:-data/ljspeech_val.txt}
 
@@ -26,7 +30,7 @@ fi
 
 start=$(date +%s)
 "$PYTHON" recipes/slt/build_corpus.py --phrases "$N_PHRASES" --out "$OUT" --workers "$WORKERS" \
-    --train-list "$TRAIN_LIST" --val-list "$VAL_LIST"
+    --short "$SHORT" --train-list "$TRAIN_LIST" --val-list "$VAL_LIST"
 
 "$PYTHON" -m tacoglow prepare "$OUT" "${OUT}_prepared" --val-ids "$OUT/val_ids.txt" --force
 echo "built ${OUT}_prepared in $(( $(date +%s) - start )) s"

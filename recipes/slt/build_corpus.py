@@ -10,6 +10,11 @@ Training phrases are the first `--phrases` of all phrases from `--train-list` in
 their ids go to `val_ids.txt` for `tacoglow prepare --val-ids`. Both lists default to the LJSpeech
 transcripts under `data/` (see its README); a list whose name ends in `.gz` is read gzip-compressed.
 
+`--short N` adds N short training items (ids `<utterance>_s`), one from each of the first N transcripts of
+`--train-list` in another fixed shuffled order: the last one to four words of one of its clauses, ended by
+the clause's mark (a comma, colon or semicolon becomes a period), e.g. "Newgate." or "in the past.". They
+teach the decoder to stop after a word or two; the phrases above are never shorter than `--min-chars`.
+
 Output (`--out`): `metadata.csv` (id|phrase|label), `wavs/<id>.wav` (Festival's 16-bit PCM at its own rate),
 `val_ids.txt`. Re-running skips phrases whose wav already exists.
 """
@@ -110,6 +115,42 @@ def split_phrases(text: str, min_chars: int, max_chars: int) -> list[tuple[str, 
             phrases.append((current, label))
     return [(phrase, label) for phrase, label in phrases
             if min_chars <= len(label) <= max_chars and any(ch.isalpha() for ch in label)]
+
+
+def short_piece(text: str, rng: random.Random, max_words: int = 4) -> tuple[str, str] | None:
+    """The last 1..`max_words` words of a random clause of `text`, ended by a sentence mark, and its label."""
+    cuts = [0, *_break_points(text), len(text)]
+    clauses = [text[a:b].strip() for a, b in zip(cuts, cuts[1:])]
+    clauses = [clause for clause in clauses if any(ch.isalpha() for ch in clause)]
+    if not clauses:
+        return None
+    words = [word.strip("\"'()[]") for word in rng.choice(clauses).split()]
+    words = [word for word in words if any(ch.isalnum() for ch in word)]
+    # Mostly one or two words, as short inputs are: weights 4:3:2:1 for 1..4 words.
+    n = rng.choices(range(1, max_words + 1), weights=range(max_words, 0, -1))[0]
+    piece = re.sub(r"[,;:\s]+$", "", " ".join(words[-min(n, len(words)):]))
+    if not re.search(r"[.!?]$", piece):
+        piece += "."
+    label = label_text(piece)
+    if len(label) < 2 or not any(ch.isalpha() for ch in label):
+        return None
+    return piece, label
+
+
+def read_short(transcripts: Path, count: int, seed: int) -> list[Phrase]:
+    """`count` short items, one from each transcript of a fixed shuffled order (see the module's notes)."""
+    rng = random.Random(seed)
+    lines = [line for line in read_lines(transcripts) if line.strip()]
+    rng.shuffle(lines)
+    items = []
+    for line in lines:
+        if len(items) == count:
+            break
+        utterance_id, text = line.split("|")[0].strip(), line.split("|")[1]
+        piece = short_piece(text, rng)
+        if piece is not None:
+            items.append(Phrase(f"{utterance_id}_s", *piece))
+    return items
 
 
 def read_lines(path: Path) -> list[str]:
@@ -225,6 +266,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--chunk-size", type=int, default=100, help="phrases per festival process")
     parser.add_argument("--min-chars", type=int, default=25, help="shortest label, in characters")
     parser.add_argument("--max-chars", type=int, default=90, help="longest label, in characters")
+    parser.add_argument("--short", type=int, default=0,
+                        help="number of short training items of one to four words (default 0)")
     parser.add_argument("--seed", type=int, default=1234, help="seed of the training phrase order")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
@@ -237,9 +280,9 @@ def main(argv: list[str] | None = None) -> int:
 
     train = read_phrases(args.train_list, args.min_chars, args.max_chars)
     random.Random(args.seed).shuffle(train)
-    train = train[:args.phrases]
+    train = train[:args.phrases] + read_short(args.train_list, args.short, args.seed + 1)
     val = read_phrases(args.val_list, args.min_chars, args.max_chars)
-    log.info("%d training and %d validation phrases", len(train), len(val))
+    log.info("%d training phrases (%d short) and %d validation phrases", len(train), args.short, len(val))
 
     args.out.mkdir(parents=True, exist_ok=True)
     failed = set(synthesize(train + val, args.out, args.workers, args.chunk_size))

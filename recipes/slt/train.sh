@@ -10,7 +10,9 @@
 # the recipe's learning rate, 2.7e-5, the rate the shipped weights were last trained at. At the end (or
 # after Ctrl-C, which saves a checkpoint) the newest checkpoint's model is written to the package in fp16;
 # it records the lexicon it reads with, so synthesis gives it ARPAbet too.
-# Environment: PYTHON (.venv/bin/python), RUN (runs/slt_t2p8), DATA (corpora/slt_prepared), THREADS (2),
+# Environment: PYTHON (.venv/bin/python), RUN (runs/slt_t2p8), DATA (corpora/slt_prepared), CONFIG
+# (recipes/slt/tacotron2.json), PHRASES and SHORT (the corpus build.sh makes when DATA is missing: 4000
+# phrases, 0 short items), THREADS (2),
 # AMP (bf16: autocast matrix products to bfloat16, about 1.9x the fp32 step rate on CPUs with AVX-512 BF16;
 # "none" trains in fp32), GL_POWER (1.2: the Griffin-Lim magnitude power recorded in the exported voice;
 # measured on the 100 validation sentences at step 10,500: WER 30.1% at 1.1, 28.3% at 1.2, 29.7% at 1.25,
@@ -28,11 +30,13 @@ THREADS=${THREADS:-2}
 AMP=${AMP:-bf16}
 GL_POWER=${GL_POWER:-1.2}
 GL_INVERSION=${GL_INVERSION:-0}
+CONFIG=${CONFIG:-recipes/slt/tacotron2.json}
+PHRASES=${PHRASES:-4000}
 VOICE=tacoglow/voices/default
 
-[ -f "$DATA/dataset.json" ] || bash recipes/slt/build.sh 4000 "${DATA%_prepared}"
+[ -f "$DATA/dataset.json" ] || SHORT=${SHORT:-0} bash recipes/slt/build.sh "$PHRASES" "${DATA%_prepared}"
 
-args=(tacotron2 --data "$DATA" --run "$RUN" --config recipes/slt/tacotron2.json --max-steps "$MAX_STEPS"
+args=(tacotron2 --data "$DATA" --run "$RUN" --config "$CONFIG" --max-steps "$MAX_STEPS"
       --threads "$THREADS" --amp "$AMP")
 if ! ls "$RUN"/checkpoints/step_*.pt >/dev/null 2>&1 && [ -f "$VOICE/tacotron2.pt" ]; then
     args+=(--warm-start "$VOICE/tacotron2.pt")
