@@ -416,6 +416,7 @@ class Synthesizer:
         long before the sentence's whole audio; other vocoders give one piece."""
         vocoder = self.vocoder if vocoder is None else vocoder
         if not isinstance(vocoder, HiFiGANVocoder) or mel.shape[-1] == 0:
+            options = {k: v for k, v in options.items() if k not in ("first_frames", "chunk_frames")}
             yield self.vocode(mel, generator, vocoder=vocoder, **options)
             return
         mel = mel.unsqueeze(0) if mel.dim() == 2 else mel
