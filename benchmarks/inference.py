@@ -11,6 +11,10 @@ gate is disabled so that every run decodes exactly ``--steps`` decoder steps, an
 fixed synthetic signal for the vocoders. Each row is the median of ``--repeats`` timed runs after one
 untimed warm-up run, with the same seed before every run.
 
+HiFi-GAN (V1 and V3, ``--hifigan-frames`` per item) runs against jik876's ``Generator`` with
+``--hifigan-reference DIR`` (a jik876/hifi-gan checkout), interleaved; its notes give the fraction of this
+machine's measured convolution rate. ``--hifigan-bf16`` adds bfloat16 rows, their error against fp32's reference.
+
 Columns: wall seconds per call; RTF = compute seconds / audio seconds (lower is faster) and NVIDIA's
 inverse ("x real time"); mel frames and audio samples produced per second; the achieved fraction of this
 machine's matrix-multiply rate (arithmetic of the reference's operations / time / the faster of
@@ -37,6 +41,7 @@ import platform
 import statistics
 import sys
 import time
+import warnings
 from pathlib import Path
 from typing import Any, Callable
 
@@ -44,6 +49,7 @@ import torch
 
 from tacoglow.audio import AudioConfig, griffin_lim, mel_spectrogram
 from tacoglow.export import OnnxTacotron2, OnnxWaveGlow, onnxruntime_available
+from tacoglow.hifigan import HiFiGAN, HiFiGANConfig
 from tacoglow.tacotron2 import PRECISIONS, Tacotron2, Tacotron2Config
 from tacoglow.text import text_to_sequence
 from tacoglow.train import PRESETS
@@ -76,7 +82,8 @@ WAVEGLOW_CONFIGS = {
     "512": WaveGlowConfig(n_channels=512),  # the DLE training default
     "small": WaveGlowConfig.from_dict(PRESETS["waveglow"]["small"].model_config),
 }
-SECTIONS = ("tacotron2", "waveglow", "griffin-lim", "pipeline", "streaming")
+HIFIGAN_CONFIGS = {"V1": HiFiGANConfig.v1(), "V3": HiFiGANConfig.v3()}
+SECTIONS = ("tacotron2", "waveglow", "hifigan", "griffin-lim", "pipeline", "streaming")
 # Time to first audio: a fixed five-sentence paragraph whose first sentence has 12 words or fewer.
 PARAGRAPH = ("The quick brown fox jumps over the lazy dog near the river. "
              "It was a bright cold day in April, and the clocks were striking thirteen. "
@@ -145,6 +152,55 @@ def matmul_rates() -> dict[str, float]:
         except RuntimeError:
             pass
     return rates
+
+
+def conv_rate() -> float:
+    """GFLOP/s of one fp32 convolution shaped like HiFi-GAN V1's middle stages (256 channels, kernel 7, 8192
+    samples), through oneDNN with the weight prepacked as `HiFiGAN.infer` runs it."""
+    x = torch.randn(1, 256, 1, 8192).contiguous(memory_format=torch.channels_last)
+    w, b = torch.randn(256, 256, 1, 7), torch.zeros(256)
+    try:
+        packed = torch._C._nn.mkldnn_reorder_conv2d_weight(w.to_mkldnn(), [0, 3], [1, 1], [1, 1], 1, [1, 256, 1, 8192])
+        run = lambda: torch.ops.mkldnn._convolution_pointwise(x, packed, b, [0, 3], [1, 1], [1, 1], 1, "none", [], "")
+        run()
+    except (RuntimeError, AttributeError):
+        run = lambda: torch.nn.functional.conv2d(x, w, b, padding=(0, 3))
+    return 2 * 256 * 256 * 7 * 8192 / _median_time(run, 10) / 1e9
+
+
+def hifigan_flops(cfg: HiFiGANConfig, frames: int) -> float:
+    """Multiply-adds x 2 of one item's generator pass (activations and tanh not counted)."""
+    flops, length, channels = 2 * cfg.n_mel_channels * cfg.upsample_initial_channel * 7 * frames, frames, None
+    layers = sum(len(d) for d in cfg.resblock_dilation_sizes) * (2 if cfg.resblock == "1" else 1)
+    taps = sum(k * len(d) * (2 if cfg.resblock == "1" else 1)
+               for k, d in zip(cfg.resblock_kernel_sizes, cfg.resblock_dilation_sizes))
+    for i, (u, k) in enumerate(zip(cfg.upsample_rates, cfg.upsample_kernel_sizes)):
+        c_in, channels = cfg.upsample_initial_channel if i == 0 else channels, cfg.channels(i)
+        flops += 2 * c_in * channels * k * length  # the transposed convolution, k taps per input sample
+        length *= u
+        flops += 2 * channels * channels * taps * length
+    assert layers and channels
+    return flops + 2 * channels * 7 * length
+
+
+def jik876_generator(path: str) -> type:
+    """jik876/hifi-gan's models.Generator from a checkout (matplotlib stubbed: only its plot helpers use it)."""
+    import types
+
+    if importlib.util.find_spec("matplotlib") is None:
+        stub = types.ModuleType("matplotlib")
+        stub.use = lambda *args, **kwargs: None  # type: ignore[attr-defined]
+        sys.modules.update({"matplotlib": stub, "matplotlib.pylab": types.ModuleType("matplotlib.pylab")})
+    sys.path.insert(0, str(Path(path).resolve()))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # torch.nn.utils.weight_norm is deprecated
+        from models import Generator
+    return Generator
+
+
+class _AttrDict(dict):
+    def __getattr__(self, name: str) -> Any:  # jik876's Generator reads its config as attributes
+        return self[name]
 
 
 def copy_bandwidth() -> float:
@@ -426,6 +482,52 @@ class Bench:
                     row.error, row.error_against = rel_err(onnx_out, out), "torch"
                     self.add(row)
 
+    # -- HiFi-GAN ---------------------------------------------------------------------------------------
+    def hifigan(self) -> None:
+        """V1 and V3 with random weights (seeded), against jik876's Generator on the same weights; the runs of
+        a row are interleaved (reference, fp32, bf16, again and again) so that load changes hit them alike."""
+        frames, args = self.args.hifigan_frames, self.args
+        Generator = jik876_generator(args.hifigan_reference) if args.hifigan_reference else None
+        self.conv_rate = conv_rate()
+        for config_name, cfg in HIFIGAN_CONFIGS.items():
+            torch.manual_seed(SEED)
+            model = HiFiGAN(cfg).eval()
+            reference = None
+            if Generator is not None:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")  # torch.nn.utils.weight_norm is deprecated
+                    reference = Generator(_AttrDict(cfg.to_reference())).eval()
+                reference.load_state_dict(model.state_dict())  # the same keys, weight norm included
+                Reference.quiet(reference.remove_weight_norm)()  # it prints "Removing weight norm..."
+            model.remove_weight_norm().requires_grad_(False)
+            for batch in self.args.batch_sizes:
+                mel = mel_batch(batch, frames)
+                runs = {"fp32": lambda: model.infer(mel)}
+                if args.hifigan_bf16:
+                    runs["bf16"] = lambda: model.infer(mel, precision="bf16")
+                if reference is not None:
+                    runs["reference"] = lambda: reference(mel)
+                times: dict[str, list[float]] = {name: [] for name in runs}
+                with torch.inference_mode():
+                    outputs = {name: run() for name, run in runs.items()}  # warm-up
+                    for _ in range(args.repeats):
+                        for name, run in runs.items():
+                            start = time.perf_counter()
+                            run()
+                            times[name].append(time.perf_counter() - start)
+                flops = batch * hifigan_flops(cfg, frames)
+                ref_s = statistics.median(times["reference"]) if reference is not None else None
+                for name in [n for n in runs if n != "reference"]:
+                    row = Row("HiFi-GAN", f"{config_name}{', bf16' if name == 'bf16' else ''}", batch,
+                              statistics.median(times[name]), batch * frames, flops, ref_s)
+                    against = "reference" if reference is not None else "fp32"
+                    if name != "fp32" or reference is not None:
+                        row.error, row.error_against = rel_err(outputs[name], outputs[against]), against
+                    self.add(row)
+                    self.notes.append(f"HiFi-GAN {row.name} batch {batch}: {flops / row.seconds / 1e9:.1f} GFLOP/s, "
+                                      f"{flops / row.seconds / 1e9 / self.conv_rate:.0%} of the measured "
+                                      f"convolution rate ({self.conv_rate:.0f} GFLOP/s).")
+
     # -- Griffin-Lim -----------------------------------------------------------------------------------
     def griffin_lim(self) -> None:
         frames = self.args.griffin_lim_frames
@@ -477,9 +579,10 @@ class Bench:
     # -- streaming latency ------------------------------------------------------------------------------
     def streaming(self) -> None:
         """Time from a request for PARAGRAPH to its first audio, with the default voice, as `Synthesizer.stream`
-        delivers it (first sentence decoded alone and vocoded, then the rest in batches)."""
+        delivers it (first sentence decoded alone and vocoded, then the rest in batches); and with a HiFi-GAN V1
+        (random weights: speed only) as `Synthesizer.stream_audio` delivers it (the first 16 frames first)."""
         from tacoglow.hub import default_checkpoints
-        from tacoglow.synthesizer import Synthesizer
+        from tacoglow.synthesizer import HiFiGANVocoder, Synthesizer
 
         try:
             tacotron2, waveglow = default_checkpoints()
@@ -487,21 +590,28 @@ class Bench:
             self.notes.append(f"Streaming latency: skipped, no default voice ({error}).")
             return
         words = len(PARAGRAPH.split(". ")[0].split())
-        for backend in self.args.backends:
-            synth = Synthesizer.from_checkpoints(tacotron2, waveglow, backend=backend)
+        for backend in [*self.args.backends, "torch, hifigan"]:
+            if backend == "torch, hifigan":
+                synth = Synthesizer.from_checkpoints(tacotron2)
+                torch.manual_seed(SEED)
+                synth = Synthesizer(synth.tacotron2, HiFiGANVocoder(HiFiGAN(HiFiGANConfig.v1()), audio=synth.audio),
+                                    synthesis=synth.synthesis, audio=synth.audio)
+            else:
+                synth = Synthesizer.from_checkpoints(tacotron2, waveglow, backend=backend)
             first_times, totals, first_audio = [], [], 0.0
             for i in range(self.args.repeats + 1):  # the first run warms up and is not counted
                 start = time.perf_counter()
-                stream = synth.stream(PARAGRAPH, seed=SEED)
-                first = next(stream)
+                pieces = iter(synth.stream_audio(PARAGRAPH, seed=SEED))
+                first = next(pieces)
                 first_at = time.perf_counter() - start
-                rest = list(stream)
+                rest = list(pieces)
                 total = time.perf_counter() - start
                 if i:
                     first_times.append(first_at)
                     totals.append(total)
-                first_audio = first.audio.numel() / AUDIO.sampling_rate
-                audio = first_audio + sum(r.audio.numel() for r in rest) / AUDIO.sampling_rate
+                sentences = [c.result for c in [first, *rest] if c.result is not None]
+                first_audio = sentences[0].audio.numel() / AUDIO.sampling_rate
+                audio = sum(r.audio.numel() for r in sentences) / AUDIO.sampling_rate
             vocoder = getattr(synth.vocoder, "name", type(synth.vocoder).__name__)
             self.latency.append(dict(voice=str(tacotron2), vocoder=vocoder, backend=backend,
                                      first_audio_s=statistics.median(first_times),
@@ -546,6 +656,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--steps", type=int, default=150, help="Tacotron 2 decoder steps")
     parser.add_argument("--waveglow-frames", type=int, default=32, help="mel frames per WaveGlow item")
     parser.add_argument("--griffin-lim-frames", type=int, default=32)
+    parser.add_argument("--hifigan-frames", type=int, default=172, help="mel frames per HiFi-GAN item (2 s)")
+    parser.add_argument("--hifigan-reference", metavar="DIR", help="a jik876/hifi-gan checkout (its models.py)")
+    parser.add_argument("--hifigan-bf16", action="store_true", help="also time HiFi-GAN in bfloat16 (with its error)")
     parser.add_argument("--pipeline-steps", type=int, default=32, help="decoder steps in the pipeline rows")
     parser.add_argument("--backends", nargs="+", choices=["torch", "onnx"],
                         default=["torch", "onnx"] if onnxruntime_available() else ["torch"],

@@ -1,4 +1,4 @@
-"""tacoglow: Tacotron 2 + WaveGlow text-to-speech, compatible with NVIDIA's checkpoints."""
+"""tacoglow: Tacotron 2 + WaveGlow or HiFi-GAN text-to-speech, compatible with NVIDIA's checkpoints."""
 from . import audio as audio  # "as": re-exported on purpose, tacoglow.audio and tacoglow.text are public
 from . import text as text
 from .audio import AudioConfig, mel_spectrogram
@@ -6,14 +6,15 @@ from .checkpoint import CheckpointError, load_hifigan, load_tacotron2, load_wave
 from .errors import TacoglowError
 from .hifigan import HiFiGAN, HiFiGANConfig
 from .synthesis import SynthesisConfig
-from .synthesizer import GriffinLimVocoder, Speech, Synthesizer, WaveGlowVocoder
+from .synthesizer import GriffinLimVocoder, HiFiGANVocoder, Speech, Synthesizer, WaveGlowVocoder
 from .tacotron2 import Tacotron2, Tacotron2Config
 from .waveglow import Denoiser, WaveGlow, WaveGlowConfig
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "AudioConfig", "CheckpointError", "Denoiser", "GriffinLimVocoder", "HiFiGAN", "HiFiGANConfig", "Speech",
-    "SynthesisConfig", "Synthesizer", "TacoglowError", "Tacotron2", "Tacotron2Config", "WaveGlow", "WaveGlowConfig",
-    "WaveGlowVocoder", "load_hifigan", "load_tacotron2", "load_waveglow", "mel_spectrogram", "save_model",
+    "AudioConfig", "CheckpointError", "Denoiser", "GriffinLimVocoder", "HiFiGAN", "HiFiGANConfig", "HiFiGANVocoder",
+    "Speech", "SynthesisConfig", "Synthesizer", "TacoglowError", "Tacotron2", "Tacotron2Config", "WaveGlow",
+    "WaveGlowConfig", "WaveGlowVocoder", "load_hifigan", "load_tacotron2", "load_waveglow", "mel_spectrogram",
+    "save_model",
 ]

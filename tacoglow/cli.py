@@ -20,14 +20,15 @@ def add_voice_arguments(p: argparse.ArgumentParser) -> None:
     """Which voice to load and how to run it: shared by ``synthesize`` and ``serve``."""
     p.add_argument("--tacotron2", type=Path, help="Tacotron 2 checkpoint (default: the installed voice)")
     p.add_argument("--waveglow", type=Path, help="WaveGlow checkpoint (default: the installed voice's vocoder)")
-    p.add_argument("--vocoder", choices=("auto", "waveglow", "griffin-lim"), default="auto",
-                   help="'auto': WaveGlow when one is given or installed, else Griffin-Lim")
+    p.add_argument("--hifigan", type=Path, help="HiFi-GAN generator (jik876's, NVIDIA's or tacoglow's layout)")
+    p.add_argument("--vocoder", choices=("auto", "hifigan", "waveglow", "griffin-lim"), default="auto",
+                   help="'auto': HiFi-GAN, else WaveGlow, when given or installed; else Griffin-Lim")
     # Each of these overrides the voice's SynthesisConfig field of the same name (its dest).
     p.add_argument("--sigma", type=float, default=None,
                    help="WaveGlow noise scale (default: the voice's setting, else 0.9 as NVIDIA's script)")
     p.add_argument("--denoiser-strength", "--denoise", dest="denoiser_strength", type=float, default=None,
-                   help="WaveGlow denoiser strength (default: the voice's setting, else 0.01 as NVIDIA's script; "
-                        "0 turns it off)")
+                   help="denoiser strength of the vocoder loaded (default: the voice's setting, else NVIDIA's: "
+                        "0.01 for WaveGlow, 0 for HiFi-GAN; 0 turns it off)")
     p.add_argument("--griffin-lim-iters", type=int, default=None,
                    help="Griffin-Lim iterations (default: the voice's setting, else 60)")
     p.add_argument("--griffin-lim-power", type=float, default=None,
@@ -61,23 +62,19 @@ def _add_synthesize(sub: argparse._SubParsersAction) -> None:
 
 def load_synthesizer(args: argparse.Namespace):
     """The voice the options name (the installed one by default), its settings overridden by the options given."""
-    from .hub import default_checkpoints
+    from .hub import choose_checkpoints
     from .synthesis import SynthesisConfig
     from .synthesizer import Synthesizer
 
-    tacotron2, waveglow = args.tacotron2, args.waveglow
-    if tacotron2 is None:
-        tacotron2, default_waveglow = default_checkpoints()
-        waveglow = waveglow or default_waveglow
-    if args.vocoder == "griffin-lim":
-        waveglow = None
-    elif args.vocoder == "waveglow" and waveglow is None:
-        raise TacoglowError("--vocoder waveglow needs a WaveGlow checkpoint: pass --waveglow FILE")
+    tacotron2, waveglow, hifigan = choose_checkpoints(args.tacotron2, args.waveglow, args.hifigan, args.vocoder)
     if args.threads:
         torch.set_num_threads(args.threads)
     overrides = {f.name: getattr(args, f.name) for f in dataclasses.fields(SynthesisConfig)
                  if getattr(args, f.name, None) is not None}
-    return Synthesizer.from_checkpoints(tacotron2, waveglow, device=args.device, backend=args.backend, **overrides)
+    if hifigan is not None and "denoiser_strength" in overrides:  # --denoiser-strength: the loaded vocoder's
+        overrides["hifigan_denoiser_strength"] = overrides.pop("denoiser_strength")
+    return Synthesizer.from_checkpoints(tacotron2, waveglow, hifigan=hifigan, device=args.device,
+                                        backend=args.backend, **overrides)
 
 
 def _synthesize(args: argparse.Namespace) -> int:
@@ -227,10 +224,11 @@ def _serve(args: argparse.Namespace) -> int:
 
 def _add_export(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("export", help="export a checkpoint as ONNX or TorchScript graphs",
-                       description="Write a Tacotron 2 (encoder, memory_projection, decoder_step, postnet) or a "
-                                   "WaveGlow checkpoint as ONNX and/or TorchScript graphs, with a JSON manifest. "
+                       description="Write a Tacotron 2 (encoder, memory_projection, decoder_step, postnet), a "
+                                   "WaveGlow or a HiFi-GAN checkpoint as ONNX and/or TorchScript graphs, with a "
+                                   "JSON manifest. "
                                    "Random numbers (prenet masks, WaveGlow noise) are graph inputs.")
-    p.add_argument("checkpoint", type=Path, help="Tacotron 2 or WaveGlow checkpoint (any supported layout)")
+    p.add_argument("checkpoint", type=Path, help="Tacotron 2, WaveGlow or HiFi-GAN checkpoint (any supported layout)")
     p.add_argument("-o", "--output", type=Path, required=True, help="folder to write the graphs to")
     p.add_argument("--format", choices=("onnx", "torchscript", "both"), default="onnx")
 
@@ -238,10 +236,11 @@ def _add_export(sub: argparse._SubParsersAction) -> None:
 def _export(args: argparse.Namespace) -> int:
     from .checkpoint import load_model
     from .export import export_onnx, export_torchscript
+    from .hifigan import HiFiGAN
     from .tacotron2 import Tacotron2
     from .waveglow import WaveGlow
 
-    model = cast(Tacotron2 | WaveGlow, load_model(args.checkpoint)[0].float().eval())  # what load_model builds
+    model = cast(Tacotron2 | WaveGlow | HiFiGAN, load_model(args.checkpoint)[0].float().eval())  # load_model's kinds
     written: list[Path] = []
     if args.format in ("onnx", "both"):
         written += export_onnx(model, args.output).values()

@@ -1,4 +1,4 @@
-"""Tacotron 2 and WaveGlow as ONNX and TorchScript graphs, and an ONNX Runtime backend for generation.
+"""Tacotron 2, WaveGlow and HiFi-GAN as ONNX and TorchScript graphs, and an ONNX Runtime backend for generation.
 
 Graphs (fp32, eval mode; batch and time axes are dynamic):
 
@@ -10,6 +10,7 @@ Graphs (fp32, eval mode; batch and time axes are dynamic):
                         -> out (B, n_mel * r + 1) (the frames, then the gate logit), the 7 new state tensors
     postnet             mel (B, n_mel, T), keep (B, 1, T) -> mel_postnet (B, n_mel, T)
     waveglow            mel (B, n_mel, T), z (B, n_group, 256 T / n_group) -> audio (B, 256 T)
+    hifigan             mel (B, n_mel, T) -> audio (B, 1, hop_length T)
 
 Randomness is an input, never drawn inside a graph: the prenet's dropout masks (``keep``, scaled 0/2) and
 WaveGlow's noise (``z``, already multiplied by sigma). The caller draws them from torch generators exactly
@@ -34,6 +35,7 @@ from torch.nn import functional as F
 from .config import ConfigError
 from .decoding import DecoderKernels, DecoderState, DecoderStep, decoder_step, padding_mask
 from .errors import TacoglowError
+from .hifigan import HiFiGAN
 from .tacotron2 import Tacotron2
 from .waveglow import WaveGlow
 
@@ -190,6 +192,27 @@ def waveglow_graphs(waveglow: WaveGlow) -> dict[str, Graph]:
                                "audio": {0: "batch", 1: "samples"}})}
 
 
+# -------------------------------------------------------------------------------------------- HiFi-GAN
+
+class _HiFiGANGraph(nn.Module):
+    """The generator's modules (weight norm folded): traced, `HiFiGAN.forward` runs them, not `infer`'s
+    oneDNN kernels, which ONNX has no operators for."""
+
+    def __init__(self, hifigan: HiFiGAN):
+        super().__init__()
+        self.hifigan = copy.deepcopy(hifigan).remove_weight_norm().eval()
+
+    def forward(self, mel: Tensor) -> Tensor:
+        return self.hifigan(mel)  # (B, 1, frames * hop_length)
+
+
+def hifigan_graphs(hifigan: HiFiGAN) -> dict[str, Graph]:
+    _check_cpu_fp32(hifigan)
+    mel = torch.randn(1, hifigan.config.n_mel_channels, 8, generator=torch.Generator().manual_seed(0))
+    return {"hifigan": Graph(_HiFiGANGraph(hifigan), (mel,), ["mel"], ["audio"],
+                             {"mel": {0: "batch", 2: "frames"}, "audio": {0: "batch", 2: "samples"}})}
+
+
 def _check_cpu_fp32(model: nn.Module) -> None:
     weight = next(model.parameters())
     if weight.device.type != "cpu" or weight.dtype != torch.float32:
@@ -197,12 +220,14 @@ def _check_cpu_fp32(model: nn.Module) -> None:
                          f"{weight.device}: call model.float().cpu() first")
 
 
-def graphs_of(model: Tacotron2 | WaveGlow) -> dict[str, Graph]:
+def graphs_of(model: Tacotron2 | WaveGlow | HiFiGAN) -> dict[str, Graph]:
     if isinstance(model, Tacotron2):
         return tacotron2_graphs(model)
     if isinstance(model, WaveGlow):
         return waveglow_graphs(model)
-    raise TypeError(f"can export a Tacotron2 or a WaveGlow, not {type(model).__name__}")
+    if isinstance(model, HiFiGAN):
+        return hifigan_graphs(model)
+    raise TypeError(f"can export a Tacotron2, a WaveGlow or a HiFiGAN, not {type(model).__name__}")
 
 
 # -------------------------------------------------------------------------------------------- export
@@ -229,15 +254,18 @@ def _trace(graph: Graph) -> torch.jit.ScriptModule:
         return torch.jit.trace(graph.module, graph.inputs, check_trace=False)
 
 
-def _manifest(model: Tacotron2 | WaveGlow, graphs: dict[str, Graph], files: dict[str, str]) -> dict[str, Any]:
+_KINDS: dict[str, type] = {"tacotron2": Tacotron2, "waveglow": WaveGlow, "hifigan": HiFiGAN}
+
+
+def _manifest(model: Tacotron2 | WaveGlow | HiFiGAN, graphs: dict[str, Graph], files: dict[str, str]) -> dict[str, Any]:
     return {"format": "tacoglow-graphs", "version": 1,
-            "model": "tacotron2" if isinstance(model, Tacotron2) else "waveglow",
+            "model": next(name for name, kind in _KINDS.items() if isinstance(model, kind)),
             "config": model.config.to_dict(),
             "graphs": {name: {"file": files[name], "inputs": g.input_names, "outputs": g.output_names}
                        for name, g in graphs.items()}}
 
 
-def _write(model: Tacotron2 | WaveGlow, directory: str | Path, suffix: str, manifest_suffix: str,
+def _write(model: Tacotron2 | WaveGlow | HiFiGAN, directory: str | Path, suffix: str, manifest_suffix: str,
            save: Callable[[Graph, Path], object]) -> dict[str, Path]:
     """Each graph saved as ``<name><suffix>``, then the manifest ``<model><manifest_suffix>``."""
     directory = Path(directory)
@@ -252,12 +280,12 @@ def _write(model: Tacotron2 | WaveGlow, directory: str | Path, suffix: str, mani
     return paths
 
 
-def export_onnx(model: Tacotron2 | WaveGlow, directory: str | Path) -> dict[str, Path]:
+def export_onnx(model: Tacotron2 | WaveGlow | HiFiGAN, directory: str | Path) -> dict[str, Path]:
     """Writes ``<graph>.onnx`` files and ``<model>.json`` (config, input and output names) to ``directory``."""
     return _write(model, directory, ".onnx", ".json", lambda graph, path: path.write_bytes(onnx_bytes(graph)))
 
 
-def export_torchscript(model: Tacotron2 | WaveGlow, directory: str | Path) -> dict[str, Path]:
+def export_torchscript(model: Tacotron2 | WaveGlow | HiFiGAN, directory: str | Path) -> dict[str, Path]:
     """Writes traced ``<graph>.ts.pt`` TorchScript archives (same inputs and outputs as the ONNX graphs) and
     ``<model>.torchscript.json``."""
     return _write(model, directory, ".ts.pt", ".torchscript.json", lambda graph, path: _trace(graph).save(str(path)))
@@ -383,3 +411,16 @@ class OnnxWaveGlow:
         z = self.waveglow.sample_latent(mel.size(0), mel.size(2), generator, like=mel.float())
         audio = self.session.run(None, {"mel": _numpy(mel.float()), "z": _numpy(sigma * z)})[0]
         return torch.from_numpy(audio)
+
+
+class OnnxHiFiGAN:
+    """HiFi-GAN inference on ONNX Runtime: the engine of a :class:`~tacoglow.synthesizer.HiFiGANVocoder`."""
+
+    def __init__(self, hifigan: HiFiGAN, threads: int | None = None):
+        self.hifigan = hifigan
+        self.session = _session(onnx_bytes(hifigan_graphs(hifigan)["hifigan"]), threads)
+
+    @torch.no_grad()
+    def infer(self, mel: Tensor) -> Tensor:
+        """As :meth:`HiFiGAN.infer`: (B, n_mel, T) -> (B, 1, T * hop_length)."""
+        return torch.from_numpy(self.session.run(None, {"mel": _numpy(mel.float())})[0])

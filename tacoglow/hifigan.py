@@ -19,7 +19,7 @@ from __future__ import annotations
 import math
 import warnings
 from dataclasses import dataclass, field
-from typing import Any, cast
+from typing import Any, Iterator, cast
 
 import torch
 import torch.nn.functional as F
@@ -248,6 +248,40 @@ class HiFiGAN(nn.Module):
             x = _fused_mrf(x, blocks, LRELU_SLOPE if i < stages - 1 else FINAL_LRELU_SLOPE)
         x = _conv(x, *k.post, activation="tanh")  # (B, 1, 1, L)
         return x.squeeze(2).to(mel.dtype).contiguous()
+
+    @property
+    def receptive_field(self) -> int:
+        """Mel frames on each side of a frame that its audio depends on (rounded up): chunks vocoded with this
+        much context on each side join into exactly the one-shot audio (`infer_chunks`)."""
+        config = self.config
+        rate = 1  # samples per mel frame at the current stage
+        span = 3.0  # conv_pre, kernel 7, in frames
+        per_block = [sum(d * (k - 1) // 2 + ((k - 1) // 2 if config.resblock == "1" else 0) for d in dilations)
+                     for k, dilations in zip(config.resblock_kernel_sizes, config.resblock_dilation_sizes)]
+        for u, k in zip(config.upsample_rates, config.upsample_kernel_sizes):
+            span += (math.ceil((k - u) / 2 / u) + 1) / rate  # the transposed convolution, in its input samples
+            rate *= u
+            span += max(per_block) / rate  # the widest resblock of the stage
+        return math.ceil(span + 3 / rate)  # conv_post, kernel 7
+
+    def infer_chunks(self, mel: Tensor, chunk_frames: int = 64, first_frames: int | None = None,
+                     context: int | None = None, precision: str = "fp32") -> Iterator[Tensor]:
+        """`infer` in pieces: yields audio `(batch, 1, n * hop_length)` for consecutive runs of `n` frames
+        (`first_frames`, default `chunk_frames`, then `chunk_frames` each), each vocoded with `context` frames
+        of mel on both sides (default `receptive_field`), so their concatenation equals `infer(mel)` up to
+        float rounding while the first audio comes after a short run of the network."""
+        self._check(mel)
+        if chunk_frames < 1 or (first_frames is not None and first_frames < 1):
+            raise ValueError(f"chunk sizes must be at least one frame, got {chunk_frames} and {first_frames}")
+        context = self.receptive_field if context is None else context
+        hop, frames = self.config.hop_length, mel.size(2)
+        start, size = 0, first_frames or chunk_frames
+        while start < frames:
+            end = min(frames, start + size)
+            left, right = max(0, start - context), min(frames, end + context)
+            audio = self.infer(mel[:, :, left:right], precision)
+            yield audio[:, :, (start - left) * hop:(end - left) * hop]
+            start, size = end, chunk_frames
 
     def _check(self, mel: Tensor) -> None:
         if mel.dim() != 3 or mel.size(1) != self.config.n_mel_channels or mel.size(2) == 0:

@@ -101,7 +101,8 @@ def fetch_nvidia_checkpoint(model: str, math: str = "fp32", force_reload: bool =
 
 
 BUNDLED_VOICE_DIR = Path(__file__).resolve().parent / "voices" / "default"
-VOICE_DIR_ENV = "TACOGLOW_VOICE_DIR"  # a folder with tacotron2.pt (and optionally waveglow.pt)
+VOICE_DIR_ENV = "TACOGLOW_VOICE_DIR"  # a folder with tacotron2.pt (and optionally hifigan.pt and/or waveglow.pt)
+VOCODERS = ("auto", "hifigan", "waveglow", "griffin-lim")
 
 
 def default_checkpoints() -> tuple[Path, Path | None]:
@@ -124,6 +125,36 @@ def default_checkpoints() -> tuple[Path, Path | None]:
             f"and {NVIDIA_URLS[('waveglow', 'fp16')]}) in {checkpoint_dirs()[0]}, "
             "or pass --tacotron2 FILE [--waveglow FILE]")
     return tacotron2, find_nvidia_checkpoint("waveglow")
+
+
+def default_hifigan() -> Path | None:
+    """The installed voice's ``hifigan.pt`` (beside its ``tacotron2.pt``), if it has one."""
+    voice_dir = Path(os.environ.get(VOICE_DIR_ENV) or BUNDLED_VOICE_DIR)
+    path = voice_dir / "hifigan.pt"
+    return path if path.is_file() and (voice_dir / "tacotron2.pt").is_file() else None
+
+
+def choose_checkpoints(tacotron2: Path | None = None, waveglow: Path | None = None, hifigan: Path | None = None,
+                       vocoder: str = "auto") -> tuple[Path, Path | None, Path | None]:
+    """(Tacotron 2, WaveGlow or None, HiFi-GAN or None) to load, from what the user named and the installed voice.
+
+    ``vocoder``: "auto" takes a HiFi-GAN when one is given or installed, else a WaveGlow, else neither
+    (Griffin-Lim); "hifigan" and "waveglow" insist on that one; "griffin-lim" loads neither.
+    """
+    if vocoder not in VOCODERS:
+        raise TacoglowError(f"vocoder must be one of {VOCODERS}, got {vocoder!r}")
+    if tacotron2 is None:
+        tacotron2, installed = default_checkpoints()
+        waveglow = waveglow or installed
+        hifigan = hifigan or default_hifigan()
+    for name, path in (("hifigan", hifigan), ("waveglow", waveglow)):
+        if vocoder == name and path is None:
+            raise TacoglowError(f"--vocoder {name} needs a checkpoint of it: pass --{name} FILE")
+    if vocoder == "griffin-lim":
+        return tacotron2, None, None
+    if vocoder == "waveglow" or (vocoder == "auto" and hifigan is None):
+        return tacotron2, waveglow, None
+    return tacotron2, None, hifigan
 
 
 class TTSUtils:

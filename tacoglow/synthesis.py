@@ -22,6 +22,8 @@ class SynthesisConfig(DictConfig):
     # WaveGlow: NVIDIA's inference script runs -s 0.9 -d 0.01 (its torch.hub example: sigma 1.0, no denoiser).
     sigma: float = 0.9  # scale of the flow's Gaussian noise
     denoiser_strength: float = 0.01  # bias spectrum removed after WaveGlow; 0 turns the denoiser off
+    # HiFi-GAN: NVIDIA's HiFi-GAN inference runs without the denoiser (--denoising-strength 0) unless asked.
+    hifigan_denoiser_strength: float = 0.0  # the same bias-spectrum subtraction, after HiFi-GAN
     # Griffin-Lim: the vocoder when there is no WaveGlow, and the server's alternative beside one.
     griffin_lim_iters: int = 60
     griffin_lim_power: float = 1.0  # magnitude sharpening at unchanged loudness (tacoglow.audio.griffin_lim)
@@ -38,7 +40,7 @@ class SynthesisConfig(DictConfig):
     sentence_pause: float = 0.2  # seconds of silence between sentences
 
     def __post_init__(self) -> None:
-        for name in ("sigma", "denoiser_strength", "sentence_pause"):
+        for name in ("sigma", "denoiser_strength", "hifigan_denoiser_strength", "sentence_pause"):
             if not math.isfinite(_number(name, getattr(self, name))) or getattr(self, name) < 0:
                 raise ConfigError(f"{name} must be a finite number >= 0, got {getattr(self, name)!r}", name)
         for name in ("griffin_lim_iters", "griffin_lim_inversion_iters", "min_frames"):

@@ -5,7 +5,10 @@ Layers, each usable on its own::
     Synthesizer.synthesize(text)          # whole text → one waveform (sentences batched)
       └─ Synthesizer.stream(text)         # the same, yielded sentence by sentence
            └─ Synthesizer.synthesize_ids  # token ids → mels (one Tacotron 2 batch)
-                └─ Synthesizer.vocode     # mel → audio (WaveGlow or Griffin-Lim)
+                └─ Synthesizer.vocode     # mel → audio (HiFi-GAN, WaveGlow or Griffin-Lim)
+
+``Synthesizer.stream_audio(text)`` yields each sentence's audio in pieces as the vocoder makes them
+(HiFi-GAN vocodes overlapping chunks, so a long sentence's first audio does not wait for all of it).
 
 Randomness: Tacotron 2's prenet keeps dropout on at inference and WaveGlow samples noise, so
 every request gets its own generators, derived from its seed (one for Tacotron 2 and one for
@@ -32,6 +35,7 @@ from .audio import AudioConfig, check_griffin_lim_settings, griffin_lim
 from .checkpoint import CheckpointError, LoadedCheckpoint, build_model, inspect_checkpoint
 from .config import ConfigError
 from .errors import TacoglowError
+from .hifigan import HiFiGAN
 from .synthesis import SynthesisConfig, voice_synthesis_config
 from .tacotron2 import Tacotron2
 from .text import TextError, prepare_text, split_sentences
@@ -91,6 +95,55 @@ class WaveGlowVocoder:
         return audio
 
 
+class HiFiGANVocoder:
+    """HiFi-GAN with weight norm folded, plus the same bias-removing denoiser as WaveGlow's (off by default:
+    ``SynthesisConfig.hifigan_denoiser_strength`` is 0, as in NVIDIA's HiFi-GAN inference). Deterministic:
+    the generator argument is accepted and unused."""
+
+    name = "hifigan"
+
+    def __init__(self, hifigan: HiFiGAN, denoiser_strength: float = SynthesisConfig.hifigan_denoiser_strength,
+                 audio: AudioConfig | None = None):
+        self.hifigan = hifigan.remove_weight_norm().eval()
+        self.denoiser_strength = denoiser_strength
+        self.audio = audio or AudioConfig()
+        if self.hifigan.config.hop_length != self.audio.hop_length:
+            raise ConfigError(f"this HiFi-GAN makes {self.hifigan.config.hop_length} samples per mel frame, "
+                              f"but the audio settings have hop_length {self.audio.hop_length}")
+        self._denoiser: Denoiser | None = None
+        # What runs the generator: the model itself, or an engine with the same ``infer`` (tacoglow.export).
+        self.engine: Any = self.hifigan
+
+    @property
+    def denoiser(self) -> Denoiser:
+        if self._denoiser is None:
+            self._denoiser = Denoiser(self.hifigan).eval()
+        return self._denoiser
+
+    def _finish(self, audio: torch.Tensor, strength: float) -> torch.Tensor:
+        audio = audio.float().squeeze(1)  # (B, samples)
+        return self.denoiser(audio, strength=strength).squeeze(1) if strength > 0 else audio
+
+    @torch.inference_mode()
+    def __call__(self, mel: torch.Tensor, generator: torch.Generator | None = None,
+                 denoiser_strength: float | None = None, **options: Any) -> torch.Tensor:
+        strength = self.denoiser_strength if denoiser_strength is None else denoiser_strength
+        return self._finish(self.engine.infer(mel), strength)
+
+    def chunks(self, mel: torch.Tensor, first_frames: int = 16, chunk_frames: int = 128,
+               denoiser_strength: float | None = None, **options: Any) -> Iterator[torch.Tensor]:
+        """mel (1, n_mel, frames) → audio pieces (1, samples) that join into ``self(mel)`` (see
+        :meth:`HiFiGAN.infer_chunks`); the first covers ``first_frames`` frames, so it is out early. The
+        denoiser works on whole STFT frames, so with it on the audio comes in one piece."""
+        strength = self.denoiser_strength if denoiser_strength is None else denoiser_strength
+        if strength > 0 or self.engine is not self.hifigan:
+            yield self(mel, denoiser_strength=strength)
+            return
+        with torch.inference_mode():
+            for audio in self.hifigan.infer_chunks(mel, chunk_frames, first_frames):
+                yield audio.float().squeeze(1)
+
+
 class GriffinLimVocoder:
     """Vocoder-free fallback: Griffin-Lim phase reconstruction from the predicted mel."""
 
@@ -147,6 +200,14 @@ class Speech:
         return self.audio.numel() / self.sample_rate
 
 
+class AudioChunk(NamedTuple):
+    """A piece of one sentence's audio (:meth:`Synthesizer.stream_audio`)."""
+
+    sentence: int                    # the sentence's position in its request
+    audio: torch.Tensor              # (samples,) float32
+    result: SentenceResult | None    # after a sentence's pieces, an empty one with the sentence, its audio whole
+
+
 def _seeded(seed: int, index: int, stream: int) -> torch.Generator:
     g = torch.Generator()
     g.manual_seed((seed + index * _GOLDEN + stream * 0x632BE59BD9B4E019) % (1 << 63))
@@ -171,7 +232,7 @@ class SentenceJob(NamedTuple):
 
 
 class Synthesizer:
-    """Text → speech with a Tacotron 2 and a vocoder (WaveGlow or Griffin-Lim).
+    """Text → speech with a Tacotron 2 and a vocoder (HiFi-GAN, WaveGlow or Griffin-Lim).
 
     Args:
         tacotron2: the acoustic model (eval mode is set here).
@@ -199,6 +260,8 @@ class Synthesizer:
             vocoder = GriffinLimVocoder.from_config(self.audio, synthesis)
         elif isinstance(vocoder, WaveGlowVocoder):
             synthesis = dataclasses.replace(synthesis, sigma=vocoder.sigma, denoiser_strength=vocoder.denoiser_strength)
+        elif isinstance(vocoder, HiFiGANVocoder):
+            synthesis = dataclasses.replace(synthesis, hifigan_denoiser_strength=vocoder.denoiser_strength)
         elif isinstance(vocoder, GriffinLimVocoder):
             synthesis = dataclasses.replace(synthesis, griffin_lim_iters=vocoder.n_iters,
                                             griffin_lim_power=vocoder.power,
@@ -210,6 +273,8 @@ class Synthesizer:
                               f"{self.audio} vs {self.vocoder.audio}; use a pair trained on the same features")
         if isinstance(self.vocoder, WaveGlowVocoder):
             self.vocoder.waveglow.to(self.device)
+        elif isinstance(self.vocoder, HiFiGANVocoder):
+            self.vocoder.hifigan.to(self.device)
         self.cleaners = tuple(cleaners)
         config = self.tacotron2.config
         # ~7 frames per character of speech: keep sentences short enough for the step cap.
@@ -228,8 +293,12 @@ class Synthesizer:
     # ---------------------------------------------------------------- construction
     @classmethod
     def from_checkpoints(cls, tacotron2: str | Path, waveglow: str | Path | None = None, *,
-                         device: str | torch.device = "cpu", backend: str = "torch", **kwargs: Any) -> "Synthesizer":
-        """Load a Tacotron 2 and (optionally) a WaveGlow from any supported checkpoint layout.
+                         hifigan: str | Path | None = None, device: str | torch.device = "cpu", backend: str = "torch",
+                         **kwargs: Any) -> "Synthesizer":
+        """Load a Tacotron 2 and (optionally) a WaveGlow or a HiFi-GAN from any supported checkpoint layout.
+
+        A HiFi-GAN in jik876's layout finds its ``config.json`` beside the file (see
+        :func:`tacoglow.checkpoint.inspect_checkpoint`); its audio settings must be the Tacotron 2's.
 
         The settings are the voice's: the Tacotron 2 checkpoint's ``synthesis`` section (e.g. a measured
         ``griffin_lim_power``) and the text front-end it was trained with (``text.arpabet``), over the
@@ -249,19 +318,28 @@ class Synthesizer:
         t2 = inspect_checkpoint(tacotron2)
         synthesis = dataclasses.replace(voice_synthesis_config(t2), **overrides)  # refused now, not after decoding
         model = cast(Tacotron2, build_model(t2, "tacotron2"))
-        if waveglow is None:
-            vocoder: Vocoder = GriffinLimVocoder.from_config(t2.audio, synthesis)
+        if waveglow is not None and hifigan is not None:
+            raise ConfigError("give a WaveGlow or a HiFi-GAN, not both")
+        if hifigan is not None:
+            hg = inspect_checkpoint(hifigan)
+            _check_audio_pair(t2, hg)
+            vocoder: Vocoder = HiFiGANVocoder(cast(HiFiGAN, build_model(hg, "hifigan")),
+                                              denoiser_strength=synthesis.hifigan_denoiser_strength, audio=t2.audio)
+        elif waveglow is None:
+            vocoder = GriffinLimVocoder.from_config(t2.audio, synthesis)
         else:
             wg = inspect_checkpoint(waveglow)
             _check_audio_pair(t2, wg)
             vocoder = WaveGlowVocoder(cast(WaveGlow, build_model(wg, "waveglow")), sigma=synthesis.sigma,
                                       denoiser_strength=synthesis.denoiser_strength, audio=t2.audio)
         if backend == "onnx":
-            from .export import OnnxTacotron2, OnnxWaveGlow
+            from .export import OnnxHiFiGAN, OnnxTacotron2, OnnxWaveGlow
 
             model = cast(Tacotron2, OnnxTacotron2(model.eval()))  # stands in for the model (see OnnxTacotron2)
             if isinstance(vocoder, WaveGlowVocoder):
                 vocoder.engine = OnnxWaveGlow(vocoder.waveglow)
+            elif isinstance(vocoder, HiFiGANVocoder):
+                vocoder.engine = OnnxHiFiGAN(vocoder.hifigan)
         return cls(model, vocoder, synthesis=synthesis, audio=t2.audio, device=device, **kwargs)
 
     # ---------------------------------------------------------------- text
@@ -331,6 +409,20 @@ class Synthesizer:
         audio = vocoder(mel.to(self.device), generator=generator, **options)[0]
         return audio[:frames * self.audio.hop_length].float().cpu()
 
+    def vocode_chunks(self, mel: torch.Tensor, generator: torch.Generator | None = None, *,
+                      vocoder: Vocoder | None = None, **options) -> Iterator[torch.Tensor]:
+        """:meth:`vocode` in pieces whose concatenation equals it: a HiFi-GAN's first piece covers a few frames
+        (``first_frames``, ``chunk_frames`` are its options; see :meth:`HiFiGANVocoder.chunks`), so it is out
+        long before the sentence's whole audio; other vocoders give one piece."""
+        vocoder = self.vocoder if vocoder is None else vocoder
+        if not isinstance(vocoder, HiFiGANVocoder) or mel.shape[-1] == 0:
+            options = {k: v for k, v in options.items() if k not in ("first_frames", "chunk_frames")}
+            yield self.vocode(mel, generator, vocoder=vocoder, **options)
+            return
+        mel = mel.unsqueeze(0) if mel.dim() == 2 else mel
+        for piece in vocoder.chunks(mel.to(self.device), **options):
+            yield piece[0].float().cpu()
+
     # ---------------------------------------------------------------- sentence jobs
     def sentence_jobs(self, text: str, seed: int) -> list[SentenceJob]:
         """The sentences of ``text`` as jobs; ``TextError`` (a ValueError) for empty or unspeakable text."""
@@ -348,22 +440,40 @@ class Synthesizer:
     def _sentences(self, text: str, seed: int) -> list[SentenceJob]:
         return self.sentence_jobs(text, seed)
 
-    def _decode(self, jobs: Sequence[SentenceJob], **options) -> Iterator[SentenceResult]:
-        """Jobs → results with audio, in order: the first sentence alone (its audio comes soonest),
+    def _mels(self, jobs: Sequence[SentenceJob]) -> Iterator[tuple[SentenceJob, SentenceResult]]:
+        """Jobs → results without audio, in order: the first sentence alone (its audio comes soonest),
         the rest ``batch_size`` at a time. Results do not depend on the grouping."""
         if not jobs:
             return
         bounds = [0] + list(range(1, len(jobs), self.batch_size)) + [len(jobs)]
         for start, end in zip(bounds, bounds[1:]):
             chunk = jobs[start:end]
-            for job, result in zip(chunk, self.decode_jobs(chunk)):
-                result.audio = self.vocode(result.mel, generator=job.generator(1), **options)
-                yield result
+            yield from zip(chunk, self.decode_jobs(chunk))
+
+    def _decode(self, jobs: Sequence[SentenceJob], **options) -> Iterator[SentenceResult]:
+        """Jobs → results with audio (each sentence vocoded in one piece), in order."""
+        for job, result in self._mels(jobs):
+            result.audio = self.vocode(result.mel, generator=job.generator(1), **options)
+            yield result
 
     def stream(self, text: str, seed: int | None = None, **options) -> Iterator[SentenceResult]:
         """Yield each sentence with its audio as soon as it is ready (Tacotron 2 runs in batches)."""
         seed = new_seed() if seed is None else int(seed)
         yield from self._decode(self._sentences(text, seed), **options)
+
+    def stream_audio(self, text: str, seed: int | None = None, **options) -> Iterator[AudioChunk]:
+        """:meth:`stream` in audio pieces: each sentence's audio as its vocoder gives it out (with HiFi-GAN,
+        the first few frames first; see :meth:`vocode_chunks`), each piece as soon as it is made. After a
+        sentence's pieces comes an empty one that carries its result, whose audio is the pieces joined (equal
+        to what :meth:`stream` gives, within float rounding)."""
+        seed = new_seed() if seed is None else int(seed)
+        for job, result in self._mels(self._sentences(text, seed)):
+            pieces: list[torch.Tensor] = []
+            for piece in self.vocode_chunks(result.mel, generator=job.generator(1), **options):
+                pieces.append(piece)
+                yield AudioChunk(job.index, piece, None)
+            result.audio = torch.cat(pieces)
+            yield AudioChunk(job.index, torch.zeros(0), result)
 
     def _join(self, sentences: list[SentenceResult], seed: int) -> Speech:
         pause = torch.zeros(int(round(self._synthesis.sentence_pause * self.audio.sampling_rate)))
@@ -412,7 +522,7 @@ def new_seed() -> int:
 
 
 
-def _check_audio_pair(t2: LoadedCheckpoint, wg: LoadedCheckpoint) -> None:
-    if t2.audio != wg.audio:
-        raise CheckpointError(f"{t2.path} and {wg.path} were trained on different audio settings "
-                              f"({t2.audio} vs {wg.audio}); use a matching Tacotron 2 / WaveGlow pair")
+def _check_audio_pair(t2: LoadedCheckpoint, vocoder: LoadedCheckpoint) -> None:
+    if t2.audio != vocoder.audio:
+        raise CheckpointError(f"{t2.path} and {vocoder.path} were trained on different audio settings "
+                              f"({t2.audio} vs {vocoder.audio}); use a Tacotron 2 and a vocoder of the same features")

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import torch
 
@@ -38,6 +39,18 @@ def tiny_waveglow(seed: int = 0, end_std: float = 0.05, **overrides) -> WaveGlow
             wn.end.weight.normal_(0, end_std)
             wn.end.bias.normal_(0, end_std)
     return model
+
+
+def tacotron2_for_hifigan(hifigan: str | Path, directory: Path) -> Path:
+    """The small Tacotron 2 fixture saved with the audio settings of the HiFi-GAN fixture ``hifigan`` (its hop),
+    so that the two load as a pair."""
+    from tacoglow.checkpoint import inspect_checkpoint, load_tacotron2, save_model
+
+    from conftest import fixture_path
+
+    path = directory / "tacotron2.pt"
+    save_model(load_tacotron2(fixture_path("tacotron2_small_ngc.pt")), path, audio=inspect_checkpoint(hifigan).audio)
+    return path
 
 
 def rel_err(ours: torch.Tensor, ref: torch.Tensor) -> float:

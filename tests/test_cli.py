@@ -150,3 +150,42 @@ def test_unexpected_exception_keeps_its_traceback_and_asks_for_a_report(monkeypa
     err = capsys.readouterr().err
     assert err.startswith("Traceback") and "ZeroDivisionError: division by zero" in err
     assert err.splitlines()[-1].startswith("tacoglow: internal error:") and "please report it" in err.splitlines()[-1]
+
+
+@pytest.mark.parametrize("name", ["hifigan_dle_v1small.pt", "hifigan_jik876_type1/g_00000700"],
+                         ids=["ngc", "jik876"])
+def test_synthesize_with_hifigan_writes_its_audio(name, tmp_path):
+    from tacoglow import Synthesizer
+
+    from helpers import rel_err, tacotron2_for_hifigan
+
+    hifigan = fixture_path(name)
+    t2 = tacotron2_for_hifigan(hifigan, tmp_path)
+    out = tmp_path / "out.wav"
+    text = "Hello world, how are you?"
+    r = run("synthesize", text, "-o", str(out), "--tacotron2", str(t2), "--hifigan", str(hifigan), "--seed", "7",
+            "--threads", "1", "--quiet")
+    assert r.returncode == 0, r.stderr.decode()
+    speech = Synthesizer.from_checkpoints(t2, hifigan=hifigan).synthesize(text, seed=7)
+    data, rate = sf.read(out, dtype="int16")
+    assert rate == 22050 and len(data) == speech.audio.numel() > 0
+    assert rel_err(torch.from_numpy(data).float() / 32768, speech.audio.clamp(-1, 32767 / 32768)) < 1e-3
+    r = run("synthesize", text, "-o", str(out), "--tacotron2", str(t2), "--vocoder", "hifigan")
+    assert r.returncode == 1 and "--hifigan FILE" in r.stderr.decode()
+
+
+def test_a_voice_folder_with_hifigan_speaks_with_it_by_default(tmp_path, monkeypatch):
+    import shutil
+
+    from tacoglow.hub import choose_checkpoints
+
+    voice = tmp_path / "voice"
+    voice.mkdir()
+    shutil.copy(T2, voice / "tacotron2.pt")
+    shutil.copy(WG, voice / "waveglow.pt")
+    monkeypatch.setenv("TACOGLOW_VOICE_DIR", str(voice))
+    assert choose_checkpoints() == (voice / "tacotron2.pt", voice / "waveglow.pt", None)
+    shutil.copy(fixture_path("hifigan_dle_v1small.pt"), voice / "hifigan.pt")
+    assert choose_checkpoints() == (voice / "tacotron2.pt", None, voice / "hifigan.pt")
+    assert choose_checkpoints(vocoder="waveglow") == (voice / "tacotron2.pt", voice / "waveglow.pt", None)
+    assert choose_checkpoints(vocoder="griffin-lim") == (voice / "tacotron2.pt", None, None)

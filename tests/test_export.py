@@ -237,3 +237,44 @@ def test_onnx_backend_follows_nvidias_decoder_settings():
     onnx_model.decoder.gate_threshold = 0.3  # below them: all items stop at the first step
     early = onnx_model.infer_detailed(case["text_padded"], case["input_lengths"], gens())
     assert early.mel_postnet.size(2) == 1 and early.gate_stopped.all()
+
+
+# ---- HiFi-GAN
+
+@pytest.mark.parametrize("name", ["hifigan_dle_v1small.pt", "hifigan_jik876_type2/g_00000700"])
+def test_onnx_hifigan_equals_torch_at_any_batch_and_length(name):
+    from tacoglow import load_hifigan
+    from tacoglow.export import OnnxHiFiGAN
+
+    model = load_hifigan(fixture_path(name))
+    engine = OnnxHiFiGAN(model)
+    g = torch.Generator().manual_seed(0)
+    for batch, frames in ((1, 5), (3, 41)):
+        mel = torch.randn(batch, 80, frames, generator=g)
+        assert rel_err(engine.infer(mel), model.infer(mel)) < 1e-4
+
+
+def test_export_cli_writes_the_hifigan_graph_and_manifest(tmp_path):
+    out = tmp_path / "graphs"
+    path = fixture_path("hifigan_jik876_type1/g_00000700")  # jik876's layout: config.json beside it
+    assert main(["export", str(path), "-o", str(out), "--format", "both"]) == 0
+    manifest = json.loads((out / "hifigan.json").read_text())
+    assert manifest["model"] == "hifigan" and manifest["config"]["upsample_rates"] == [8, 4]
+    assert manifest["graphs"]["hifigan"] == {"file": "hifigan.onnx", "inputs": ["mel"], "outputs": ["audio"]}
+    mel = np.random.default_rng(0).standard_normal((2, 80, 9)).astype(np.float32)
+    audio = ort.InferenceSession(str(out / "hifigan.onnx")).run(None, {"mel": mel})[0]
+    assert audio.shape == (2, 1, 9 * 32) and (out / "hifigan.ts.pt").is_file()
+
+
+def test_synthesizer_onnx_backend_runs_hifigan_like_torch(tmp_path):
+    from helpers import tacotron2_for_hifigan
+
+    hifigan = fixture_path("hifigan_dle_v1small.pt")
+    t2 = tacotron2_for_hifigan(hifigan, tmp_path)
+    torch_synth = Synthesizer.from_checkpoints(t2, hifigan=hifigan)
+    onnx_synth = Synthesizer.from_checkpoints(t2, hifigan=hifigan, backend="onnx")
+    text = "Hello there. How are you today?"
+    a, b = torch_synth.synthesize(text, seed=11), onnx_synth.synthesize(text, seed=11)
+    assert b.audio.shape == a.audio.shape and rel_err(b.audio, a.audio) < 1e-4
+    streamed = torch.cat([c.audio for c in onnx_synth.stream_audio(text, seed=11)])
+    assert rel_err(streamed, torch.cat([s.audio for s in b.sentences])) < 1e-6

@@ -479,3 +479,27 @@ def test_serve_binds_loopback_by_default():
     add_serve_arguments(parser)
     args = parser.parse_args([])
     assert (args.host, args.port, args.max_input_chars, args.timeout) == ("127.0.0.1", 8000, 4096, 60.0)
+
+
+def test_hifigan_voice_is_the_default_vocoder_and_listed(tmp_path):
+    from helpers import tacotron2_for_hifigan
+
+    hifigan = fixture_path("hifigan_dle_v1small.pt")
+    t2 = tacotron2_for_hifigan(hifigan, tmp_path)
+
+    def load() -> Synthesizer:
+        return Synthesizer.from_checkpoints(t2, hifigan=hifigan)
+
+    alone = load().synthesize(TWO, seed=7).audio
+    app = create_app(load, limits=ServerLimits(batch_wait=0.0), allowed_hosts={"127.0.0.1", "localhost"})
+    with running_server(app) as url, httpx.Client(base_url=url, timeout=60) as client:
+        (voice,) = client.get("/voices").json()["voices"]
+        assert voice["vocoders"] == ["hifigan", "griffin-lim"] and voice["default_vocoder"] == "hifigan"
+        assert voice["hifigan"]["config"]["upsample_rates"] == [4, 4]
+        assert voice["hifigan"]["denoiser_strength"] == 0 and voice["waveglow"] is None
+        for body in ({"text": TWO, "seed": 7, "vocoder": "hifigan"}, {"text": TWO, "seed": 7, "stream": False}):
+            r = post(client, "/v1/synthesize", body)
+            assert r.status_code == 200 and same_audio(samples(r.content), pcm16(alone))
+        gl = post(client, "/v1/synthesize", {"text": TWO, "seed": 7, "vocoder": "griffin-lim", "stream": False})
+        assert gl.status_code == 200 and not same_audio(samples(gl.content), pcm16(alone))
+        assert error_of(post(client, "/v1/synthesize", {"text": TWO, "vocoder": "waveglow"}), 422)["param"] == "vocoder"

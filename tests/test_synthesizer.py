@@ -4,10 +4,13 @@ import dataclasses
 import pytest
 import torch
 
-from tacoglow import GriffinLimVocoder, SynthesisConfig, Synthesizer, load_tacotron2
-from tacoglow.synthesizer import SynthesisError, WaveGlowVocoder
+from tacoglow import GriffinLimVocoder, SynthesisConfig, Synthesizer, load_hifigan, load_tacotron2
+from tacoglow.checkpoint import CheckpointError
+from tacoglow.hifigan import HiFiGAN, HiFiGANConfig
+from tacoglow.synthesizer import HiFiGANVocoder, SynthesisError, WaveGlowVocoder
 
 from conftest import fixture_path
+from helpers import rel_err, tacotron2_for_hifigan
 
 TEXTS = ["Hello there. How are you today?", "A short one.", "The third request has three sentences. Yes! Really."]
 
@@ -181,3 +184,96 @@ def test_vocoder_options_change_waveglow_output(synth):
     c = synth.synthesize("Sigma test.", seed=4, sigma=0.9, denoiser_strength=0.0)
     assert torch.equal(a.audio, b.audio)
     assert a.audio.numel() == 0 or not torch.equal(a.audio, c.audio)
+
+
+# ---- HiFi-GAN
+
+HIFIGANS = ["hifigan_dle_v1small.pt", "hifigan_jik876_type1/g_00000700", "hifigan_jik876_type2/g_00000700"]
+
+
+@pytest.fixture(scope="module", params=HIFIGANS[:2], ids=["ngc", "jik876"])
+def hifigan_synth(request, tmp_path_factory):
+    hifigan = fixture_path(request.param)
+    t2 = tacotron2_for_hifigan(hifigan, tmp_path_factory.mktemp("voice"))
+    return Synthesizer.from_checkpoints(t2, hifigan=hifigan)
+
+
+def v1_shaped(seed: int = 0) -> HiFiGAN:
+    """V1's stages, kernels and dilations, 32 channels wide, weight norms perturbed as after training."""
+    torch.manual_seed(seed)
+    model = HiFiGAN(HiFiGANConfig(upsample_initial_channel=32)).eval()
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if name.endswith("weight_g"):
+                p.mul_(torch.empty_like(p).uniform_(0.8, 2.5))
+    return model.remove_weight_norm()
+
+
+@pytest.mark.parametrize("name", [*HIFIGANS, "v1-shaped"])
+@pytest.mark.parametrize("first,chunk", [(1, 7), (16, 128), (5, 40)])
+def test_hifigan_chunks_join_into_the_one_shot_audio(name, first, chunk):
+    model = v1_shaped() if name == "v1-shaped" else load_hifigan(fixture_path(name))
+    mel = torch.randn(2, 80, 97, generator=torch.Generator().manual_seed(3))
+    whole = model.infer(mel)
+    pieces = list(model.infer_chunks(mel, chunk, first_frames=first))
+    assert pieces[0].shape[-1] == min(first, 97) * model.config.hop_length
+    assert rel_err(torch.cat(pieces, -1), whole) < 1e-4
+    assert model.receptive_field >= 3
+
+
+def test_hifigan_receptive_field_of_the_presets():
+    # Chunks with less context than this change the audio: the field is not overestimated by much either.
+    assert (HiFiGAN(HiFiGANConfig.v1()).receptive_field, HiFiGAN(HiFiGANConfig.v3()).receptive_field) == (15, 12)
+    model = load_hifigan(fixture_path(HIFIGANS[2]))
+    mel = torch.randn(1, 80, 60, generator=torch.Generator().manual_seed(0))
+    short = torch.cat(list(model.infer_chunks(mel, 10, context=model.receptive_field // 3)), -1)
+    assert rel_err(short, model.infer(mel)) > 1e-6
+
+
+def test_hifigan_synthesizer_is_deterministic_and_batch_independent(hifigan_synth):
+    synth = hifigan_synth
+    assert isinstance(synth.vocoder, HiFiGANVocoder) and synth.synthesis.hifigan_denoiser_strength == 0
+    together = synth.synthesize_batch(TEXTS, seeds=[1, 2, 3])
+    for text, seed, speech in zip(TEXTS, [1, 2, 3], together):
+        alone = synth.synthesize(text, seed=seed)
+        assert alone.audio.shape == speech.audio.shape and rel_err(speech.audio, alone.audio) < 1e-4
+        for s in alone.sentences:
+            assert s.audio is not None and s.audio.numel() == s.mel_length * synth.audio.hop_length
+            if s.mel_length:  # the untrained fixture may stop at once
+                assert torch.allclose(s.audio, synth.vocoder.hifigan.infer(s.mel[None])[0, 0])
+
+
+def test_hifigan_stream_audio_sends_the_first_frames_early(hifigan_synth):
+    synth = hifigan_synth
+    chunks = list(synth.stream_audio(TEXTS[2], seed=5, first_frames=4, chunk_frames=32))
+    results = [c.result for c in chunks if c.result is not None]
+    streamed = list(synth.stream(TEXTS[2], seed=5))
+    assert len(results) == len(streamed) == 3
+    assert chunks[0].audio.numel() == 4 * synth.audio.hop_length and chunks[0].result is None
+    for k, (result, expected) in enumerate(zip(results, streamed)):
+        pieces = [c.audio for c in chunks if c.sentence == k]
+        assert rel_err(torch.cat(pieces), expected.audio) < 1e-4
+        assert result.audio is not None and rel_err(result.audio, expected.audio) < 1e-4
+
+
+def test_hifigan_denoiser_strength_is_off_by_default_and_can_be_set(tmp_path):
+    hifigan = fixture_path(HIFIGANS[0])
+    t2 = tacotron2_for_hifigan(hifigan, tmp_path)
+    plain = Synthesizer.from_checkpoints(t2, hifigan=hifigan)
+    denoised = Synthesizer.from_checkpoints(t2, hifigan=hifigan, hifigan_denoiser_strength=0.2)
+    assert denoised.synthesis.hifigan_denoiser_strength == 0.2
+    a, b = plain.synthesize("Hello there.", seed=1).audio, denoised.synthesize("Hello there.", seed=1).audio
+    assert a.shape == b.shape and not torch.allclose(a, b)
+    per_call = plain.synthesize("Hello there.", seed=1, denoiser_strength=0.2).audio
+    assert torch.allclose(per_call, b)
+
+
+def test_hifigan_and_waveglow_together_or_mismatched_are_refused(tmp_path):
+    from tacoglow.config import ConfigError
+
+    hifigan = fixture_path(HIFIGANS[0])
+    with pytest.raises(ConfigError, match="not both"):
+        Synthesizer.from_checkpoints(tacotron2_for_hifigan(hifigan, tmp_path), fixture_path("waveglow_small_ngc.pt"),
+                                     hifigan=hifigan)
+    with pytest.raises(CheckpointError, match="different audio settings"):
+        Synthesizer.from_checkpoints(fixture_path("tacotron2_small_ngc.pt"), hifigan=hifigan)

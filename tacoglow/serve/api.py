@@ -55,7 +55,7 @@ class SynthesizeRequest(BaseModel):
     format: Literal["wav", "pcm", "flac", "mp3", "opus", "jsonl"] = "wav"
     stream: bool = True  # wav, pcm and jsonl only; the other formats are sent whole
     seed: int | None = Field(None, ge=0, lt=1 << 63)
-    vocoder: Literal["waveglow", "griffin-lim"] | None = None
+    vocoder: Literal["hifigan", "waveglow", "griffin-lim"] | None = None
     sigma: float | None = Field(None, ge=0.0, le=2.0)
     denoiser_strength: float | None = Field(None, ge=0.0, le=1.0)
     speed: float = Field(1.0, ge=0.25, le=4.0)

@@ -135,7 +135,7 @@ def create_app(synthesizer: Synthesizer | Callable[[], Synthesizer], *, limits: 
     @app.get("/voices")
     async def voices(request: Request) -> dict:
         service: SpeechService = request.app.state.service
-        synth, waveglow = service.synth, service.vocoders.get("waveglow")
+        synth, waveglow, hifigan = service.synth, service.vocoders.get("waveglow"), service.vocoders.get("hifigan")
         settings = synth.synthesis
         voice = {"name": service.voice_name, "aliases": list(OPENAI_VOICES), "models": list(OPENAI_MODELS),
                  "sample_rate": synth.audio.sampling_rate, "vocoders": list(service.vocoders),
@@ -148,6 +148,8 @@ def create_app(synthesizer: Synthesizer | Callable[[], Synthesizer], *, limits: 
                  "max_sentence_chars": synth.max_chars,
                  "tacotron2": dataclasses.asdict(synth.tacotron2.config),
                  "waveglow": dataclasses.asdict(waveglow.waveglow.config) if waveglow else None,
+                 "hifigan": {"config": hifigan.hifigan.config.to_dict(),
+                             "denoiser_strength": hifigan.denoiser_strength} if hifigan else None,
                  "audio": synth.audio.to_dict()}
         return {"voices": [voice], "limits": dataclasses.asdict(service.limits),
                 "formats": {"openai": ["mp3", "opus", "flac", "wav", "pcm"],

@@ -9,7 +9,7 @@ from fastapi import Request
 from fastapi.responses import Response, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
-from ..synthesizer import GriffinLimVocoder, SynthesisError, Synthesizer, WaveGlowVocoder, new_seed
+from ..synthesizer import GriffinLimVocoder, HiFiGANVocoder, SynthesisError, Synthesizer, WaveGlowVocoder, new_seed
 from .api import OPENAI_VOICES, ApiError, StreamCut
 from .batching import BatchScheduler, EventLog, Job, Piece, QueueFull, TimedOut
 from .encoding import MEDIA_TYPES, STREAMED, encode_whole, piece_bytes, streamed_wav_header
@@ -28,7 +28,9 @@ class SpeechService:
 
     def __init__(self, synth: Synthesizer, limits: ServerLimits, voice_name: str, events: EventLog):
         self.synth, self.limits, self.voice_name, self.events = synth, limits, voice_name, events
-        self.vocoders: dict[str, Any] = {}
+        self.vocoders: dict[str, Any] = {}  # the first is the default
+        if isinstance(synth.vocoder, HiFiGANVocoder):
+            self.vocoders["hifigan"] = synth.vocoder
         if isinstance(synth.vocoder, WaveGlowVocoder):
             self.vocoders["waveglow"] = synth.vocoder
         self.vocoders["griffin-lim"] = (synth.vocoder if isinstance(synth.vocoder, GriffinLimVocoder)
