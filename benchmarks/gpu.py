@@ -376,42 +376,54 @@ def tacotron2_rows(bench: Bench) -> Iterator[Row]:
             yield row
 
 
-def waveglow_rows(bench: Bench) -> Iterator[Row]:
-    frames = bench.args.steps
-    for model_math in bench.args.maths:
-        dtype = torch.float16 if model_math == "fp16" else torch.float32
-        mels = {batch: vocoder_mel(bench, batch, frames) for batch in bench.args.batch_sizes}
-        ours: dict[int, Measurement] = {}
+def _vocoder_measurements(bench: Bench, name: str, loaders: tuple[Callable[[Bench, str], Callable], ...],
+                          model_math: str, mels: dict[int, tuple[torch.Tensor, str]]
+                          ) -> tuple[dict[int, Measurement], dict[int, Measurement], str]:
+    """One vocoder's timings on the same mels, tacoglow's side then the reference's, each model loaded alone:
+    (ours, theirs, why the reference is absent)."""
+    dtype = torch.float16 if model_math == "fp16" else torch.float32
+    ours: dict[int, Measurement] = {}
+    theirs: dict[int, Measurement] = {}
+    no_reference = ""
+    for side, load, results in zip(("tacoglow", "reference"), loaders, (ours, theirs)):
         try:
-            model = bench.hub("nvidia_waveglow", model_math=model_math)
-            model = bench.place(model.remove_weightnorm(model), model_math)  # NVIDIA's hub example
+            run = load(bench, model_math)
+        except Unavailable as why:  # only the reference can be missing here
+            no_reference = str(why)
+            continue
         except Exception as error:
-            model, load_failure = None, f"error: loading: {type(error).__name__}: {_one_line(error)}"
+            results.update({b: Measurement(failure=f"error: loading: {type(error).__name__}: {_one_line(error)}")
+                            for b in mels})
+            continue
         for batch, (mel, _) in mels.items():
             mel = mel.to(bench.device, dtype)
-            bench.say(f"  WaveGlow {model_math} batch {batch} tacoglow ...")
-            ours[batch] = (bench.measure(lambda: model.infer(mel, sigma=SIGMA)) if model is not None
-                           else Measurement(failure=load_failure))
-        model = None  # frees it: the closures above hold the name, not the model
+            bench.say(f"  {name} {model_math} batch {batch} {side} ...")
+            results[batch] = bench.measure(lambda: run(mel))
+        run = None  # frees the model: the closures above hold the name, not the model
         bench.release()
+    return ours, theirs, no_reference
 
-        theirs: dict[int, Measurement] = {}
-        if bench.reference is not None:
-            try:
-                reference = bench.reference.entrypoints["waveglow"].nvidia_waveglow(pretrained=True,
-                                                                                    model_math=model_math)
-                reference = bench.place(reference.remove_weightnorm(reference), model_math)
-            except Exception as error:
-                reference, load_failure = None, f"error: loading: {type(error).__name__}: {_one_line(error)}"
-            for batch, (mel, _) in mels.items():
-                mel = mel.to(bench.device, dtype)
-                bench.say(f"  WaveGlow {model_math} batch {batch} reference ...")
-                theirs[batch] = (bench.measure(lambda: reference.infer(mel, sigma=SIGMA)) if reference is not None
-                                 else Measurement(failure=load_failure))
-            reference = None
-            bench.release()
 
-        name = f"WaveGlow {bench.shapes.waveglow.n_channels}"
+def _waveglow_ours(bench: Bench, model_math: str) -> Callable[[torch.Tensor], torch.Tensor]:
+    model = bench.hub("nvidia_waveglow", model_math=model_math)
+    model = bench.place(model.remove_weightnorm(model), model_math)  # NVIDIA's hub example
+    return lambda mel: model.infer(mel, sigma=SIGMA)
+
+
+def _waveglow_reference(bench: Bench, model_math: str) -> Callable[[torch.Tensor], torch.Tensor]:
+    if bench.reference is None:
+        raise Unavailable("no reference")
+    model = bench.reference.entrypoints["waveglow"].nvidia_waveglow(pretrained=True, model_math=model_math)
+    model = bench.place(model.remove_weightnorm(model), model_math)
+    return lambda mel: model.infer(mel, sigma=SIGMA)
+
+
+def waveglow_rows(bench: Bench) -> Iterator[Row]:
+    name = f"WaveGlow {bench.shapes.waveglow.n_channels}"
+    for model_math in bench.args.maths:
+        mels = {batch: vocoder_mel(bench, batch, bench.args.steps) for batch in bench.args.batch_sizes}
+        ours, theirs, _ = _vocoder_measurements(bench, "WaveGlow", (_waveglow_ours, _waveglow_reference),
+                                                model_math, mels)
         for batch, measured in ours.items():
             row = Row(name, model_math, batch, f"{mels[batch][1]} mels",
                       audio_seconds=batch * mels[batch][0].size(2) * HOP / RATE)
@@ -469,29 +481,10 @@ def hifigan_rows(bench: Bench) -> Iterator[Row]:
     adapter = HiFiGANAdapter()
     config_name = adapter.write_checkpoint(bench.shapes.hifigan, bench.home / "checkpoints")
     _import_hifigan_reference(bench)
-    frames = bench.args.steps
     for model_math in bench.args.maths:
-        dtype = torch.float16 if model_math == "fp16" else torch.float32
-        mels = {batch: vocoder_mel(bench, batch, frames) for batch in bench.args.batch_sizes}
-        ours: dict[int, Measurement] = {}
-        theirs: dict[int, Measurement] = {}
-        no_reference = ""
-        for side, load, results in (("tacoglow", adapter.ours, ours), ("reference", adapter.reference, theirs)):
-            try:
-                run = load(bench, model_math)
-            except Unavailable as why:  # only the reference can be missing here
-                no_reference = str(why)
-                continue
-            except Exception as error:
-                results.update({b: Measurement(failure=f"error: loading: {type(error).__name__}: {_one_line(error)}")
-                                for b in mels})
-                continue
-            for batch, (mel, _) in mels.items():
-                mel = mel.to(bench.device, dtype)
-                bench.say(f"  HiFi-GAN {model_math} batch {batch} {side} ...")
-                results[batch] = bench.measure(lambda: run(mel))
-            run = None
-            bench.release()
+        mels = {batch: vocoder_mel(bench, batch, bench.args.steps) for batch in bench.args.batch_sizes}
+        ours, theirs, no_reference = _vocoder_measurements(bench, "HiFi-GAN", (adapter.ours, adapter.reference),
+                                                           model_math, mels)
         for batch, measured in ours.items():
             row = Row(f"HiFi-GAN {config_name}", model_math, batch, f"{mels[batch][1]} mels",
                       audio_seconds=batch * mels[batch][0].size(2) * HOP / RATE)
