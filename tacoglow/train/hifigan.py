@@ -11,7 +11,6 @@ import logging
 import math
 import os
 import re
-import time
 from pathlib import Path
 from typing import Any, Callable, Sequence, cast
 
@@ -229,10 +228,8 @@ def train_hifigan(data_dir: str | os.PathLike, run_dir: str | os.PathLike,
             validate()  # where fine-tuning starts from: the warm-start generator's own output
         path = latest_checkpoint(run.dir)
         with loop.StopSignals() as stop, loop.progress_bar(run, cfg, state, len(plan(0)), "hifigan") as bar:
-            while not loop.finished(cfg, state):
-                started = time.perf_counter()
-                batches = plan(state.epoch)
-                clips = [train_clips[i] for i in batches[state.batch_in_epoch]]
+            for step in loop.steps(cfg, state, plan):
+                clips = [train_clips[i] for i in step.items]
                 # Segment offsets depend only on (seed, epoch, position, rank): a resumed run reads the same ones.
                 rng = np.random.default_rng([cfg.seed, state.epoch, state.batch_in_epoch, run.rank])
                 mels, audio = _segments(data, read_mel, clips, _segment_starts(clips, frames, rng), frames)
@@ -266,10 +263,7 @@ def train_hifigan(data_dir: str | os.PathLike, run_dir: str | os.PathLike,
                 g_result = loop.backward_and_step(g_losses, model, optimizer, scaler, cfg.grad_clip, stop.requested,
                                                   run.distributed)
                 result = _merge(d_result, g_result)
-                loop.advance(state, len(batches))
-                loop.count_nonfinite(state, result)
-
-                loop.log_step(run, cfg, state, result, bar, lr, started, float(audio.numel()), "samples")
+                loop.end_step(run, cfg, state, step, result, bar, lr, float(audio.numel()), "samples")
                 if state.step % cfg.val_every == 0 and run.main and val_clips:
                     validate()
                 path = checkpoint_if_due(run, model, optimizer, scaler, state, cfg, data, result, path, extra)

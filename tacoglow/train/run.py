@@ -14,7 +14,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Sequence, TextIO
+from typing import TYPE_CHECKING, Any, Callable, Iterator, NamedTuple, Sequence, TextIO
 
 import numpy as np
 import torch
@@ -300,6 +300,22 @@ class StopSignals:
             signal.signal(signum, handler)
 
 
+class Step(NamedTuple):
+    """One training step to take: its items and when it started."""
+
+    items: list[int]  # indices of this step's training items
+    epoch_batches: int  # batches in the current epoch, what `advance` moves through
+    started: float  # time.perf_counter() at the start of the step (for the throughput in the log)
+
+
+def steps(cfg: TrainConfig, state: TrainState, plan: Callable[[int], list[list[int]]]) -> Iterator[Step]:
+    """The steps still to take, in order, until the run is finished; the loop body advances ``state``."""
+    while not finished(cfg, state):
+        started = time.perf_counter()
+        batches = plan(state.epoch)
+        yield Step(batches[state.batch_in_epoch], len(batches), started)
+
+
 def epoch_plan(lengths: Sequence[int], cfg: TrainConfig, run: Run) -> Callable[[int], list[list[int]]]:
     """``plan(epoch)``: this process's batches of the training items (their ``lengths``; all equal for plain
     shuffling) for an epoch, bucketed by length, remembered for the current epoch; an epoch without a
@@ -361,6 +377,15 @@ def nonfinite_error(state: TrainState, path: Path) -> TrainingError:
         f"stopped at step {state.step}: the loss or gradient was not finite for {state.nonfinite_in_a_row} steps "
         f"in a row (steps {first}-{state.step}); the last good weights are in {path}. Lower the learning "
         "rate, check the data, or resume from an earlier checkpoint")
+
+
+def end_step(run: Run, cfg: TrainConfig, state: TrainState, step: Step, result: StepResult, bar: Any, lr: float,
+             amount: float, unit: str) -> None:
+    """A step taken: the state moves on, a non-finite loss is counted (too many end the run), and the step is
+    logged (``amount``: this rank's mel frames or audio samples in it)."""
+    advance(state, step.epoch_batches)
+    count_nonfinite(state, result)
+    log_step(run, cfg, state, result, bar, lr, step.started, amount, unit)
 
 
 def log_step(run: Run, cfg: TrainConfig, state: TrainState, result: StepResult, bar: Any, lr: float,

@@ -6,7 +6,6 @@ import dataclasses
 import logging
 import math
 import os
-import time
 from pathlib import Path
 from typing import Any, Sequence, cast
 
@@ -178,12 +177,10 @@ def train_tacotron2(data_dir: str | os.PathLike, run_dir: str | os.PathLike,
         run.open_logs(state.step)
         path = latest_checkpoint(run.dir)
         with loop.StopSignals() as stop, loop.progress_bar(run, cfg, state, len(plan(0)), "tacotron2") as bar:
-            while not loop.finished(cfg, state):
-                started = time.perf_counter()
-                batches = plan(state.epoch)
+            for step in loop.steps(cfg, state, plan):
                 # Which words are read as phones depends only on (seed, epoch, position, rank), as resumption needs.
                 words = np.random.default_rng([cfg.seed, state.epoch, state.batch_in_epoch, run.rank, 1])
-                batch = _tacotron2_batch(data, [train_clips[i] for i in batches[state.batch_in_epoch]], r,
+                batch = _tacotron2_batch(data, [train_clips[i] for i in step.items], r,
                                          cfg.p_arpabet, words).to(run.device)
                 lr = learning_rate_at(cfg, state.step, state.epoch)
                 loop.set_learning_rate(optimizer, lr)
@@ -193,10 +190,7 @@ def train_tacotron2(data_dir: str | os.PathLike, run_dir: str | os.PathLike,
                 losses = tacotron2_loss(outputs, batch, cfg, state.step)
                 result = loop.backward_and_step(losses, model, optimizer, scaler, cfg.grad_clip, stop.requested,
                                                 run.distributed)
-                loop.advance(state, len(batches))
-                loop.count_nonfinite(state, result)
-
-                loop.log_step(run, cfg, state, result, bar, lr, started, float(batch.mel_lengths.sum()), "frames")
+                loop.end_step(run, cfg, state, step, result, bar, lr, float(batch.mel_lengths.sum()), "frames")
                 if state.step % cfg.val_every == 0 and run.main and val_clips:
                     media: dict[str, Any] = {}
                     metrics = validate_tacotron2(cast(Tacotron2, loop.unwrap(model)), data, val_clips, cfg, state.step,

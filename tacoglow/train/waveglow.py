@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import os
-import time
 from pathlib import Path
 from typing import Sequence, cast
 
@@ -80,10 +79,8 @@ def train_waveglow(data_dir: str | os.PathLike, run_dir: str | os.PathLike,
         run.open_logs(state.step)
         path = latest_checkpoint(run.dir)
         with loop.StopSignals() as stop, loop.progress_bar(run, cfg, state, len(plan(0)), "waveglow") as bar:
-            while not loop.finished(cfg, state):
-                started = time.perf_counter()
-                batches = plan(state.epoch)
-                clips = [train_clips[i] for i in batches[state.batch_in_epoch]]
+            for step in loop.steps(cfg, state, plan):
+                clips = [train_clips[i] for i in step.items]
                 # Segment offsets depend only on (seed, epoch, position, rank): a resumed run reads the same ones.
                 rng = np.random.default_rng([cfg.seed, state.epoch, state.batch_in_epoch, run.rank])
                 batch = collate_audio_mel(data, clips, _segment_starts(clips, cfg.segment_length, rng),
@@ -97,10 +94,7 @@ def train_waveglow(data_dir: str | os.PathLike, run_dir: str | os.PathLike,
                 losses = {"loss": criterion(output)}
                 result = loop.backward_and_step(losses, model, optimizer, scaler, cfg.grad_clip, stop.requested,
                                                 run.distributed)
-                loop.advance(state, len(batches))
-                loop.count_nonfinite(state, result)
-
-                loop.log_step(run, cfg, state, result, bar, lr, started, float(batch.audio.numel()), "samples")
+                loop.end_step(run, cfg, state, step, result, bar, lr, float(batch.audio.numel()), "samples")
                 if state.step % cfg.val_every == 0 and run.main and val_clips:
                     metrics = validate_waveglow(cast(WaveGlow, loop.unwrap(model)), data, val_clips, cfg, run.device)
                     run.log({"split": "val", "step": state.step, **metrics})
