@@ -141,11 +141,12 @@ def test_domain_error_is_one_line_and_verbose_adds_its_traceback(tmp_path, capsy
 
 def test_unexpected_exception_keeps_its_traceback_and_asks_for_a_report(monkeypatch, capsys):
     from tacoglow import cli
+    from tacoglow.cli import models
 
     def broken(args):
         return 1 / 0
 
-    monkeypatch.setattr(cli, "_info", broken)
+    monkeypatch.setattr(models, "info", broken)
     assert cli.main(["info", T2]) == 1
     err = capsys.readouterr().err
     assert err.startswith("Traceback") and "ZeroDivisionError: division by zero" in err

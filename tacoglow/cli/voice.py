@@ -1,0 +1,57 @@
+"""The voice options shared by ``synthesize`` and ``serve``, and the voice they name."""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+from pathlib import Path
+
+import torch
+
+
+def add_voice_arguments(p: argparse.ArgumentParser) -> None:
+    """Which voice to load and how to run it: shared by ``synthesize`` and ``serve``."""
+    p.add_argument("--tacotron2", type=Path, help="Tacotron 2 checkpoint (default: the installed voice)")
+    p.add_argument("--waveglow", type=Path, help="WaveGlow checkpoint (default: the installed voice's vocoder)")
+    p.add_argument("--hifigan", type=Path, help="HiFi-GAN generator (jik876's, NVIDIA's or tacoglow's layout)")
+    p.add_argument("--vocoder", choices=("auto", "hifigan", "waveglow", "griffin-lim"), default="auto",
+                   help="'auto': HiFi-GAN, else WaveGlow, when given or installed; else Griffin-Lim")
+    # Each of these overrides the voice's SynthesisConfig field of the same name (its dest).
+    p.add_argument("--sigma", type=float, default=None,
+                   help="WaveGlow noise scale (default: the voice's setting, else 0.9 as NVIDIA's script)")
+    p.add_argument("--denoiser-strength", "--denoise", dest="denoiser_strength", type=float, default=None,
+                   help="denoiser strength of the vocoder loaded (default: the voice's setting, else NVIDIA's: "
+                        "0.01 for WaveGlow, 0 for HiFi-GAN; 0 turns it off)")
+    p.add_argument("--griffin-lim-iters", type=int, default=None,
+                   help="Griffin-Lim iterations (default: the voice's setting, else 60)")
+    p.add_argument("--griffin-lim-power", type=float, default=None,
+                   help="sharpen Griffin-Lim's magnitudes by this power, at the same loudness "
+                        "(default: the voice's setting, else 1)")
+    p.add_argument("--griffin-lim-inversion-iters", type=int, default=None,
+                   help="least-squares iterations from the mel to Griffin-Lim's linear magnitudes, 0 for the "
+                        "clamped pseudo-inverse (default: the voice's setting, else 100)")
+    p.add_argument("--no-normalize", dest="normalize", action="store_false", default=None,
+                   help="feed text to NVIDIA's english_cleaners exactly as the reference does")
+    p.add_argument("--arpabet", action=argparse.BooleanOptionalAction, default=None,
+                   help="read words the pronunciation lexicon knows as ARPAbet phones (default: as the voice "
+                        "was trained, recorded in its checkpoint)")
+    p.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda (default cpu)")
+    p.add_argument("--threads", type=int, default=None, help="CPU threads for torch")
+    p.add_argument("--backend", choices=("torch", "onnx"), default="torch",
+                   help="what runs the networks: torch (default) or ONNX Runtime (CPU; needs tacoglow[export])")
+
+
+def load_synthesizer(args: argparse.Namespace):
+    """The voice the options name (the installed one by default), its settings overridden by the options given."""
+    from ..hub import choose_checkpoints
+    from ..synthesis import SynthesisConfig
+    from ..synthesizer import Synthesizer
+
+    tacotron2, waveglow, hifigan = choose_checkpoints(args.tacotron2, args.waveglow, args.hifigan, args.vocoder)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    overrides = {f.name: getattr(args, f.name) for f in dataclasses.fields(SynthesisConfig)
+                 if getattr(args, f.name, None) is not None}
+    if hifigan is not None and "denoiser_strength" in overrides:  # --denoiser-strength: the loaded vocoder's
+        overrides["hifigan_denoiser_strength"] = overrides.pop("denoiser_strength")
+    return Synthesizer.from_checkpoints(tacotron2, waveglow, hifigan=hifigan, device=args.device,
+                                        backend=args.backend, **overrides)
