@@ -194,6 +194,7 @@ class Speech:
     sample_rate: int
     sentences: list[SentenceResult] = field(default_factory=list)
     seed: int = 0
+    starts: list[int] = field(default_factory=list)  # where each sentence's audio begins in ``audio``, in samples
 
     @property
     def duration(self) -> float:
@@ -478,13 +479,18 @@ class Synthesizer:
     def _join(self, sentences: list[SentenceResult], seed: int) -> Speech:
         pause = torch.zeros(int(round(self._synthesis.sentence_pause * self.audio.sampling_rate)))
         pieces: list[torch.Tensor] = []
+        starts, at = [], 0
         for k, s in enumerate(sentences):
             if k:
                 pieces.append(pause)
+                at += pause.numel()
             assert s.audio is not None  # vocoded by _decode
+            starts.append(at)
             pieces.append(s.audio)
+            at += s.audio.numel()
         audio = torch.cat(pieces) if pieces else torch.zeros(0)
-        return Speech(audio=audio, sample_rate=self.audio.sampling_rate, sentences=sentences, seed=seed)
+        return Speech(audio=audio, sample_rate=self.audio.sampling_rate, sentences=sentences, seed=seed,
+                      starts=starts)
 
     def synthesize(self, text: str, seed: int | None = None,
                    progress: Callable[[int, int], None] | None = None, **options) -> Speech:

@@ -48,6 +48,12 @@ def test_stream_yields_sentences_with_audio_and_stop_reason(synth):
         assert p.audio.numel() == p.mel_length * 256
         assert torch.equal(p.audio, s.audio)
         assert p.alignment.shape[1] == len(p.ids)
+    pause = round(synth.synthesis.sentence_pause * whole.sample_rate)
+    ends = [start + s.audio.numel() for start, s in zip(whole.starts, whole.sentences)]
+    assert whole.starts[0] == 0 and whole.starts[1:] == [end + pause for end in ends[:-1]]
+    for start, s in zip(whole.starts, whole.sentences):  # each sentence's audio where ``starts`` says
+        assert torch.equal(whole.audio[start:start + s.audio.numel()], s.audio)
+    assert ends[-1] == whole.audio.numel()
 
 
 def test_gate_that_never_fires_stops_at_relative_cap(caplog):
