@@ -28,6 +28,7 @@ __all__ = [
     "AudioError",
     "STFT",
     "mel_spectrogram",
+    "stretch_mel",
     "dynamic_range_compression",
     "dynamic_range_decompression",
     "mel_to_linear",
@@ -270,6 +271,21 @@ def mel_spectrogram(audio: Tensor, config: AudioConfig = AudioConfig()) -> Tenso
     magnitude = _magnitude(*_stft_real_imag(audio, forward_basis, config.hop_length))  # (B, n_bins, frames)
     mel = dynamic_range_compression(torch.matmul(mel_basis, magnitude))  # (B, n_mel, frames)
     return mel.squeeze(0) if squeeze else mel
+
+
+def stretch_mel(mel: Tensor, rate: float) -> Tensor:
+    """Change the speaking rate of a mel (n_mel, frames) → (n_mel, max(1, round(frames / rate))): 0.5 doubles its
+    length, 2 halves it; the pitch stays, since each frame's spectrum is kept.
+
+    Linear interpolation in time between neighbouring frames (``F.interpolate``, ``align_corners=False``):
+    deterministic, and the identity (the same tensor) at rate 1 and for an empty mel.
+    """
+    if rate == 1.0 or mel.shape[-1] == 0:
+        return mel
+    if not (math.isfinite(rate) and rate > 0):
+        raise ValueError(f"rate must be a positive number, got {rate}")
+    frames = max(1, round(mel.shape[-1] / rate))
+    return F.interpolate(mel[None], size=frames, mode="linear", align_corners=False)[0]
 
 
 # ---------------------------------------------------------------------------------------------------------

@@ -18,6 +18,12 @@ on what else shares its batch, and ``seed`` reproduces it exactly.
 Settings (WaveGlow's sigma and denoiser, Griffin-Lim's, the text front-end, the decoding cap, the
 pause between sentences) are one :class:`~tacoglow.synthesis.SynthesisConfig`, read from the voice's
 checkpoint and overridden by the caller.
+
+Pauses and rate: each sentence job carries its speaking rate and the seconds of silence that follow it
+(``synthesis.sentence_pause`` between the sentences of plain text, none after the last; SSML's breaks and
+``<s>``/``<p>`` edges, see :mod:`tacoglow.ssml`). Its mel is stretched in time by the rate before vocoding
+(:func:`tacoglow.audio.stretch_mel`), and every consumer (``synthesize``'s joined audio and ``Speech.starts``,
+the streams' ``SentenceResult.pause``, the server's encoders) puts exactly that silence after it.
 """
 from __future__ import annotations
 
@@ -31,11 +37,12 @@ from typing import Any, Callable, Iterator, NamedTuple, Protocol, Sequence, cast
 
 import torch
 
-from .audio import AudioConfig, check_griffin_lim_settings, griffin_lim
+from .audio import AudioConfig, check_griffin_lim_settings, griffin_lim, stretch_mel
 from .checkpoint import CheckpointError, LoadedCheckpoint, build_model, inspect_checkpoint
 from .config import ConfigError
 from .errors import TacoglowError
 from .hifigan import HiFiGAN
+from .ssml import SSMLSegment, parse_ssml
 from .synthesis import SynthesisConfig, voice_synthesis_config
 from .tacotron2 import Tacotron2
 from .text import TextError, prepare_text, split_sentences
@@ -179,7 +186,9 @@ class SentenceResult:
     mel: torch.Tensor            # (n_mel, frames), postnet output without the stop frame
     alignment: torch.Tensor      # (decoder steps, len(ids))
     stopped_by: str              # "gate": the stop token fired; "cap": the step cap ended it
-    audio: torch.Tensor | None = None  # (frames * hop_length,) float32
+    audio: torch.Tensor | None = None  # (round(frames / rate) * hop_length,) float32
+    rate: float = 1.0            # speaking rate: the mel is stretched to round(frames / rate) frames for the audio
+    pause: float = 0.0           # seconds of silence after this sentence in its request's audio
 
     @property
     def mel_length(self) -> int:
@@ -226,6 +235,8 @@ class SentenceJob(NamedTuple):
     index: int      # type: ignore[assignment]  # shadows tuple.index; the sentence's position in its request
     text: str
     ids: list[int]
+    rate: float = 1.0   # speaking rate (SSML's <prosody rate>): 0.5 is half as fast, about twice as long
+    pause: float = 0.0  # seconds of silence after this sentence
 
     def generator(self, stream: int) -> torch.Generator:
         """A fresh generator for this sentence: stream 0 feeds Tacotron 2's prenet, 1 the vocoder."""
@@ -425,21 +436,49 @@ class Synthesizer:
             yield piece[0].float().cpu()
 
     # ---------------------------------------------------------------- sentence jobs
-    def sentence_jobs(self, text: str, seed: int) -> list[SentenceJob]:
-        """The sentences of ``text`` as jobs; ``TextError`` (a ValueError) for empty or unspeakable text."""
-        return [SentenceJob(seed, j, s, self.text_to_ids(s)) for j, s in enumerate(self.split(text))]
+    def sentence_jobs(self, text: str, seed: int, ssml: bool = False) -> list[SentenceJob]:
+        """The sentences of ``text`` as jobs, each followed by ``synthesis.sentence_pause`` seconds of silence but
+        the last; ``TextError`` (a ValueError) for empty or unspeakable text. ``ssml``: ``text`` is an SSML
+        document (:func:`tacoglow.ssml.parse_ssml`; ``SSMLError``, also a ValueError, when it is refused)."""
+        if ssml:
+            return self.segment_jobs(parse_ssml(text, self._synthesis.sentence_pause).segments, seed)
+        sentences, pause = self.split(text), self._synthesis.sentence_pause
+        return [SentenceJob(seed, j, s, self.text_to_ids(s), 1.0, pause if j + 1 < len(sentences) else 0.0)
+                for j, s in enumerate(sentences)]
+
+    def segment_jobs(self, segments: Sequence[SSMLSegment], seed: int) -> list[SentenceJob]:
+        """SSML segments → sentence jobs: each segment's text split into sentences (``synthesis.sentence_pause``
+        between them, the segment's pause after its last), at the segment's rate. A piece without a letter or
+        digit (the "." after a ``<break>``) is skipped, its pause added to the job before it."""
+        jobs: list[SentenceJob] = []
+        for segment in segments:
+            sentences = split_sentences(segment.text, max_chars=self.max_chars)
+            for k, sentence in enumerate(sentences):
+                pause = segment.pause if k + 1 == len(sentences) else self._synthesis.sentence_pause
+                if not any(c.isalnum() for c in sentence):
+                    if jobs:
+                        jobs[-1] = jobs[-1]._replace(pause=jobs[-1].pause + pause)
+                    continue
+                jobs.append(SentenceJob(seed, len(jobs), sentence, self.text_to_ids(sentence), segment.rate, pause))
+        if not jobs:
+            raise TextError("the SSML document has no text to speak: give at least one word")
+        return jobs
 
     def decode_jobs(self, jobs: Sequence[SentenceJob]) -> list[SentenceResult]:
         """Jobs from any number of requests → mels (no audio yet), as one Tacotron 2 batch, in order.
 
-        Each result equals what its request gets alone; vocode it with ``generator=job.generator(1)``.
+        Each result equals what its request gets alone; vocode ``stretch_mel(result.mel, job.rate)`` with
+        ``generator=job.generator(1)``. Results carry their job's rate and pause.
         """
-        return self.synthesize_ids([job.ids for job in jobs], [job.generator(0) for job in jobs],
-                                   texts=[job.text for job in jobs])
+        results = self.synthesize_ids([job.ids for job in jobs], [job.generator(0) for job in jobs],
+                                      texts=[job.text for job in jobs])
+        for job, result in zip(jobs, results):
+            result.rate, result.pause = job.rate, job.pause
+        return results
 
     # ---------------------------------------------------------------- requests
-    def _sentences(self, text: str, seed: int) -> list[SentenceJob]:
-        return self.sentence_jobs(text, seed)
+    def _sentences(self, text: str, seed: int, ssml: bool = False) -> list[SentenceJob]:
+        return self.sentence_jobs(text, seed, ssml)
 
     def _mels(self, jobs: Sequence[SentenceJob]) -> Iterator[tuple[SentenceJob, SentenceResult]]:
         """Jobs → results without audio, in order: the first sentence alone (its audio comes soonest),
@@ -454,59 +493,66 @@ class Synthesizer:
     def _decode(self, jobs: Sequence[SentenceJob], **options) -> Iterator[SentenceResult]:
         """Jobs → results with audio (each sentence vocoded in one piece), in order."""
         for job, result in self._mels(jobs):
-            result.audio = self.vocode(result.mel, generator=job.generator(1), **options)
+            result.audio = self.vocode(stretch_mel(result.mel, job.rate), generator=job.generator(1), **options)
             yield result
 
-    def stream(self, text: str, seed: int | None = None, **options) -> Iterator[SentenceResult]:
-        """Yield each sentence with its audio as soon as it is ready (Tacotron 2 runs in batches)."""
+    def stream(self, text: str, seed: int | None = None, *, ssml: bool = False, **options) -> Iterator[SentenceResult]:
+        """Yield each sentence with its audio as soon as it is ready (Tacotron 2 runs in batches). Each sentence's
+        audio followed by ``result.pause`` seconds of silence, in order, is :meth:`synthesize`'s audio."""
         seed = new_seed() if seed is None else int(seed)
-        yield from self._decode(self._sentences(text, seed), **options)
+        yield from self._decode(self._sentences(text, seed, ssml), **options)
 
-    def stream_audio(self, text: str, seed: int | None = None, **options) -> Iterator[AudioChunk]:
+    def stream_audio(self, text: str, seed: int | None = None, *, ssml: bool = False,
+                     **options) -> Iterator[AudioChunk]:
         """:meth:`stream` in audio pieces: each sentence's audio as its vocoder gives it out (with HiFi-GAN,
         the first few frames first; see :meth:`vocode_chunks`), each piece as soon as it is made. After a
         sentence's pieces comes an empty one that carries its result, whose audio is the pieces joined (equal
-        to what :meth:`stream` gives, within float rounding)."""
+        to what :meth:`stream` gives, within float rounding) and whose ``pause`` is the silence that follows."""
         seed = new_seed() if seed is None else int(seed)
-        for job, result in self._mels(self._sentences(text, seed)):
+        for job, result in self._mels(self._sentences(text, seed, ssml)):
             pieces: list[torch.Tensor] = []
-            for piece in self.vocode_chunks(result.mel, generator=job.generator(1), **options):
+            mel = stretch_mel(result.mel, job.rate)
+            for piece in self.vocode_chunks(mel, generator=job.generator(1), **options):
                 pieces.append(piece)
                 yield AudioChunk(job.index, piece, None)
             result.audio = torch.cat(pieces)
             yield AudioChunk(job.index, torch.zeros(0), result)
 
     def _join(self, sentences: list[SentenceResult], seed: int) -> Speech:
-        pause = torch.zeros(int(round(self._synthesis.sentence_pause * self.audio.sampling_rate)))
         pieces: list[torch.Tensor] = []
         starts, at = [], 0
-        for k, s in enumerate(sentences):
-            if k:
-                pieces.append(pause)
-                at += pause.numel()
+        for s in sentences:
             assert s.audio is not None  # vocoded by _decode
             starts.append(at)
-            pieces.append(s.audio)
-            at += s.audio.numel()
+            silence = torch.zeros(pause_samples(s.pause, self.audio.sampling_rate))
+            pieces += [s.audio, silence]
+            at += s.audio.numel() + silence.numel()
         audio = torch.cat(pieces) if pieces else torch.zeros(0)
         return Speech(audio=audio, sample_rate=self.audio.sampling_rate, sentences=sentences, seed=seed,
                       starts=starts)
 
     def synthesize(self, text: str, seed: int | None = None,
-                   progress: Callable[[int, int], None] | None = None, **options) -> Speech:
-        """Whole text → one waveform; sentences joined with ``synthesis.sentence_pause`` seconds of silence.
+                   progress: Callable[[int, int], None] | None = None, *, ssml: bool = False, **options) -> Speech:
+        """Whole text → one waveform; each sentence followed by its pause of silence (``synthesis.sentence_pause``
+        between sentences; with ``ssml``, ``text`` is an SSML document and its breaks and edges set them).
 
         ``progress(done, total)`` is called after each sentence; ``options`` go to the vocoder
         (``sigma``, ``denoiser_strength`` for WaveGlow).
         """
         seed = new_seed() if seed is None else int(seed)
-        jobs = self._sentences(text, seed)
+        jobs = self._sentences(text, seed, ssml)
         results = []
         for result in self._decode(jobs, **options):
             results.append(result)
             if progress is not None:
                 progress(len(results), len(jobs))
         return self._join(results, seed)
+
+    def synthesize_ssml(self, ssml: str, seed: int | None = None,
+                        progress: Callable[[int, int], None] | None = None, **options) -> Speech:
+        """An SSML document (:mod:`tacoglow.ssml`) → one waveform: :meth:`synthesize` with ``ssml=True``.
+        ``SSMLError`` (a ValueError) for a refused document; what it ignores is logged as warnings."""
+        return self.synthesize(ssml, seed, progress, ssml=True, **options)
 
     def synthesize_batch(self, texts: Sequence[str], seeds: Sequence[int | None] | None = None,
                          **options) -> list[Speech]:
@@ -525,6 +571,10 @@ def new_seed() -> int:
     """A fresh random seed for a request that names none (63 bits, from the operating system)."""
     return secrets.randbits(63)
 
+
+def pause_samples(seconds: float, sample_rate: int) -> int:
+    """Samples of ``seconds`` of silence at ``sample_rate``, rounded to the nearest (how every consumer counts)."""
+    return int(round(seconds * sample_rate))
 
 
 

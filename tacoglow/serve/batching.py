@@ -26,10 +26,10 @@ from typing import Any, Callable
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from scipy.signal import resample_poly
 
-from ..synthesizer import SentenceJob, SentenceResult, SynthesisError, Synthesizer, Vocoder
+from ..audio import stretch_mel
+from ..synthesizer import SentenceJob, SentenceResult, SynthesisError, Synthesizer, Vocoder, pause_samples
 
 log = logging.getLogger(__name__)
 
@@ -70,7 +70,7 @@ class EventLog:
 
 @dataclass
 class Piece:
-    """One synthesized sentence: 16-bit samples at the request's sample rate."""
+    """One synthesized sentence: 16-bit samples at the request's sample rate, and the silence after it."""
 
     index: int
     total: int
@@ -78,6 +78,7 @@ class Piece:
     stopped_by: str
     alignment: torch.Tensor  # (decoder steps, symbols)
     pcm: np.ndarray          # int16 (samples,)
+    pause: int = 0           # samples of silence that follow, at the same rate (the job's pause)
 
 
 class Job:
@@ -242,10 +243,8 @@ class BatchScheduler:
         self.events.emit("finished", job=job.id)
 
     def _render(self, job: Job, sentence: SentenceJob, result: SentenceResult) -> Piece:
-        mel = result.mel
-        if job.speed != 1.0:  # stretch the mel in time: the duration changes, the pitch stays
-            frames = max(1, round(mel.shape[-1] / job.speed))
-            mel = F.interpolate(mel[None], size=frames, mode="linear", align_corners=False)[0]
+        # The sentence's rate (SSML) times the request's speed: the duration changes, the pitch stays.
+        mel = stretch_mel(result.mel, sentence.rate * job.speed)
         audio = self.synth.vocode(mel, generator=sentence.generator(1), vocoder=job.vocoder, **job.options).numpy()
         rate = self.synth.audio.sampling_rate
         if job.sample_rate and job.sample_rate != rate:
@@ -253,4 +252,5 @@ class BatchScheduler:
             audio = resample_poly(audio, job.sample_rate // g, rate // g)
         # As tacoglow.audio.save_wav: clip, then round to int16 at full scale 32767.
         pcm = np.round(np.clip(audio, -1.0, 1.0) * 32767.0).astype("<i2")
-        return Piece(sentence.index, len(job.sentences), sentence.text, result.stopped_by, result.alignment, pcm)
+        return Piece(sentence.index, len(job.sentences), sentence.text, result.stopped_by, result.alignment, pcm,
+                     pause_samples(sentence.pause, job.sample_rate or rate))

@@ -27,24 +27,25 @@ def streamed_wav_header(sample_rate: int) -> bytes:
             + b"data\xff\xff\xff\xff")
 
 
-def piece_bytes(piece: Piece, fmt: str, pause: int, sample_rate: int) -> bytes:
-    """A sentence as streamed: the pause before it (all but the first), then its samples."""
-    pcm = np.concatenate([np.zeros(pause if piece.index else 0, "<i2"), piece.pcm]).tobytes()
+def piece_bytes(piece: Piece, fmt: str, sample_rate: int) -> bytes:
+    """A sentence as streamed: its samples, then the silence that follows it (its job's pause; none after the
+    last sentence of plain text). In ``jsonl``, ``audio`` holds both and ``pause`` the silence's samples."""
+    pcm = np.concatenate([piece.pcm, np.zeros(piece.pause, "<i2")]).tobytes()
     if fmt != "jsonl":
         return pcm
     alignment = (piece.alignment.float().clamp(0, 1) * 255).round().to(torch.uint8).numpy()
     line = {"index": piece.index, "total": piece.total, "text": piece.text, "stopped_by": piece.stopped_by,
-            "sample_rate": sample_rate, "audio": base64.b64encode(pcm).decode(),
+            "sample_rate": sample_rate, "audio": base64.b64encode(pcm).decode(), "pause": piece.pause,
             "alignment": {"steps": alignment.shape[0], "symbols": alignment.shape[1],
                           "data": base64.b64encode(alignment.tobytes()).decode()}}
     return json.dumps(line).encode() + b"\n"
 
 
-def encode_whole(pieces: list[Piece], fmt: str, pause: int, sample_rate: int) -> bytes:
+def encode_whole(pieces: list[Piece], fmt: str, sample_rate: int) -> bytes:
     """All of a request's sentences as one file (or one body of PCM or JSON lines)."""
     if fmt not in SOUNDFILE_FORMATS:
-        return b"".join(piece_bytes(p, fmt, pause, sample_rate) for p in pieces)
-    samples = np.frombuffer(b"".join(piece_bytes(p, "pcm", pause, sample_rate) for p in pieces), "<i2")
+        return b"".join(piece_bytes(p, fmt, sample_rate) for p in pieces)
+    samples = np.frombuffer(b"".join(piece_bytes(p, "pcm", sample_rate) for p in pieces), "<i2")
     buffer = io.BytesIO()
     container, subtype = SOUNDFILE_FORMATS[fmt]
     soundfile.write(buffer, samples, sample_rate, format=container, subtype=subtype)

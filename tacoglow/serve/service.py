@@ -9,6 +9,7 @@ from fastapi import Request
 from fastapi.responses import Response, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
+from ..ssml import SSMLError, is_ssml
 from ..synthesizer import GriffinLimVocoder, HiFiGANVocoder, SynthesisError, Synthesizer, WaveGlowVocoder, new_seed
 from .api import OPENAI_VOICES, ApiError, StreamCut
 from .batching import BatchScheduler, EventLog, Job, Piece, QueueFull, TimedOut
@@ -58,8 +59,10 @@ class SpeechService:
             raise ApiError(422, f"vocoder {vocoder!r} is not loaded; this server has {list(self.vocoders)}",
                            param="vocoder")
         seed = new_seed() if seed is None else seed
-        try:
-            sentences = self.synth.sentence_jobs(text, seed)
+        try:  # input that starts with <speak> is SSML
+            sentences = self.synth.sentence_jobs(text, seed, ssml=is_ssml(text))
+        except SSMLError as error:
+            raise ApiError(400, f"{param}: {error}", param=param) from None
         except ValueError as error:
             raise ApiError(422, f"{param}: {error}", param=param) from None
         queue: asyncio.Queue[Piece | Exception | None]
@@ -82,7 +85,6 @@ class SpeechService:
                            headers={"Retry-After": str(full.retry_after)}) from None
         except RuntimeError:
             raise ApiError(503, "the server is shutting down") from None
-        pause = round(self.synth.synthesis.sentence_pause * sample_rate)
         headers = {"X-Seed": str(seed), "X-Sample-Rate": str(sample_rate), "X-Sentences": str(len(sentences)),
                    "X-Request-Id": str(job.id)}
         disconnect = asyncio.ensure_future(_disconnected(request))
@@ -90,7 +92,7 @@ class SpeechService:
             pieces = [await self._next(job, queue, disconnect)]
             self.metrics.observe("tacoglow_first_audio_seconds", time.monotonic() - arrival)
             if stream and fmt in STREAMED:
-                return StreamingResponse(self._stream(job, queue, pieces[0], fmt, pause, sample_rate, arrival),
+                return StreamingResponse(self._stream(job, queue, pieces[0], fmt, sample_rate, arrival),
                                          media_type=MEDIA_TYPES[fmt], headers=headers)
             while (piece := await self._next(job, queue, disconnect)) is not None:
                 pieces.append(piece)
@@ -100,7 +102,7 @@ class SpeechService:
         finally:
             disconnect.cancel()
         # None only ends a job, and a request has at least one sentence: every item is a Piece.
-        body = await run_in_threadpool(encode_whole, cast("list[Piece]", pieces), fmt, pause, sample_rate)
+        body = await run_in_threadpool(encode_whole, cast("list[Piece]", pieces), fmt, sample_rate)
         self.metrics.observe("tacoglow_request_duration_seconds", time.monotonic() - arrival)
         return Response(body, media_type=MEDIA_TYPES[fmt], headers=headers)
 
@@ -130,13 +132,13 @@ class SpeechService:
             raise ApiError(500, "synthesis failed; see the server log")
         return item
 
-    async def _stream(self, job: Job, queue: asyncio.Queue, piece: Piece | None, fmt: str, pause: int,
-                      sample_rate: int, arrival: float):
+    async def _stream(self, job: Job, queue: asyncio.Queue, piece: Piece | None, fmt: str, sample_rate: int,
+                      arrival: float):
         try:
             if fmt == "wav":
                 yield streamed_wav_header(sample_rate)
             while piece is not None:
-                yield piece_bytes(piece, fmt, pause, sample_rate)
+                yield piece_bytes(piece, fmt, sample_rate)
                 self.events.emit("chunk", job=job.id, index=piece.index)
                 try:
                     piece = await self._next(job, queue, None)

@@ -9,7 +9,7 @@ Two families live here:
   digit by digit ("one two three ..."), their ordinals end on an ordinal digit
   ("... two third"), and dollar amounts that the reference cannot parse have their
   stray commas ignored. It never raises.
-* ``cardinal_words``, ``year_words``, ``decimal_words`` and ``digit_words`` are our own
+* ``cardinal_words``, ``ordinal_words``, ``year_words``, ``decimal_words`` and ``digit_words`` are our own
   spellings for the normalization stage that runs before the cleaners: no commas, no
   "and", digit-by-digit fractions.
 
@@ -103,6 +103,25 @@ def year_words(digits: str) -> str:
     if rest == 0:
         return _below_hundred(century) + " hundred"
     return _below_hundred(century) + " " + ("oh " + _ONES[rest] if rest < 10 else _below_hundred(rest))
+
+
+_ORDINAL_ENDINGS = {"one": "first", "two": "second", "three": "third", "five": "fifth", "eight": "eighth",
+                    "nine": "ninth", "twelve": "twelfth"}
+
+
+def ordinal_words(digits: str) -> str:
+    """Spell a non-negative integer given as ASCII digits as an ordinal: "21" -> "twenty-first",
+    "100" -> "one hundredth" (the last word of :func:`cardinal_words` made ordinal)."""
+    words = cardinal_words(digits)
+    cut = max(words.rfind(" "), words.rfind("-")) + 1
+    last = words[cut:]
+    if last in _ORDINAL_ENDINGS:
+        last = _ORDINAL_ENDINGS[last]
+    elif last.endswith("y"):
+        last = last[:-1] + "ieth"
+    else:
+        last += "th"
+    return words[:cut] + last
 
 
 def decimal_words(number: str) -> str:
