@@ -35,6 +35,7 @@ __all__ = [
     "load_wav",
     "resample",
     "save_wav",
+    "to_pcm16",
     "wav_bytes",
     "griffin_lim",
 ]
@@ -355,6 +356,13 @@ def _as_mono_float(audio: Tensor | np.ndarray) -> np.ndarray:
     return audio
 
 
+def to_pcm16(audio: Tensor | np.ndarray) -> np.ndarray:
+    """A mono float waveform → the int16 samples `save_wav` writes: clipped to [-1, 1] (integer conversion would
+    wrap loud samples around to the opposite sign), then rounded at full scale 32767, explicitly, so the result
+    does not depend on libsndfile's float-to-int settings."""
+    return np.round(np.clip(_as_mono_float(audio), -1.0, 1.0) * 32767.0).astype(np.int16)
+
+
 def save_wav(path_or_filelike: str | os.PathLike | BinaryIO, audio: Tensor | np.ndarray, sampling_rate: int,
              subtype: str = "PCM_16") -> None:
     """Write a mono waveform (float, nominally in [-1, 1]) as a sound file, 16-bit PCM WAV by default.
@@ -363,11 +371,7 @@ def save_wav(path_or_filelike: str | os.PathLike | BinaryIO, audio: Tensor | np.
     the opposite sign. The container follows the file extension when soundfile knows it (".flac", ...) and
     is WAV otherwise and for file objects.
     """
-    samples = np.clip(_as_mono_float(audio), -1.0, 1.0)
-    if subtype == "PCM_16":
-        # Explicit rounding to int16 (full scale 32767) so the result does not depend on libsndfile's
-        # float-to-int conversion settings.
-        samples = np.round(samples * 32767.0).astype(np.int16)
+    samples = to_pcm16(audio) if subtype == "PCM_16" else np.clip(_as_mono_float(audio), -1.0, 1.0)
     file_format = "WAV"
     if isinstance(path_or_filelike, (str, os.PathLike)):
         extension = os.path.splitext(os.fspath(path_or_filelike))[1].lstrip(".").upper()

@@ -1,27 +1,36 @@
-"""Speaking a file of lines into a folder: one WAV per line, named by its line number and seeded per line.
+"""Speaking a file of lines into a folder: one WAV per line, named by its line number and seeded per line; and
+the command line's other bulk forms: JSON lines in, one JSON result line out per input; raw PCM out as it is made.
 
 The names and seeds are the contract of bulk synthesis (``tacoglow synthesize -i LINES -o DIR``): line n of
 N is written to ``DIR/{n:04d}.wav`` (wider when N needs it) with seed ``seed + n - 1``, so a seeded run gives
-the same file for a line however the lines are shared out.
+the same file for a line however the lines are shared out. JSON lines (``--json-input``) follow the same
+contract for the lines that name no ``output_file`` or ``seed``, counting every line of the input (blank ones
+are skipped but counted).
 """
 from __future__ import annotations
 
+import json
 import logging
 import os
+from collections.abc import Iterable
 from pathlib import Path
+from typing import Any, BinaryIO, TextIO
 
+import numpy as np
 from tqdm import tqdm
 
-from .audio import save_wav
+from .audio import save_wav, to_pcm16
 from .errors import TacoglowError
-from .synthesizer import Speech, Synthesizer
+from .ssml import is_ssml
+from .synthesizer import Speech, Synthesizer, new_seed, pause_samples
 
 log = logging.getLogger(__name__)
 
 
-def synthesize_text(synth: Synthesizer, text: str, seed: int | None = None, progress: bool = True) -> Speech:
+def synthesize_text(synth: Synthesizer, text: str, seed: int | None = None, progress: bool = True,
+                    ssml: bool = False) -> Speech:
     """``synth.synthesize`` with a progress bar for texts of several sentences, and a warning for each
-    sentence cut at the decoding cap."""
+    sentence cut at the decoding cap. ``text`` is SSML when ``ssml`` is set or it starts with ``<speak``."""
     bars: list[tqdm] = []
 
     def report(done: int, total: int) -> None:
@@ -32,7 +41,7 @@ def synthesize_text(synth: Synthesizer, text: str, seed: int | None = None, prog
         bars[0].update(done - bars[0].n)
 
     try:
-        speech = synth.synthesize(text, seed=seed, progress=report)
+        speech = synth.synthesize(text, seed=seed, progress=report, ssml=ssml or is_ssml(text))
     finally:
         for bar in bars:
             bar.close()
@@ -75,14 +84,107 @@ def check_output_folder(out_dir: str | os.PathLike) -> Path:
 
 
 def synthesize_lines(synth: Synthesizer, lines: list[str], out_dir: str | os.PathLike, seed: int | None = None,
-                     progress: bool = True) -> list[Path]:
-    """Speak each line into its own WAV in ``out_dir`` (created); returns the paths in input order."""
+                     progress: bool = True, ssml: bool = False) -> list[Path]:
+    """Speak each line into its own WAV in ``out_dir`` (created); returns the paths in input order. A line is
+    SSML when ``ssml`` is set or it starts with ``<speak``."""
     out_dir = check_output_folder(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = []
     for n, line in enumerate(tqdm(lines, desc="synthesizing", unit="line", disable=not progress), start=1):
-        speech = synth.synthesize(line, seed=line_seed(seed, n))
+        speech = synth.synthesize(line, seed=line_seed(seed, n), ssml=ssml or is_ssml(line))
         paths.append(out_dir / line_name(n, len(lines)))
         save_wav(paths[-1], speech.audio, speech.sample_rate)
     log.info("wrote %d files to %s", len(lines), out_dir)
     return paths
+
+
+def write_raw(synth: Synthesizer, text: str, out: BinaryIO, seed: int | None = None,
+              ssml: bool = False) -> tuple[int, int]:
+    """Speak ``text`` into ``out`` as raw 16-bit mono little-endian PCM at the voice's rate, each sentence
+    written and flushed as soon as it is synthesized, followed by its pause: the same samples that the WAV of
+    ``synth.synthesize`` with this seed holds. Returns (the seed used, the samples written)."""
+    seed = new_seed() if seed is None else int(seed)
+    written = 0
+    for result in synth.stream(text, seed=seed, ssml=ssml or is_ssml(text)):
+        assert result.audio is not None  # stream vocodes every sentence
+        samples = np.concatenate([to_pcm16(result.audio),
+                                  np.zeros(pause_samples(result.pause, synth.audio.sampling_rate), np.int16)])
+        out.write(samples.astype("<i2").tobytes())
+        out.flush()
+        written += samples.size
+    return seed, written
+
+
+JSON_FIELDS = {"text": str, "output_file": str, "seed": int, "voice": str, "ssml": bool}
+
+
+def read_json_request(line: str, voice_name: str) -> dict[str, Any]:
+    """One JSON line → its fields, checked (``text`` required; ``output_file``, ``seed``, ``voice`` and ``ssml``
+    optional; ``voice`` must be ``voice_name``); a TacoglowError says what is wrong."""
+    try:
+        request = json.loads(line)
+    except ValueError as error:
+        raise TacoglowError(f"not JSON ({error})") from None
+    if not isinstance(request, dict):
+        raise TacoglowError(f"expected a JSON object such as {{\"text\": \"Hello.\"}}, got {type(request).__name__}")
+    unknown = sorted(set(request) - set(JSON_FIELDS))
+    if unknown:
+        raise TacoglowError(f"unknown keys {unknown}; a line may have {', '.join(JSON_FIELDS)}")
+    for key, kind in JSON_FIELDS.items():
+        value = request.get(key)
+        if value is not None and (not isinstance(value, kind) or (kind is int and isinstance(value, bool))):
+            raise TacoglowError(f"{key!r} must be {kind.__name__}, got {json.dumps(value)[:40]}")
+    if not (request.get("text") or "").strip():
+        raise TacoglowError("'text' is required: the text to speak")
+    if request.get("seed") is not None and not 0 <= request["seed"] < 1 << 63:
+        raise TacoglowError(f"'seed' must be in [0, 2**63), got {request['seed']}")
+    if request.get("voice") not in (None, voice_name):
+        raise TacoglowError(f"unknown voice {request['voice']!r}: the voice loaded is {voice_name!r}")
+    return request
+
+
+def synthesize_json_lines(synth: Synthesizer, lines: Iterable[str | bytes], results: TextIO,
+                          out_dir: str | os.PathLike | None = None, seed: int | None = None, ssml: bool = False,
+                          total: int | None = None, voice_name: str = "default") -> int:
+    """Speak each JSON line (:func:`read_json_request`) into a WAV, writing one JSON result line per input to
+    ``results`` as soon as it is done: ``{"line", "output_file", "duration", "seed", "sentences"}``, or
+    ``{"line", "error"}`` for a line that fails (the run goes on). Returns the number of failed lines. Lines
+    given as bytes are decoded one by one as UTF-8, so a line that is not fails alone.
+
+    A line without ``output_file`` goes to ``out_dir`` under the name ``-i`` gives line n (of ``total``,
+    when known); without ``seed`` it gets ``seed + n - 1`` (as ``-i``), or a fresh one. Its text is SSML when
+    its ``ssml`` is true, or when it has none and ``ssml`` is set or the text starts with ``<speak``.
+    """
+    failed = 0
+    for n, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            if isinstance(line, bytes):
+                try:
+                    line = line.decode("utf-8")
+                except UnicodeDecodeError as error:
+                    raise TacoglowError(f"not UTF-8 text ({error.reason} at byte {error.start})") from None
+            request = read_json_request(line, voice_name)
+            if request.get("output_file") is not None:
+                path = Path(request["output_file"])
+            elif out_dir is not None:
+                path = check_output_folder(out_dir) / line_name(n, max(total or 0, n))
+            else:
+                raise TacoglowError("no 'output_file', and no -o folder for the lines without one")
+            text = request["text"]
+            is_markup = request["ssml"] if request.get("ssml") is not None else (ssml or is_ssml(text))
+            line_seed_ = request["seed"] if request.get("seed") is not None else line_seed(seed, n)
+            speech = synth.synthesize(text, seed=line_seed_, ssml=is_markup)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            save_wav(path, speech.audio, speech.sample_rate)
+            result: dict[str, Any] = {"line": n, "output_file": str(path), "duration": round(speech.duration, 6),
+                                      "seed": speech.seed, "sentences": len(speech.sentences)}
+        except (TacoglowError, OSError) as error:
+            failed += 1
+            message = str(error).splitlines()[0] if str(error) else type(error).__name__
+            result = {"line": n, "error": f"line {n}: {message}"}
+            log.warning("%s", result["error"])
+        results.write(json.dumps(result) + "\n")
+        results.flush()
+    return failed
