@@ -15,7 +15,7 @@ Supported (anything else is spoken as its text, with a warning that names the ta
                                 pace), ``90%`` or a multiplier ``1.5`` (of the enclosing rate), ``+10%`` /
                                 ``-20%`` (a change of it); nestable; pitch, volume and the rest are ignored
 ``<say-as interpret-as>``       ``characters`` / ``spell-out``, ``cardinal``, ``ordinal``, ``digits``,
-                                ``date`` (``format`` mdy, dmy, ymd, ydm, md, dm, ym, my, y), ``time``,
+                                ``date`` (``format`` mdy, dmy, ymd, ydm, md, dm, ym, my, d, m, y), ``time``,
                                 ``telephone``
 ``<sub alias>``                 the alias is spoken instead of the text
 ``<phoneme alphabet ph>``       ``alphabet="x-arpabet"``: the phones (CMUdict's, e.g. ``HH AH0 L OW1``) are
@@ -64,10 +64,10 @@ BREAK_STRENGTHS = {"none": 0.0, "x-weak": 0.1, "weak": 0.2, "medium": 0.4, "stro
 # <prosody rate> labels, as multiples of the voice's own pace (not of the enclosing rate).
 RATE_NAMES = {"x-slow": 0.5, "slow": 0.75, "medium": 1.0, "default": 1.0, "fast": 1.25, "x-fast": 1.5}
 SAY_AS = ("characters", "spell-out", "cardinal", "ordinal", "digits", "date", "time", "telephone")
-DATE_FORMATS = ("mdy", "dmy", "ymd", "ydm", "md", "dm", "ym", "my", "y")
+DATE_FORMATS = ("mdy", "dmy", "ymd", "ydm", "md", "dm", "ym", "my", "d", "m", "y")
 MONTHS = ("January February March April May June July August September October November December").split()
 
-_SSML_START = re.compile(r"\s*(?:<\?xml[^>]*\?>\s*)?<speak[\s/>]")
+_SSML_START = re.compile(r"\s*(?:<\?xml[\s?]|<!DOCTYPE[\s>]|<speak[\s/>])")
 _TIME = re.compile(r"\s*([0-9]+(?:\.[0-9]*)?|\.[0-9]+)\s*(ms|s)\s*", re.IGNORECASE)
 _RATE = re.compile(r"\s*([+-])?([0-9]+(?:\.[0-9]*)?|\.[0-9]+)\s*(%?)\s*")
 _SPACES = re.compile(r"\s+")
@@ -98,8 +98,9 @@ class SSMLParse:
 
 
 def is_ssml(text: str) -> bool:
-    """Whether ``text`` is an SSML document: it starts (after whitespace, an optional BOM and XML declaration)
-    with a ``<speak>`` tag. Plain text never does, so callers may take such input as SSML unasked."""
+    """Whether ``text`` is an SSML document: it starts (after whitespace and an optional BOM) with a ``<speak>``
+    tag, an XML declaration or a ``<!DOCTYPE`` (which :func:`parse_ssml` then refuses). Plain text never does,
+    so callers may take such input as SSML unasked."""
     return _SSML_START.match(text.lstrip("\ufeff")) is not None
 
 
