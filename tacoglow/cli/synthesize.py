@@ -112,8 +112,8 @@ def _run_json(args: argparse.Namespace) -> int:
     if args.input is not None:
         if not args.input.is_file():
             raise TacoglowError(f"{args.input}: no such file of JSON lines")
-        lines = args.input.read_bytes().splitlines()
-        total = len(lines)
+        numbered = args.input.read_bytes().splitlines()
+        lines, total = numbered, len(numbered)
     synth = load_synthesizer(args)
     failed = synthesize_json_lines(synth, lines, sys.stdout, out_dir=out_dir, seed=args.seed, ssml=args.ssml,
                                    total=total, voice_name=VOICE_NAME)
