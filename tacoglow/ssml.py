@@ -153,12 +153,14 @@ class _Reader:
         self.sentence_pause = sentence_pause
         self.events: list[Event] = []
         self.warnings: list[str] = []
+        self.warned: set[str] = set()
         self.handlers: dict[str, Callable[[Element, float, int], None]] = {
             "speak": self.content, "break": self.break_, "prosody": self.prosody, "say-as": self.say_as,
             "sub": self.sub, "phoneme": self.phoneme, "s": self.edges, "p": self.edges}
 
     def warn(self, message: str) -> None:
-        if message not in self.warnings:  # once per distinct message: a long document may repeat a tag
+        if message not in self.warned:  # once per distinct message: a long document may repeat a tag
+            self.warned.add(message)
             self.warnings.append(message)
             log.warning("SSML: %s", message)
 
@@ -379,18 +381,20 @@ def _segments(events: list[Event], warn: Callable[[str], None]) -> list[SSMLSegm
 
 def _merged_text(events: list[Event]) -> Iterator[Event]:
     """The events with consecutive texts of one rate joined, so a tag inside a word ("<sub>" in "<sub
-    alias='Doctor'>Dr</sub>.") does not leave a piece without letters."""
-    text: Event | None = None
+    alias='Doctor'>Dr</sub>.") does not leave a piece without letters. Linear in the text's length."""
+    texts: list[str] = []
+    rate = 1.0
     for event in events:
-        if event[0] == "text" and text is not None and event[2] == text[2]:
-            text = ("text", text[1] + event[1], text[2])
-            continue
-        if text is not None:
-            yield text
-            text = None
+        if event[0] == "text" and texts and event[2] != rate:
+            yield ("text", "".join(texts), rate)
+            texts = []
         if event[0] == "text":
-            text = event
-        else:
-            yield event
-    if text is not None:
-        yield text
+            texts.append(event[1])
+            rate = event[2]
+            continue
+        if texts:
+            yield ("text", "".join(texts), rate)
+            texts = []
+        yield event
+    if texts:
+        yield ("text", "".join(texts), rate)
