@@ -148,6 +148,11 @@ class BatchScheduler:
         if wait and self._thread.ident is not None and self._thread is not threading.current_thread():
             self._thread.join(timeout=30)
 
+    @property
+    def running(self) -> bool:
+        """Whether the synthesis thread runs (started and not stopped)."""
+        return self._thread.is_alive()
+
     def lengths(self) -> tuple[int, int]:
         """(waiting, active) requests."""
         with self._cond:
