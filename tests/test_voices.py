@@ -1,6 +1,9 @@
 """Several voices in one process: the catalog of voice folders (listing, loading once, the LRU bound) and the HTTP
 server speaking each voice by name with its own settings and its own scheduler."""
+import argparse
 import shutil
+import subprocess
+import sys
 import threading
 import time
 
@@ -11,10 +14,11 @@ import pytest
 from tacoglow import Synthesizer, TacoglowError
 from tacoglow.catalog import UnknownVoiceError, VoiceCatalog, VoiceOptions, find_voices
 from tacoglow.checkpoint import load_tacotron2, save_model
+from tacoglow.cli import add_serve_arguments
 from tacoglow.config import ConfigError
 from tacoglow.serve import EventLog, ServerLimits, create_app
 
-from conftest import fixture_path
+from conftest import REPO, fixture_path
 from helpers import tacotron2_for_hifigan
 from test_server import TWO, error_of, load_voice, pcm16, running_server, same_audio, samples
 
@@ -225,3 +229,20 @@ def test_the_bound_unloads_the_idle_voice_and_stops_its_scheduler(multi):
     assert multi.catalog.loads["bright"] == 2 and np.array_equal(again, samples(post_ok(
         multi, {"text": "Hi.", "voice": "bright", "seed": 1})))
     assert multi.get("/health").json() == {"status": "ok", "queue": 0, "active": 0}
+
+
+def test_serve_options_and_a_missing_voice_folder_in_one_line():
+    parser = argparse.ArgumentParser()
+    add_serve_arguments(parser)
+    args = parser.parse_args([])
+    assert (args.voice_dir, args.max_loaded_voices, args.seed, args.wyoming) == (None, 4, None, None)
+    args = parser.parse_args(["--voice-dir", "v", "--max-loaded-voices", "2", "--seed", "5", "--wyoming", "tcp://h:1"])
+    assert (str(args.voice_dir), args.max_loaded_voices, args.seed, args.wyoming) == ("v", 2, 5, "tcp://h:1")
+    # The folders are checked before any voice is loaded (this Tacotron 2 is not even read).
+    r = subprocess.run([sys.executable, "-m", "tacoglow", "serve", "--voice-dir", "/nonexistent-voices",
+                        "--tacotron2", "/nonexistent.pt"], cwd=REPO, capture_output=True, timeout=300,
+                       env={"PATH": "/usr/bin:/bin", "TACOGLOW_OFFLINE": "1"})
+    assert r.returncode == 1
+    assert r.stderr.decode().splitlines() == ["tacoglow: error: /nonexistent-voices: no such folder; --voice-dir names "
+                                              "a folder whose sub-folders each hold a tacotron2.pt (and optionally "
+                                              "hifigan.pt or waveglow.pt)"]

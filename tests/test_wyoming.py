@@ -158,10 +158,11 @@ def test_streamed_text_splits_after_whole_sentences_only():
         wyoming_server("http://x")
 
 
-def test_serve_wyoming_from_the_command_line(command_line_audio):
+def test_serve_wyoming_from_the_command_line(command_line_audio, tmp_path):
     port = free_port()
     server = subprocess.Popen([sys.executable, "-m", "tacoglow", "serve", "--wyoming", f"tcp://127.0.0.1:{port}",
-                               "--tacotron2", T2, "--waveglow", WG, "--seed", "3"], cwd=REPO,
+                               "--tacotron2", T2, "--waveglow", WG, "--seed", "3",
+                               "--voice-dir", str(make_voice_dir(tmp_path))], cwd=REPO,
                               env={"PATH": "/usr/bin:/bin", "TACOGLOW_OFFLINE": "1", "OMP_NUM_THREADS": "1"},
                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
@@ -170,13 +171,16 @@ def test_serve_wyoming_from_the_command_line(command_line_audio):
             assert server.poll() is None, server.stderr.read().decode()
             try:
                 async with AsyncTcpClient("127.0.0.1", port, connect_timeout=5, read_timeout=120) as client:
-                    return audio_of(await answer(client, Synthesize(text=TEXT)))
+                    info = Info.from_event((await answer(client, Describe(), until="info"))[-1])
+                    return info, audio_of(await answer(client, Synthesize(text=TEXT)))
             except OSError:
                 await asyncio.sleep(0.1)
         raise AssertionError("the Wyoming server did not start listening")
 
     try:
-        assert np.array_equal(asyncio.run(talk()), command_line_audio)
+        info, audio = asyncio.run(talk())
+        assert [v.name for v in info.tts[0].voices] == ["default", "bright", "quick"]
+        assert np.array_equal(audio, command_line_audio)
     finally:
         server.terminate()
         server.wait(30)

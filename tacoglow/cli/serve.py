@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from .voice import add_voice_arguments, load_catalog
@@ -51,6 +52,7 @@ def run(args: argparse.Namespace) -> int:
     if args.wyoming:
         from ..serve.wyoming import run_wyoming
 
+        print(f"tacoglow: loading the voices, then serving Wyoming at {args.wyoming} (Ctrl-C stops)", file=sys.stderr)
         run_wyoming(lambda: load_catalog(args), args.wyoming, seed=args.seed, max_input_chars=args.max_input_chars)
         return 0
     run(lambda: load_catalog(args), host=args.host, port=args.port, limits=limits, voice_name=args.voice_name,
