@@ -50,10 +50,11 @@ def run(args: argparse.Namespace) -> int:
     limits = ServerLimits(max_input_chars=args.max_input_chars, max_concurrent=args.max_concurrent,
                           max_queue=args.max_queue, request_timeout=args.timeout, batch_wait=args.batch_wait_ms / 1000)
     if args.wyoming:
-        from ..serve.wyoming import run_wyoming
+        from ..serve.wyoming import run_wyoming, wyoming_server
 
+        server = wyoming_server(args.wyoming)  # a bad URI is refused before any loading
         print(f"tacoglow: loading the voices, then serving Wyoming at {args.wyoming} (Ctrl-C stops)", file=sys.stderr)
-        run_wyoming(lambda: load_catalog(args), args.wyoming, seed=args.seed, max_input_chars=args.max_input_chars)
+        run_wyoming(lambda: load_catalog(args), server, seed=args.seed, max_input_chars=args.max_input_chars)
         return 0
     run(lambda: load_catalog(args), host=args.host, port=args.port, limits=limits, voice_name=args.voice_name,
         seed=args.seed)

@@ -218,10 +218,10 @@ async def serve_wyoming(speaker: WyomingSpeaker, server: AsyncServer) -> None:
     await server.run(partial(WyomingHandler, speaker))
 
 
-def run_wyoming(catalog: Callable[[], VoiceCatalog], uri: str, *, seed: int | None = None,
+def run_wyoming(catalog: Callable[[], VoiceCatalog], server: AsyncServer | str, *, seed: int | None = None,
                 max_input_chars: int = ServerLimits.max_input_chars) -> None:
-    """Check ``uri``, load the voices with ``catalog()``, then serve Wyoming at ``uri`` until interrupted."""
-    server = wyoming_server(uri)
+    """Load the voices with ``catalog()``, then serve Wyoming with ``server`` (or at its URI) until interrupted."""
+    server = wyoming_server(server) if isinstance(server, str) else server
     speaker = WyomingSpeaker(catalog(), seed=seed, max_input_chars=max_input_chars)
-    log.info("serving Wyoming at %s with the voices %s", uri, ", ".join(speaker.catalog.names))
+    log.info("serving Wyoming with the voices %s", ", ".join(speaker.catalog.names))
     asyncio.run(serve_wyoming(speaker, server))
