@@ -6,6 +6,7 @@ import subprocess
 import sys
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import numpy as np
@@ -20,7 +21,7 @@ from tacoglow.serve import EventLog, ServerLimits, create_app
 
 from conftest import REPO, fixture_path
 from helpers import tacotron2_for_hifigan
-from test_server import TWO, error_of, load_voice, pcm16, running_server, same_audio, samples
+from test_server import TWO, Gate, error_of, load_voice, pcm16, running_server, same_audio, samples
 
 
 def make_voice_dir(root):
@@ -154,11 +155,11 @@ def test_a_voice_that_fails_to_load_is_not_held(voice_dir, default_voice, tmp_pa
 @pytest.fixture
 def multi(voice_dir):
     """A server of three voices, at most one folder voice loaded, seeded: a request without a seed gets 11."""
-    catalog = VoiceCatalog(load_voice(), find_voices(voice_dir), max_loaded=1)
+    catalog, events = VoiceCatalog(load_voice(), find_voices(voice_dir), max_loaded=1), EventLog()
     app = create_app(catalog, limits=ServerLimits(batch_wait=0.0), allowed_hosts={"127.0.0.1", "localhost"},
-                     events=EventLog(), seed=11)
+                     events=events, seed=11)
     with running_server(app) as url, httpx.Client(base_url=url, timeout=60) as client:
-        client.catalog, client.app = catalog, app
+        client.catalog, client.app, client.events = catalog, app, events
         yield client
 
 
@@ -229,6 +230,43 @@ def test_the_bound_unloads_the_idle_voice_and_stops_its_scheduler(multi):
     assert multi.catalog.loads["bright"] == 2 and np.array_equal(again, samples(post_ok(
         multi, {"text": "Hi.", "voice": "bright", "seed": 1})))
     assert multi.get("/health").json() == {"status": "ok", "queue": 0, "active": 0}
+
+
+class HoldFirst(Gate):
+    """A :class:`Gate` that holds only the first matching event (for up to two minutes): other schedulers, whose
+    events go through the same log, run on meanwhile."""
+
+    def __call__(self, event: dict) -> None:
+        if not self.held.is_set() and self.when(event):
+            self.held.set()
+            self.released_in_time = self.opened.wait(120)
+
+
+def test_a_voice_in_use_is_not_unloaded_under_its_request(multi, alone):
+    gate = HoldFirst(multi.events, lambda e: e["event"] == "batch")  # holds "bright"'s scheduler at its first batch
+    try:
+        with ThreadPoolExecutor(1) as pool:
+            held = pool.submit(post_ok, multi, {"text": TWO, "seed": 5, "voice": "bright"})
+            assert gate.held.wait(30)
+            # "quick" has a scheduler of its own: it answers while "bright"'s is held. It is loaded beside
+            # "bright" (which is in use), and once done it is the idle one, so it is the one unloaded.
+            quick = samples(post_ok(multi, {"text": TWO, "seed": 5, "voice": "quick"}))
+            assert same_audio(quick, pcm16(alone["quick"].synthesize(TWO, seed=5).audio))
+            for _ in range(3000):  # "quick" is given back just after its last sentence is delivered
+                if multi.catalog.in_use("quick") == 0:
+                    break
+                time.sleep(0.01)
+            assert multi.catalog.loaded() == ["bright"] and multi.catalog.in_use("bright") == 1
+            gate.release()
+            bright = samples(held.result(60))
+    finally:
+        gate.close()
+    assert gate.released_in_time and same_audio(bright, pcm16(alone["bright"].synthesize(TWO, seed=5).audio))
+    for _ in range(3000):  # the voice is given back just after its last sentence is delivered
+        if multi.catalog.in_use("bright") == 0:
+            break
+        time.sleep(0.01)
+    assert multi.catalog.loaded() == ["bright"] and multi.catalog.loads == {"bright": 1, "quick": 1}
 
 
 def test_serve_options_and_a_missing_voice_folder_in_one_line():
