@@ -42,16 +42,31 @@ def add_voice_arguments(p: argparse.ArgumentParser) -> None:
 
 def load_synthesizer(args: argparse.Namespace):
     """The voice the options name (the installed one by default), its settings overridden by the options given."""
+    from ..catalog import VoiceFiles
     from ..hub import choose_checkpoints
-    from ..synthesis import SynthesisConfig
-    from ..synthesizer import Synthesizer
 
     tacotron2, waveglow, hifigan = choose_checkpoints(args.tacotron2, args.waveglow, args.hifigan, args.vocoder)
     if args.threads:
         torch.set_num_threads(args.threads)
+    return voice_options(args).load(VoiceFiles("default", tacotron2, waveglow, hifigan))
+
+
+def voice_options(args: argparse.Namespace):
+    """How the options load a voice: device, backend, and each SynthesisConfig field given (the same for every
+    voice of ``serve --voice-dir``)."""
+    from ..catalog import VoiceOptions
+    from ..synthesis import SynthesisConfig
+
     overrides = {f.name: getattr(args, f.name) for f in dataclasses.fields(SynthesisConfig)
                  if getattr(args, f.name, None) is not None}
-    if hifigan is not None and "denoiser_strength" in overrides:  # --denoiser-strength: the loaded vocoder's
-        overrides["hifigan_denoiser_strength"] = overrides.pop("denoiser_strength")
-    return Synthesizer.from_checkpoints(tacotron2, waveglow, hifigan=hifigan, device=args.device,
-                                        backend=args.backend, **overrides)
+    return VoiceOptions(device=args.device, backend=args.backend, overrides=overrides)
+
+
+def load_catalog(args: argparse.Namespace):
+    """The voice the options name as the default voice, and the voice folders of ``--voice-dir`` beside it
+    (listed, not loaded)."""
+    from ..catalog import VoiceCatalog, find_voices
+
+    voices = find_voices(args.voice_dir, args.vocoder) if args.voice_dir else []  # refused before any loading
+    return VoiceCatalog(load_synthesizer(args), voices, options=voice_options(args), default_name=args.voice_name,
+                        max_loaded=args.max_loaded_voices)

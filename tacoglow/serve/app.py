@@ -5,13 +5,15 @@ import dataclasses
 import ipaddress
 import logging
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Union
 
 from fastapi import FastAPI, Request
 from fastapi.responses import FileResponse, Response
 from fastapi.staticfiles import StaticFiles
+from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from ..catalog import VoiceCatalog
 from ..synthesizer import Synthesizer
 from .api import (
     OPENAI_MODELS,
@@ -32,6 +34,8 @@ from .service import SpeechService
 log = logging.getLogger(__name__)
 
 STATIC_DIR = Path(__file__).parent / "static"
+# What a server speaks with: one voice, or a catalog of voices (tacoglow.catalog); or a factory of either.
+VoiceSource = Union[Synthesizer, VoiceCatalog]
 
 
 class _Edge:
@@ -71,26 +75,26 @@ class _Edge:
                     metrics.add("tacoglow_request_errors_total", f'endpoint="{endpoint}",code="{status}"')
 
 
-def create_app(synthesizer: Synthesizer | Callable[[], Synthesizer], *, limits: ServerLimits | None = None,
+def create_app(synthesizer: VoiceSource | Callable[[], VoiceSource], *, limits: ServerLimits | None = None,
                voice_name: str = "default", allowed_hosts: set[str] | None = None,
-               events: EventLog | None = None) -> FastAPI:
-    """The FastAPI app. ``synthesizer`` may be a factory, called once at start-up.
+               events: EventLog | None = None, seed: int | None = None) -> FastAPI:
+    """The FastAPI app. ``synthesizer``: one voice (named ``voice_name``) or a :class:`VoiceCatalog` (whose
+    default voice OpenAI's voice names then also name), or a factory of either, called once at start-up.
 
     ``allowed_hosts``: Host header names served (``None``: any; :func:`run` sets the loopback
-    names when bound to loopback). ``events``: an :class:`EventLog` to watch the scheduler and streams.
+    names when bound to loopback). ``events``: an :class:`EventLog` to watch the schedulers and streams.
+    ``seed``: of every request that names none (None: a fresh one each).
     """
     limits = limits or ServerLimits()
     events = events or EventLog()
     max_body = limits.max_input_chars * 6 + 4096  # room for JSON's \uXXXX escapes
 
     async def lifespan(app: FastAPI):
-        synth = synthesizer if isinstance(synthesizer, Synthesizer) else synthesizer()
-        app.state.service = service = SpeechService(synth, limits, voice_name, events)
-        service.scheduler.start()
+        app.state.service = service = SpeechService(catalog_of(synthesizer, voice_name), limits, events, seed)
         try:
             yield
         finally:
-            service.scheduler.stop(ApiError(503, "the server is shutting down"))
+            service.voices.stop(ApiError(503, "the server is shutting down"))
             events.unsubscribe(service.metrics.on_event)
 
     app = FastAPI(title="tacoglow", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
@@ -111,9 +115,9 @@ def create_app(synthesizer: Synthesizer | Callable[[], Synthesizer], *, limits: 
         if body.response_format == "aac":
             raise ApiError(422, "response_format 'aac' is not available: no AAC encoder is installed; "
                                 "use mp3, opus, flac, wav or pcm", "response_format")
-        rate = {"pcm": OPENAI_PCM_RATE, "opus": OPUS_RATE}.get(body.response_format, service.synth.audio.sampling_rate)
-        return await service.speak(request, body.input, param="input", fmt=body.response_format, stream=True,
-                                   sample_rate=rate, speed=body.speed)
+        rate = {"pcm": OPENAI_PCM_RATE, "opus": OPUS_RATE}.get(body.response_format)  # None: the voice's own
+        return await service.speak(request, body.input, voice=body.voice, param="input", fmt=body.response_format,
+                                   stream=True, sample_rate=rate, speed=body.speed)
 
     @app.post("/v1/synthesize")
     async def synthesize(request: Request) -> Response:
@@ -122,36 +126,22 @@ def create_app(synthesizer: Synthesizer | Callable[[], Synthesizer], *, limits: 
         service.check_voice(body.voice)
         options = {k: v for k, v in (("sigma", body.sigma), ("denoiser_strength", body.denoiser_strength))
                    if v is not None}
-        rate = OPUS_RATE if body.format == "opus" else service.synth.audio.sampling_rate
-        return await service.speak(request, body.text, param="text", fmt=body.format, stream=body.stream,
-                                   sample_rate=rate, seed=body.seed, vocoder=body.vocoder, options=options,
-                                   speed=body.speed)
+        rate = OPUS_RATE if body.format == "opus" else None
+        return await service.speak(request, body.text, voice=body.voice, param="text", fmt=body.format,
+                                   stream=body.stream, sample_rate=rate, seed=body.seed, vocoder=body.vocoder,
+                                   options=options, speed=body.speed)
 
     @app.get("/health")
     async def health(request: Request) -> dict:
-        waiting, active = request.app.state.service.scheduler.lengths()
+        waiting, active = request.app.state.service.voices.lengths()
         return {"status": "ok", "queue": waiting, "active": active}
 
     @app.get("/voices")
     async def voices(request: Request) -> dict:
         service: SpeechService = request.app.state.service
-        synth, waveglow, hifigan = service.synth, service.vocoders.get("waveglow"), service.vocoders.get("hifigan")
-        settings = synth.synthesis
-        voice = {"name": service.voice_name, "aliases": list(OPENAI_VOICES), "models": list(OPENAI_MODELS),
-                 "sample_rate": synth.audio.sampling_rate, "vocoders": list(service.vocoders),
-                 "default_vocoder": next(iter(service.vocoders)),
-                 "sigma": waveglow.sigma if waveglow else None,
-                 "denoiser_strength": waveglow.denoiser_strength if waveglow else None,
-                 "griffin_lim": {"power": settings.griffin_lim_power,
-                                 "inversion_iters": settings.griffin_lim_inversion_iters},
-                 "normalize": settings.normalize, "arpabet": settings.arpabet, "synthesis": settings.to_dict(),
-                 "max_sentence_chars": synth.max_chars,
-                 "tacotron2": dataclasses.asdict(synth.tacotron2.config),
-                 "waveglow": dataclasses.asdict(waveglow.waveglow.config) if waveglow else None,
-                 "hifigan": {"config": hifigan.hifigan.config.to_dict(),
-                             "denoiser_strength": hifigan.denoiser_strength} if hifigan else None,
-                 "audio": synth.audio.to_dict()}
-        return {"voices": [voice], "limits": dataclasses.asdict(service.limits),
+        voices = await run_in_threadpool(service.voices.describe)  # reads an unloaded voice's checkpoint once
+        return {"voices": voices, "default_voice": service.voices.catalog.default_name,
+                "max_loaded_voices": service.voices.catalog.max_loaded, "limits": dataclasses.asdict(service.limits),
                 "formats": {"openai": ["mp3", "opus", "flac", "wav", "pcm"],
                             "native": ["wav", "pcm", "flac", "mp3", "opus", "jsonl"],
                             "streamed": list(STREAMED)}}
@@ -159,7 +149,7 @@ def create_app(synthesizer: Synthesizer | Callable[[], Synthesizer], *, limits: 
     @app.get("/metrics")
     async def metrics(request: Request) -> Response:
         service: SpeechService = request.app.state.service
-        return Response(service.metrics.render(*service.scheduler.lengths()), media_type="text/plain; version=0.0.4")
+        return Response(service.metrics.render(*service.voices.lengths()), media_type="text/plain; version=0.0.4")
 
     @app.get("/")
     async def page() -> Response:
@@ -176,9 +166,19 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
-def run(synthesizer: Callable[[], Synthesizer], *, host: str = "127.0.0.1", port: int = 8000,
-        limits: ServerLimits | None = None, voice_name: str = "default") -> None:
-    """Check ``limits``, load the voice with ``synthesizer()``, then serve on ``host:port`` until interrupted.
+def catalog_of(synthesizer: VoiceSource | Callable[[], VoiceSource], voice_name: str = "default") -> VoiceCatalog:
+    """The catalog a server speaks with (a single voice is a catalog of one), OpenAI's voice names naming its
+    default voice."""
+    voices = synthesizer if isinstance(synthesizer, (Synthesizer, VoiceCatalog)) else synthesizer()
+    catalog = voices if isinstance(voices, VoiceCatalog) else VoiceCatalog(voices, default_name=voice_name)
+    catalog.add_aliases(OPENAI_VOICES)
+    return catalog
+
+
+def run(synthesizer: Callable[[], VoiceSource], *, host: str = "127.0.0.1", port: int = 8000,
+        limits: ServerLimits | None = None, voice_name: str = "default", seed: int | None = None) -> None:
+    """Check ``limits``, load the voice or voices with ``synthesizer()``, then serve on ``host:port`` until
+    interrupted.
 
     Bound to loopback, the server answers only the loopback Host names (no DNS rebinding); bound to
     any other address, it serves whoever can reach it.
@@ -187,9 +187,9 @@ def run(synthesizer: Callable[[], Synthesizer], *, host: str = "127.0.0.1", port
 
     limits = limits or ServerLimits()
     limits.check()
-    synth = synthesizer()
+    catalog = catalog_of(synthesizer, voice_name)  # a name clash is refused here, in one line
     allowed = {"localhost", "127.0.0.1", "::1"} if _is_loopback(host) else None
     if allowed is None:
         log.warning("serving on %s: anyone who can reach it can use it; put an authenticating proxy in front", host)
-    app = create_app(synth, limits=limits, voice_name=voice_name, allowed_hosts=allowed)
+    app = create_app(catalog, limits=limits, allowed_hosts=allowed, seed=seed)
     uvicorn.run(app, host=host, port=port, log_level="info", access_log=False)

@@ -83,21 +83,29 @@ class Piece:
 
 class Job:
     """One request: its sentences and options. ``deliver`` receives each :class:`Piece`, then ``None``
-    at the end, or an exception; it is called from the scheduler's thread."""
+    at the end, or an exception; it is called from the scheduler's thread. ``on_end`` is called once when the
+    scheduler is done with the job (finished, cancelled or stopped; from whichever thread ends it)."""
 
     _ids = itertools.count(1)
 
     def __init__(self, sentences: list[SentenceJob], deliver: Callable[[Piece | Exception | None], None], *,
                  vocoder: Vocoder | None = None, options: dict | None = None, speed: float = 1.0,
-                 sample_rate: int | None = None, deadline: float = math.inf):
+                 sample_rate: int | None = None, deadline: float = math.inf,
+                 on_end: Callable[[], None] | None = None):
         self.id = next(self._ids)
-        self.sentences, self.deliver = sentences, deliver
+        self.sentences, self.deliver, self.on_end = sentences, deliver, on_end
         self.vocoder, self.options, self.speed = vocoder, options or {}, speed
         self.sample_rate, self.deadline = sample_rate, deadline
         self.created = time.monotonic()
         self.next = 0  # the next sentence to schedule
         self.done = False
         self.cancelled: str | None = None
+        self._ended = threading.Lock()
+
+    def end(self) -> None:
+        """Call ``on_end``, the first time only."""
+        if self.on_end is not None and self._ended.acquire(blocking=False):
+            self.on_end()
 
 
 class QueueFull(Exception):
@@ -127,8 +135,9 @@ class BatchScheduler:
     def start(self) -> None:
         self._thread.start()
 
-    def stop(self, error: Exception | None = None) -> None:
-        """Stop the thread; jobs not finished receive ``error`` (default: a RuntimeError)."""
+    def stop(self, error: Exception | None = None, wait: bool = True) -> None:
+        """Stop the thread; jobs not finished receive ``error`` (default: a RuntimeError). The thread ends after
+        the batch it is running; ``wait`` waits for that."""
         with self._cond:
             self._stopping = True
             jobs = self._active + list(self._waiting)
@@ -136,7 +145,14 @@ class BatchScheduler:
             self._cond.notify_all()
         for job in jobs:
             job.deliver(error or RuntimeError("the synthesis thread stopped"))
-        self._thread.join(timeout=30)
+            job.end()
+        if wait and self._thread.ident is not None and self._thread is not threading.current_thread():
+            self._thread.join(timeout=30)
+
+    @property
+    def running(self) -> bool:
+        """Whether the synthesis thread runs (started and not stopped)."""
+        return self._thread.is_alive()
 
     def lengths(self) -> tuple[int, int]:
         """(waiting, active) requests."""
@@ -170,6 +186,7 @@ class BatchScheduler:
             elif job in self._waiting:
                 self._waiting.remove(job)
         self.events.emit("cancelled", job=job.id, reason=reason, scheduled=job.next, total=len(job.sentences))
+        job.end()
 
     def _promote(self) -> None:
         while self._waiting and len(self._active) < self.max_active:
@@ -241,6 +258,7 @@ class BatchScheduler:
             self._seconds_per_job = 0.9 * self._seconds_per_job + 0.1 * (time.monotonic() - job.created)
         job.deliver(None)
         self.events.emit("finished", job=job.id)
+        job.end()
 
     def _render(self, job: Job, sentence: SentenceJob, result: SentenceResult) -> Piece:
         # The sentence's rate (SSML) times the request's speed: the duration changes, the pitch stays.

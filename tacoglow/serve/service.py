@@ -3,19 +3,21 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import Any, cast
+from typing import cast
 
 from fastapi import Request
 from fastapi.responses import Response, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
+from ..catalog import VoiceCatalog
 from ..ssml import SSMLError, is_ssml
-from ..synthesizer import GriffinLimVocoder, HiFiGANVocoder, SynthesisError, Synthesizer, WaveGlowVocoder, new_seed
-from .api import OPENAI_VOICES, ApiError, StreamCut
+from ..synthesizer import SynthesisError, new_seed
+from .api import ApiError, StreamCut
 from .batching import BatchScheduler, EventLog, Job, Piece, QueueFull, TimedOut
 from .encoding import MEDIA_TYPES, STREAMED, encode_whole, piece_bytes, streamed_wav_header
 from .limits import ServerLimits
 from .metrics import Metrics
+from .voices import Voices
 
 
 async def _disconnected(request: Request) -> None:
@@ -25,79 +27,82 @@ async def _disconnected(request: Request) -> None:
 
 
 class SpeechService:
-    """What the endpoints share: the synthesizer, its vocoders, the scheduler and the metrics."""
+    """What the endpoints share: the voices (each loaded one with its own scheduler), the seed of requests that
+    name none, and the metrics."""
 
-    def __init__(self, synth: Synthesizer, limits: ServerLimits, voice_name: str, events: EventLog):
-        self.synth, self.limits, self.voice_name, self.events = synth, limits, voice_name, events
-        self.vocoders: dict[str, Any] = {}  # the first is the default
-        if isinstance(synth.vocoder, HiFiGANVocoder):
-            self.vocoders["hifigan"] = synth.vocoder
-        if isinstance(synth.vocoder, WaveGlowVocoder):
-            self.vocoders["waveglow"] = synth.vocoder
-        self.vocoders["griffin-lim"] = (synth.vocoder if isinstance(synth.vocoder, GriffinLimVocoder)
-                                        else synth.griffin_lim_vocoder())
+    def __init__(self, catalog: VoiceCatalog, limits: ServerLimits, events: EventLog, seed: int | None = None):
+        self.limits, self.events, self.seed = limits, events, seed
+        self.voices = Voices(catalog, limits, events)
         self.metrics = Metrics()
         events.subscribe(self.metrics.on_event)
-        self.scheduler = BatchScheduler(synth, max_active=limits.max_concurrent, max_queue=limits.max_queue,
-                                        batch_wait=limits.batch_wait, events=events)
 
-    def check_voice(self, name: str | None) -> None:
-        if name is not None and name not in (self.voice_name, *OPENAI_VOICES):
-            raise ApiError(422, f"unknown voice {name!r}; this server has {self.voice_name!r} "
-                                f"(OpenAI's names {', '.join(OPENAI_VOICES)} map to it)", param="voice")
+    def check_voice(self, name: str | None) -> str:
+        """The voice ``name`` means (None: the default voice), or a 422 naming the known voices."""
+        return self.voices.check(name)
 
-    async def speak(self, request: Request, text: str, *, param: str, fmt: str, stream: bool, sample_rate: int,
-                    seed: int | None = None, vocoder: str | None = None, options: dict | None = None,
-                    speed: float = 1.0) -> Response:
+    async def speak(self, request: Request, text: str, *, voice: str | None, param: str, fmt: str, stream: bool,
+                    sample_rate: int | None = None, seed: int | None = None, vocoder: str | None = None,
+                    options: dict | None = None, speed: float = 1.0) -> Response:
+        """``sample_rate``: of the answer (None: the voice's own)."""
         arrival = time.monotonic()
         limits = self.limits
         if len(text) > limits.max_input_chars:
             raise ApiError(413, f"{param} has {len(text)} characters; this server takes at most "
                                 f"{limits.max_input_chars}", param=param)
-        vocoder = vocoder or next(iter(self.vocoders))
-        if vocoder not in self.vocoders:
-            raise ApiError(422, f"vocoder {vocoder!r} is not loaded; this server has {list(self.vocoders)}",
-                           param="vocoder")
-        seed = new_seed() if seed is None else seed
-        try:  # input that starts with <speak> is SSML
-            sentences = self.synth.sentence_jobs(text, seed, ssml=is_ssml(text))
-        except SSMLError as error:
-            raise ApiError(400, f"{param}: {error}", param=param) from None
-        except ValueError as error:
-            raise ApiError(422, f"{param}: {error}", param=param) from None
-        queue: asyncio.Queue[Piece | Exception | None]
-        loop, queue = asyncio.get_running_loop(), asyncio.Queue()
-
-        def deliver(item: Piece | Exception | None) -> None:  # called on the synthesis thread
-            try:
-                loop.call_soon_threadsafe(queue.put_nowait, item)
-            except RuntimeError:  # the event loop has closed (shutdown)
-                pass
-
-        job = Job(sentences, deliver, vocoder=self.vocoders[vocoder], options=options, speed=speed,
-                  sample_rate=sample_rate, deadline=arrival + limits.request_timeout)
+        speaker = await self.voices.acquire(voice)
+        held = True  # until the scheduler has the job, which then gives the voice back when it is done with it
         try:
-            self.scheduler.submit(job)
-        except QueueFull as full:
-            self.events.emit("rejected", reason="queue full")
-            raise ApiError(503, f"the server is busy ({limits.max_concurrent} requests running, "
-                                f"{limits.max_queue} waiting); retry after {full.retry_after} s",
-                           headers={"Retry-After": str(full.retry_after)}) from None
-        except RuntimeError:
-            raise ApiError(503, "the server is shutting down") from None
+            vocoder = vocoder or next(iter(speaker.vocoders))
+            if vocoder not in speaker.vocoders:
+                raise ApiError(422, f"vocoder {vocoder!r} is not loaded; voice {speaker.name!r} has "
+                                    f"{list(speaker.vocoders)}", param="vocoder")
+            seed = seed if seed is not None else self.seed if self.seed is not None else new_seed()
+            try:  # input that starts with <speak> is SSML
+                sentences = speaker.synth.sentence_jobs(text, seed, ssml=is_ssml(text))
+            except SSMLError as error:
+                raise ApiError(400, f"{param}: {error}", param=param) from None
+            except ValueError as error:
+                raise ApiError(422, f"{param}: {error}", param=param) from None
+            sample_rate = sample_rate or speaker.synth.audio.sampling_rate
+            queue: asyncio.Queue[Piece | Exception | None]
+            loop, queue = asyncio.get_running_loop(), asyncio.Queue()
+
+            def deliver(item: Piece | Exception | None) -> None:  # called on the synthesis thread
+                try:
+                    loop.call_soon_threadsafe(queue.put_nowait, item)
+                except RuntimeError:  # the event loop has closed (shutdown)
+                    pass
+
+            job = Job(sentences, deliver, vocoder=speaker.vocoders[vocoder], options=options, speed=speed,
+                      sample_rate=sample_rate, deadline=arrival + limits.request_timeout,
+                      on_end=lambda: self.voices.release(speaker))
+            scheduler = speaker.scheduler
+            try:
+                scheduler.submit(job)
+                held = False
+            except QueueFull as full:
+                self.events.emit("rejected", reason="queue full")
+                raise ApiError(503, f"the server is busy ({limits.max_concurrent} requests running, "
+                                    f"{limits.max_queue} waiting); retry after {full.retry_after} s",
+                               headers={"Retry-After": str(full.retry_after)}) from None
+            except RuntimeError:
+                raise ApiError(503, "the server is shutting down") from None
+        finally:
+            if held:
+                self.voices.release(speaker)
         headers = {"X-Seed": str(seed), "X-Sample-Rate": str(sample_rate), "X-Sentences": str(len(sentences)),
                    "X-Request-Id": str(job.id)}
         disconnect = asyncio.ensure_future(_disconnected(request))
         try:
-            pieces = [await self._next(job, queue, disconnect)]
+            pieces = [await self._next(scheduler, job, queue, disconnect)]
             self.metrics.observe("tacoglow_first_audio_seconds", time.monotonic() - arrival)
             if stream and fmt in STREAMED:
-                return StreamingResponse(self._stream(job, queue, pieces[0], fmt, sample_rate, arrival),
-                                         media_type=MEDIA_TYPES[fmt], headers=headers)
-            while (piece := await self._next(job, queue, disconnect)) is not None:
+                body = self._stream(scheduler, job, queue, pieces[0], fmt, sample_rate, arrival)
+                return StreamingResponse(body, media_type=MEDIA_TYPES[fmt], headers=headers)
+            while (piece := await self._next(scheduler, job, queue, disconnect)) is not None:
                 pieces.append(piece)
         except BaseException:
-            self.scheduler.cancel(job, "error")  # no-op when _next already cancelled it
+            scheduler.cancel(job, "error")  # no-op when _next already cancelled it
             raise
         finally:
             disconnect.cancel()
@@ -106,7 +111,8 @@ class SpeechService:
         self.metrics.observe("tacoglow_request_duration_seconds", time.monotonic() - arrival)
         return Response(body, media_type=MEDIA_TYPES[fmt], headers=headers)
 
-    async def _next(self, job: Job, queue: asyncio.Queue, disconnect: asyncio.Future | None) -> Piece | None:
+    async def _next(self, scheduler: BatchScheduler, job: Job, queue: asyncio.Queue,
+                    disconnect: asyncio.Future | None) -> Piece | None:
         """The job's next piece (None at its end); cancels the job on time-out or disconnect."""
         get = asyncio.ensure_future(queue.get())
         try:
@@ -118,7 +124,7 @@ class SpeechService:
                 get.cancel()
         if get not in done:
             reason = "disconnect" if disconnect is not None and disconnect in done else "timeout"
-            self.scheduler.cancel(job, reason)
+            scheduler.cancel(job, reason)
             if reason == "disconnect":
                 raise ApiError(499, "the client disconnected")
         item = get.result() if get in done else TimedOut()
@@ -132,8 +138,8 @@ class SpeechService:
             raise ApiError(500, "synthesis failed; see the server log")
         return item
 
-    async def _stream(self, job: Job, queue: asyncio.Queue, piece: Piece | None, fmt: str, sample_rate: int,
-                      arrival: float):
+    async def _stream(self, scheduler: BatchScheduler, job: Job, queue: asyncio.Queue, piece: Piece | None, fmt: str,
+                      sample_rate: int, arrival: float):
         try:
             if fmt == "wav":
                 yield streamed_wav_header(sample_rate)
@@ -141,9 +147,9 @@ class SpeechService:
                 yield piece_bytes(piece, fmt, sample_rate)
                 self.events.emit("chunk", job=job.id, index=piece.index)
                 try:
-                    piece = await self._next(job, queue, None)
+                    piece = await self._next(scheduler, job, queue, None)
                 except ApiError as error:
                     raise StreamCut(error.message) from None
             self.metrics.observe("tacoglow_request_duration_seconds", time.monotonic() - arrival)
         finally:  # also when the client disconnects: Starlette then cancels this iterator
-            self.scheduler.cancel(job, "disconnect")
+            scheduler.cancel(job, "disconnect")

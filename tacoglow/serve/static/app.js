@@ -17,14 +17,19 @@ function setState(state, message) {
   if (message !== undefined) $("status").textContent = message;
 }
 
+// Each voice has vocoders and settings of its own: the vocoder list and placeholders follow the chosen voice.
+function showVoice(voice) {
+  $("vocoder").replaceChildren(...voice.vocoders.map((name) => new Option(name, name, name === voice.default_vocoder)));
+  $("sigma").placeholder = voice.sigma ?? "";
+  $("denoiser").placeholder = voice.denoiser_strength ?? "";
+}
+
 async function loadVoices() {
   const response = await fetch("/voices");
   const info = await response.json();
-  const voice = info.voices[0];
   for (const v of info.voices) $("voice").add(new Option(v.name, v.name));
-  for (const name of voice.vocoders) $("vocoder").add(new Option(name, name, name === voice.default_vocoder));
-  if (voice.sigma !== null) $("sigma").placeholder = voice.sigma;
-  if (voice.denoiser_strength !== null) $("denoiser").placeholder = voice.denoiser_strength;
+  showVoice(info.voices[0]);
+  $("voice").addEventListener("change", () => showVoice(info.voices.find((v) => v.name === $("voice").value)));
   $("text").maxLength = info.limits.max_input_chars;
 }
 

@@ -1,0 +1,228 @@
+"""Home Assistant's Wyoming protocol (``tacoglow serve --wyoming tcp://127.0.0.1:10200``), as wyoming-piper speaks it.
+
+Events, each a JSON line with an optional binary payload (the ``wyoming`` package)::
+
+    describe                      -> info: one TTS program, tacoglow, with every voice of the catalog
+    synthesize {text, voice.name} -> audio-start (the voice's rate, 16-bit, mono), audio-chunk..., audio-stop
+    synthesize-start {voice}, synthesize-chunk {text}..., synthesize, synthesize-stop
+                                  -> for each run of whole sentences as the text arrives: audio-start,
+                                     audio-chunk..., audio-stop; then the rest, and synthesize-stopped
+
+Audio streams sentence by sentence (:meth:`Synthesizer.stream`): a sentence's samples go out as soon as it is
+ready, in chunks of :data:`SAMPLES_PER_CHUNK`, followed by its pause (the voice's, or an SSML break: text starting
+with ``<speak>`` is SSML), so the audio of a
+``synthesize`` equals ``tacoglow synthesize`` of the same text and seed, sample for sample. A client streaming
+text also sends the whole text as a plain ``synthesize`` (for servers without streaming); it is not spoken
+twice. Refused input (empty or too long text, an unknown voice) and failed synthesis are answered with an
+``error`` event; the connection stays open.
+
+Synthesis runs on a worker thread, one request at a time: Home Assistant asks for one answer at a time, and
+the CPU is better spent finishing it.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import threading
+from functools import partial
+from typing import Awaitable, Callable, Union
+
+import numpy as np
+from wyoming.audio import AudioChunk, AudioStart, AudioStop
+from wyoming.error import Error
+from wyoming.event import Event
+from wyoming.info import Attribution, Describe, Info, TtsProgram, TtsVoice
+from wyoming.server import AsyncEventHandler, AsyncServer
+from wyoming.tts import Synthesize, SynthesizeChunk, SynthesizeStart, SynthesizeStop, SynthesizeStopped
+
+from .. import __version__
+from ..catalog import UnknownVoiceError, VoiceCatalog
+from ..config import ConfigError
+from ..errors import TacoglowError
+from ..ssml import is_ssml
+from ..synthesizer import SynthesisError, new_seed, pause_samples
+from ..text import TextError
+from .limits import ServerLimits
+
+log = logging.getLogger(__name__)
+
+SAMPLES_PER_CHUNK = 1024  # wyoming-piper's chunk size
+LANGUAGES = ["en_US"]
+ATTRIBUTION = Attribution(name="tacoglow (Tacotron 2)", url="https://arxiv.org/abs/1712.05884")
+# The end of a sentence in a stream of text: ., !, ? or ; (and closing quotes or brackets), then whitespace.
+_SENTENCE_END = re.compile(r"[.!?;]+[\"'”’)\]]*\s+")
+Send = Callable[[Event], Awaitable[None]]  # writes one event to the client
+# From the worker thread: the sample rate first, then each sentence's samples with the silence after it, then None.
+_Item = Union[int, bytes, Exception, None]
+
+
+def complete_sentences(text: str) -> tuple[str, str]:
+    """Streamed text → (its whole sentences, the rest still to come): a sentence is whole once whitespace
+    follows its last mark, since more text may yet extend "3." into "3.5"."""
+    ends = list(_SENTENCE_END.finditer(text))
+    if not ends:
+        return "", text
+    return text[:ends[-1].end()], text[ends[-1].end():]
+
+
+def pcm16(audio: np.ndarray) -> bytes:
+    """float audio in [-1, 1] → 16-bit little-endian samples, as :func:`tacoglow.audio.save_wav` rounds them."""
+    return np.round(np.clip(audio, -1.0, 1.0) * 32767.0).astype("<i2").tobytes()
+
+
+class WyomingSpeaker:
+    """What every connection shares: the voices, the seed of every request, the input limit and the worker."""
+
+    def __init__(self, catalog: VoiceCatalog, seed: int | None = None,
+                 max_input_chars: int = ServerLimits.max_input_chars):
+        self.catalog, self.seed, self.max_input_chars = catalog, seed, max_input_chars
+        self._one_at_a_time = threading.Lock()
+
+    def info(self) -> Info:
+        voices = [TtsVoice(name=name, description=self._description(name), attribution=ATTRIBUTION, installed=True,
+                           version=None, languages=LANGUAGES) for name in self.catalog.names]
+        program = TtsProgram(name="tacoglow", description="Tacotron 2 text-to-speech", attribution=ATTRIBUTION,
+                             installed=True, version=__version__, voices=voices, supports_synthesize_streaming=True)
+        return Info(tts=[program])
+
+    def _description(self, name: str) -> str:
+        files = self.catalog.files(name)
+        return "the default voice" if files is None else f"{name} (Tacotron 2 + {files.vocoder})"
+
+    async def speak(self, text: str, voice: str | None, send: Send) -> None:
+        """Synthesize ``text`` and send its audio events; TacoglowError (a TextError, UnknownVoiceError...) for
+        refused input, before any audio."""
+        name = self.catalog.resolve(voice)
+        if len(text) > self.max_input_chars:
+            raise TextError(f"the text has {len(text)} characters; this server takes at most {self.max_input_chars}")
+        if not text.strip():
+            raise TextError("text is empty: give at least one word to speak")
+        loop, queue = asyncio.get_running_loop(), asyncio.Queue[_Item]()
+        stop = threading.Event()  # set when the client is gone: the worker stops after its sentence
+        seed = new_seed() if self.seed is None else self.seed
+
+        def put(item: _Item) -> None:
+            loop.call_soon_threadsafe(queue.put_nowait, item)
+
+        def work() -> None:
+            try:
+                with self._one_at_a_time, self.catalog.use(name) as synth:
+                    rate = synth.audio.sampling_rate
+                    put(rate)
+                    for sentence in synth.stream(text, seed=seed, ssml=is_ssml(text)):  # <speak>...: SSML
+                        assert sentence.audio is not None  # stream vocodes every sentence
+                        # the sentence, then the silence after it (the voice's pause, or SSML's break)
+                        put(pcm16(sentence.audio.numpy()) + bytes(2 * pause_samples(sentence.pause, rate)))
+                        if stop.is_set():
+                            break
+                put(None)
+            except Exception as error:  # noqa: BLE001 - handed to the connection, which answers with an error event
+                put(error)
+
+        worker = loop.run_in_executor(None, work)
+        try:
+            started = False
+            rate = 0
+            while (item := await queue.get()) is not None:
+                if isinstance(item, Exception):
+                    raise item
+                if isinstance(item, int):
+                    rate = item
+                    continue
+                if not started:  # after the first sentence: text the voice refuses gets no audio-start
+                    await send(AudioStart(rate=rate, width=2, channels=1).event())
+                    started = True
+                await self._send_audio(send, item, rate)
+            await send(AudioStop().event())
+        finally:
+            stop.set()
+            await worker
+
+    @staticmethod
+    async def _send_audio(send: Send, audio: bytes, rate: int) -> None:
+        step = 2 * SAMPLES_PER_CHUNK
+        for start in range(0, len(audio), step):
+            await send(AudioChunk(rate=rate, width=2, channels=1, audio=audio[start:start + step]).event())
+
+
+class WyomingHandler(AsyncEventHandler):
+    """One connection: answers each event in turn (see the module's docstring)."""
+
+    def __init__(self, speaker: WyomingSpeaker, reader: asyncio.StreamReader, writer: asyncio.StreamWriter):
+        super().__init__(reader, writer)
+        self.speaker = speaker
+        self.streaming: str | None = None  # the voice of a text stream in progress
+        self.pending = ""  # streamed text not spoken yet
+
+    async def handle_event(self, event: Event) -> bool:
+        try:
+            await self._handle(event)
+        except (ConnectionError, asyncio.IncompleteReadError):
+            return False  # the client is gone
+        except Exception as error:  # noqa: BLE001 - every failure is answered, and the connection stays open
+            await self.write_event(_error_event(error))
+        return True
+
+    async def _handle(self, event: Event) -> None:
+        speak = partial(self.speaker.speak, send=self.write_event)
+        if Describe.is_type(event.type):
+            await self.write_event(self.speaker.info().event())
+        elif Synthesize.is_type(event.type):
+            if self.streaming is None:  # while text streams, this is the same text again, for older servers
+                request = Synthesize.from_event(event)
+                await speak(request.text, request.voice.name if request.voice else None)
+        elif SynthesizeStart.is_type(event.type):
+            start = SynthesizeStart.from_event(event)
+            self.streaming = self.speaker.catalog.resolve(start.voice.name if start.voice else None)
+            self.pending = ""
+        elif SynthesizeChunk.is_type(event.type):
+            if self.streaming is None:
+                raise TextError("synthesize-chunk before synthesize-start: start a text stream first")
+            whole, self.pending = complete_sentences(self.pending + SynthesizeChunk.from_event(event).text)
+            if len(self.pending) > self.speaker.max_input_chars:  # no sentence ends: speak what there is
+                whole, self.pending = whole + self.pending, ""
+            if whole.strip():
+                await speak(whole, self.streaming)
+        elif SynthesizeStop.is_type(event.type):
+            if self.streaming is None:
+                raise TextError("synthesize-stop before synthesize-start: start a text stream first")
+            rest, voice, self.streaming, self.pending = self.pending, self.streaming, None, ""
+            if rest.strip():
+                await speak(rest, voice)
+            await self.write_event(SynthesizeStopped().event())
+        else:
+            log.debug("ignored a %r event", event.type)
+
+
+def _error_event(error: Exception) -> Event:
+    if isinstance(error, UnknownVoiceError):
+        return Error(text=str(error), code="unknown-voice").event()
+    if isinstance(error, (TacoglowError, ValueError)) and not isinstance(error, SynthesisError):
+        return Error(text=str(error).splitlines()[0], code="bad-request").event()
+    if isinstance(error, SynthesisError):
+        return Error(text=f"synthesis failed: {str(error).splitlines()[0]}", code="synthesis-failed").event()
+    log.exception("synthesis failed", exc_info=error)
+    return Error(text="synthesis failed; see the server log", code="internal-error").event()
+
+
+def wyoming_server(uri: str) -> AsyncServer:
+    """The server for ``uri`` (tcp://HOST:PORT, unix://PATH or stdio://); ConfigError for anything else."""
+    try:
+        return AsyncServer.from_uri(uri)
+    except ValueError as error:
+        raise ConfigError(f"--wyoming {uri}: {error}; e.g. tcp://127.0.0.1:10200") from None
+
+
+async def serve_wyoming(speaker: WyomingSpeaker, server: AsyncServer) -> None:
+    """Answer Wyoming clients until cancelled."""
+    await server.run(partial(WyomingHandler, speaker))
+
+
+def run_wyoming(catalog: Callable[[], VoiceCatalog], server: AsyncServer | str, *, seed: int | None = None,
+                max_input_chars: int = ServerLimits.max_input_chars) -> None:
+    """Load the voices with ``catalog()``, then serve Wyoming with ``server`` (or at its URI) until interrupted."""
+    server = wyoming_server(server) if isinstance(server, str) else server
+    speaker = WyomingSpeaker(catalog(), seed=seed, max_input_chars=max_input_chars)
+    log.info("serving Wyoming with the voices %s", ", ".join(speaker.catalog.names))
+    asyncio.run(serve_wyoming(speaker, server))

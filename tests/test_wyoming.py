@@ -1,0 +1,189 @@
+"""Home Assistant's Wyoming protocol, spoken to by the ``wyoming`` package's own client over loopback: describe,
+synthesize (equal, sample for sample, to ``tacoglow synthesize``), the streaming events, and error events."""
+import asyncio
+import contextlib
+import socket
+import subprocess
+import sys
+from functools import partial
+
+import numpy as np
+import pytest
+import soundfile as sf
+from wyoming.audio import AudioChunk, AudioStart
+from wyoming.client import AsyncTcpClient
+from wyoming.error import Error
+from wyoming.info import Describe, Info
+from wyoming.tts import Synthesize, SynthesizeChunk, SynthesizeStart, SynthesizeStop, SynthesizeVoice
+
+from tacoglow.catalog import VoiceCatalog, VoiceOptions, find_voices
+from tacoglow.config import ConfigError
+from tacoglow.serve.wyoming import SAMPLES_PER_CHUNK, WyomingHandler, WyomingSpeaker, complete_sentences, wyoming_server
+
+from conftest import REPO, fixture_path
+from test_server import load_voice, pcm16
+from test_voices import make_voice_dir
+
+TEXT = "Hello there. See you soon."  # the small test voice speaks both sentences (some it stops at once)
+T2, WG = str(fixture_path("tacotron2_small_ngc.pt")), str(fixture_path("waveglow_small_ngc.pt"))
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@contextlib.asynccontextmanager
+async def connected(speaker: WyomingSpeaker):
+    """The Wyoming server in this event loop on a free loopback port, and a client connected to it."""
+    port = free_port()
+    server = wyoming_server(f"tcp://127.0.0.1:{port}")
+    await server.start(partial(WyomingHandler, speaker))
+    try:
+        async with AsyncTcpClient("127.0.0.1", port, connect_timeout=10, read_timeout=120) as client:
+            yield client
+    finally:
+        await server.stop()
+
+
+async def answer(client, *events, until: str = "audio-stop") -> list:
+    """Send ``events``, then read the answer up to an ``until`` or ``error`` event."""
+    for event in events:
+        await client.write_event(event.event())
+    got = []
+    while True:
+        event = await client.read_event()
+        assert event is not None, f"the server closed the connection after {[e.type for e in got]}"
+        got.append(event)
+        if event.type in (until, "error"):
+            return got
+
+
+def audio_of(events) -> np.ndarray:
+    """The samples of one answer: audio-start, audio-chunks, audio-stop."""
+    assert [e.type for e in events[:1] + events[-1:]] == ["audio-start", "audio-stop"], [e.type for e in events]
+    start = AudioStart.from_event(events[0])
+    assert (start.rate, start.width, start.channels) == (22050, 2, 1)
+    chunks = [AudioChunk.from_event(e) for e in events[1:-1]]
+    assert chunks and all(c.type == "audio-chunk" for c in events[1:-1])
+    assert all(0 < len(c.audio) <= 2 * SAMPLES_PER_CHUNK and c.rate == 22050 for c in chunks)
+    return np.frombuffer(b"".join(c.audio for c in chunks), "<i2")
+
+
+@pytest.fixture(scope="module")
+def voices(tmp_path_factory) -> VoiceCatalog:
+    return VoiceCatalog(load_voice(), find_voices(make_voice_dir(tmp_path_factory.mktemp("voices"))))
+
+
+@pytest.fixture(scope="module")
+def command_line_audio(tmp_path_factory) -> np.ndarray:
+    """``tacoglow synthesize`` of TEXT with seed 3, as 16-bit samples."""
+    out = tmp_path_factory.mktemp("cli") / "out.wav"
+    r = subprocess.run([sys.executable, "-m", "tacoglow", "synthesize", TEXT, "-o", str(out), "--tacotron2", T2,
+                        "--waveglow", WG, "--seed", "3", "--quiet"], cwd=REPO, capture_output=True, timeout=300,
+                       env={"PATH": "/usr/bin:/bin", "TACOGLOW_OFFLINE": "1", "OMP_NUM_THREADS": "1"})
+    assert r.returncode == 0, r.stderr.decode()
+    return sf.read(out, dtype="int16")[0]
+
+
+def test_describe_and_synthesize_equal_the_command_line(voices, command_line_audio):
+    async def talk():
+        async with connected(WyomingSpeaker(voices, seed=3)) as client:
+            info = Info.from_event((await answer(client, Describe(), until="info"))[-1])
+            spoken = audio_of(await answer(client, Synthesize(text=TEXT)))
+            quick = audio_of(await answer(client, Synthesize(text=TEXT, voice=SynthesizeVoice(name="quick"))))
+        return info, spoken, quick
+
+    info, spoken, quick = asyncio.run(talk())
+    (program,) = info.tts
+    assert program.name == "tacoglow" and program.installed and program.supports_synthesize_streaming
+    assert [v.name for v in program.voices] == ["default", "bright", "quick"]
+    assert all(v.languages == ["en_US"] and v.installed and v.attribution.name for v in program.voices)
+    assert np.array_equal(spoken, command_line_audio)  # with the voice's pause between the two sentences
+    expected = VoiceOptions().load(voices.files("quick")).synthesize(TEXT, seed=3).audio
+    assert np.array_equal(quick, pcm16(expected)) and not np.array_equal(quick[:1000], spoken[:1000])
+
+
+def test_streamed_text_is_spoken_as_its_sentences_complete(voices):
+    reference = load_voice()
+    chunks = ["Hello the", "re. See you", " soon."]
+
+    async def talk():
+        async with connected(WyomingSpeaker(voices, seed=3)) as client:
+            await client.write_event(SynthesizeStart(voice=SynthesizeVoice(name="default")).event())
+            for chunk in chunks[:2]:  # the first sentence is whole once "See" follows it
+                await client.write_event(SynthesizeChunk(text=chunk).event())
+            first = await answer(client)
+            # The whole text again, for servers that cannot stream: not spoken twice.
+            rest = await answer(client, SynthesizeChunk(text=chunks[2]), Synthesize(text="".join(chunks)),
+                                SynthesizeStop(), until="synthesize-stopped")
+        return first, rest
+
+    first, rest = asyncio.run(talk())
+    assert np.array_equal(audio_of(first), pcm16(reference.synthesize("Hello there.", seed=3).audio))
+    assert [e.type for e in rest].count("audio-start") == 1 and rest[-1].type == "synthesize-stopped"
+    assert np.array_equal(audio_of(rest[:-1]), pcm16(reference.synthesize("See you soon.", seed=3).audio))
+
+
+def test_bad_requests_get_an_error_event_and_the_connection_goes_on(voices):
+    async def talk():
+        async with connected(WyomingSpeaker(voices, seed=3, max_input_chars=50)) as client:
+            replies = [await answer(client, Synthesize(text=text, voice=SynthesizeVoice(name=voice)))
+                       for text, voice in (("", "default"), ("   ", "quick"), ("Hi.", "nobody"), ("a " * 30, None),
+                                           ("...", "default"))]
+            replies.append(await answer(client, SynthesizeChunk(text="Hi. There.")))
+            replies.append(await answer(client, SynthesizeStart(voice=SynthesizeVoice(name="nobody"))))
+            info = await answer(client, Describe(), until="info")  # still connected
+        return replies, info
+
+    replies, info = asyncio.run(talk())
+    errors = [Error.from_event(reply[-1]) for reply in replies]
+    assert all(len(reply) == 1 for reply in replies), [[e.type for e in reply] for reply in replies]
+    assert [e.code for e in errors] == ["bad-request", "bad-request", "unknown-voice", "bad-request", "bad-request",
+                                        "bad-request", "unknown-voice"]
+    assert "text is empty" in errors[0].text and "text is empty" in errors[1].text
+    assert "'nobody'" in errors[2].text and "'default', 'bright', 'quick'" in errors[2].text
+    assert "60 characters" in errors[3].text and "at most 50" in errors[3].text
+    assert "synthesize-start" in errors[5].text and "'nobody'" in errors[6].text
+    assert info[-1].type == "info"
+
+
+def test_streamed_text_splits_after_whole_sentences_only():
+    assert complete_sentences("Hello there. How") == ("Hello there. ", "How")
+    assert complete_sentences("It costs 3.") == ("", "It costs 3.")  # "3." may become "3.5"
+    assert complete_sentences('He said "stop!" Then') == ('He said "stop!" ', "Then")
+    assert complete_sentences("One. Two? Three") == ("One. Two? ", "Three")
+    with pytest.raises(ConfigError, match="--wyoming http://x: .*tcp://127.0.0.1:10200"):
+        wyoming_server("http://x")
+
+
+def test_serve_wyoming_from_the_command_line(command_line_audio, tmp_path):
+    port = free_port()
+    server = subprocess.Popen([sys.executable, "-m", "tacoglow", "serve", "--wyoming", f"tcp://127.0.0.1:{port}",
+                               "--tacotron2", T2, "--waveglow", WG, "--seed", "3",
+                               "--voice-dir", str(make_voice_dir(tmp_path))], cwd=REPO,
+                              env={"PATH": "/usr/bin:/bin", "TACOGLOW_OFFLINE": "1", "OMP_NUM_THREADS": "1"},
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+    async def talk():
+        for _ in range(600):  # until it listens (loading the voice comes first)
+            assert server.poll() is None, server.stderr.read().decode()
+            try:
+                async with AsyncTcpClient("127.0.0.1", port, connect_timeout=5, read_timeout=120) as client:
+                    info = Info.from_event((await answer(client, Describe(), until="info"))[-1])
+                    return info, audio_of(await answer(client, Synthesize(text=TEXT)))
+            except OSError:
+                await asyncio.sleep(0.1)
+        raise AssertionError("the Wyoming server did not start listening")
+
+    try:
+        info, audio = asyncio.run(talk())
+        assert [v.name for v in info.tts[0].voices] == ["default", "bright", "quick"]
+        assert np.array_equal(audio, command_line_audio)
+    finally:
+        server.terminate()
+        server.wait(30)
+    bad = subprocess.run([sys.executable, "-m", "tacoglow", "serve", "--wyoming", "udp://x", "--tacotron2", T2],
+                         cwd=REPO, capture_output=True, timeout=300, env={"PATH": "/usr/bin:/bin"})
+    assert bad.returncode == 1 and bad.stderr.decode().startswith("tacoglow: error: --wyoming udp://x: ")
