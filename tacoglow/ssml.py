@@ -11,9 +11,10 @@ Supported (anything else is spoken as its text, with a warning that names the ta
 ``<break time strength>``       silence: ``time="500ms"`` / ``"1.2s"``, or a ``strength`` (``BREAK_STRENGTHS``;
                                 no attribute: ``medium``); it replaces the pause a sentence or paragraph
                                 edge would make there; ``none`` or ``0ms`` remove it
-``<prosody rate>``              speaking rate: ``x-slow`` .. ``x-fast`` (``RATE_NAMES``, of the voice's own
-                                pace), ``90%`` or a multiplier ``1.5`` (of the enclosing rate), ``+10%`` /
-                                ``-20%`` (a change of it); nestable; pitch, volume and the rest are ignored
+``<prosody rate>``              speaking rate: ``x-slow`` .. ``x-fast`` (``RATE_NAMES``), ``90%`` or a
+                                multiplier ``1.5``, all of the voice's own pace (as W3C says, whatever
+                                encloses it); ``+10%`` / ``-20%``: a change of the enclosing rate; pitch,
+                                volume and the rest are ignored
 ``<say-as interpret-as>``       ``characters`` / ``spell-out``, ``cardinal``, ``ordinal``, ``digits``,
                                 ``date`` (``format`` mdy, dmy, ymd, ydm, md, dm, ym, my, d, m, y), ``time``,
                                 ``telephone``
@@ -23,6 +24,9 @@ Supported (anything else is spoken as its text, with a warning that names the ta
                                 alphabet: the text is spoken, with a warning
 ``<s>``, ``<p>``                a sentence / paragraph: the voice's sentence pause after a sentence,
                                 ``PARAGRAPH_PAUSE_FACTOR`` times it after a paragraph
+``<mark>``, ``<desc>``,         not spoken (``UNSPOKEN``): a mark is only a name, a description stands for
+``<meta>``, ``<metadata>``,     an audio file, the rest describes the document; ``<lexicon>`` is ignored with
+``<lexicon>``                   a warning
 ==============================  ===========================================================================
 
 Untrusted input is safe to give: documents are parsed only with ``defusedxml``, their size is checked before
@@ -33,6 +37,7 @@ problem. Curly braces in the text are dropped (in plain text they would be read 
 """
 from __future__ import annotations
 
+import calendar
 import logging
 import re
 from collections.abc import Callable, Iterator
@@ -63,6 +68,8 @@ PARAGRAPH_PAUSE_FACTOR = 3.0  # a paragraph ends with this many sentence pauses 
 BREAK_STRENGTHS = {"none": 0.0, "x-weak": 0.1, "weak": 0.2, "medium": 0.4, "strong": 0.7, "x-strong": 1.0}
 # <prosody rate> labels, as multiples of the voice's own pace (not of the enclosing rate).
 RATE_NAMES = {"x-slow": 0.5, "slow": 0.75, "medium": 1.0, "default": 1.0, "fast": 1.25, "x-fast": 1.5}
+# Elements whose content W3C SSML 1.1 never speaks (see _Reader.unspoken); <lexicon> is ignored with a warning.
+UNSPOKEN = ("mark", "desc", "meta", "metadata", "lexicon")
 SAY_AS = ("characters", "spell-out", "cardinal", "ordinal", "digits", "date", "time", "telephone")
 DATE_FORMATS = ("mdy", "dmy", "ymd", "ydm", "md", "dm", "ym", "my", "d", "m", "y")
 MONTHS = ("January February March April May June July August September October November December").split()
@@ -111,7 +118,8 @@ def parse_ssml(document: str, sentence_pause: float = 0.2) -> SSMLParse:
     Pauses: between two pieces of text, the breaks there add up and replace the pause of any sentence or
     paragraph edge there (a zero break removes it); with no break, the longest edge's pause counts. A break
     before any text is ignored (with a warning); breaks after the last text stay as its pause, an edge's
-    pause there does not. A change of rate starts a new segment with no pause.
+    pause there does not. A change of rate starts a new segment with no pause. Text without a letter or digit
+    (a lone "." between tags) is no piece of text: it joins the text before it, or is dropped after a pause.
 
     Raises :class:`SSMLError` (a ``ValueError``) for documents over ``MAX_SSML_BYTES`` (checked before parsing),
     malformed XML, a DTD or entity declaration, a root other than ``<speak>``, bad attribute values, or breaks
@@ -119,7 +127,11 @@ def parse_ssml(document: str, sentence_pause: float = 0.2) -> SSMLParse:
     """
     if not isinstance(document, str):
         raise SSMLError(f"an SSML document must be text, got {type(document).__name__}")
-    size = len(document.encode("utf-8", "surrogatepass"))
+    try:
+        size = len(document.encode("utf-8"))
+    except UnicodeEncodeError as error:  # a lone surrogate: from bytes that were not UTF-8, or a JSON "\ud800"
+        raise SSMLError(f"the SSML document is not valid Unicode text: {document[error.start]!r} at character "
+                        f"{error.start} is half of a surrogate pair; give UTF-8 text") from None
     if size > MAX_SSML_BYTES:
         raise SSMLError(f"the SSML document has {size} bytes, more than the {MAX_SSML_BYTES} read at once; "
                         "split it into several documents")
@@ -156,7 +168,8 @@ class _Reader:
         self.warned: set[str] = set()
         self.handlers: dict[str, Callable[[Element, float, int], None]] = {
             "speak": self.content, "break": self.break_, "prosody": self.prosody, "say-as": self.say_as,
-            "sub": self.sub, "phoneme": self.phoneme, "s": self.edges, "p": self.edges}
+            "sub": self.sub, "phoneme": self.phoneme, "s": self.edges, "p": self.edges,
+            **{name: self.unspoken for name in UNSPOKEN}}
 
     def warn(self, message: str) -> None:
         if message not in self.warned:  # once per distinct message: a long document may repeat a tag
@@ -184,6 +197,12 @@ class _Reader:
                 handler = self.content
             handler(child, rate, depth + 1)
             self.text(child.tail, rate)
+
+    def unspoken(self, element: Element, rate: float, depth: int) -> None:
+        """An element whose content W3C says is not spoken (``<mark>`` is empty; ``<desc>`` describes an audio
+        file; ``<meta>``, ``<metadata>`` and ``<lexicon>`` are about the document): nothing is read."""
+        if _local(element.tag) == "lexicon":
+            self.warn("<lexicon> is not supported: ignored (use <phoneme> or <sub> for a word's pronunciation)")
 
     def edges(self, element: Element, rate: float, depth: int) -> None:
         pause = self.sentence_pause * (PARAGRAPH_PAUSE_FACTOR if _local(element.tag) == "p" else 1.0)
@@ -259,7 +278,9 @@ class _Reader:
 
 
 def _rate(value: str, enclosing: float) -> float:
-    """A <prosody rate> value → the rate it sets, given the enclosing one."""
+    """A <prosody rate> value → the rate it sets, given the enclosing one. As W3C SSML 1.1 says, a label, a
+    percentage ("90%") or a multiplier ("1.5") is of the voice's default rate, whatever encloses it; a signed
+    percentage ("+10%", SSML 1.0's relative change) changes the enclosing rate."""
     if value.strip().lower() in RATE_NAMES:
         return RATE_NAMES[value.strip().lower()]
     match = _RATE.fullmatch(value)
@@ -271,7 +292,7 @@ def _rate(value: str, enclosing: float) -> float:
         raise SSMLError(f"<prosody rate={value!r}>: a change of rate is a percentage, such as '+10%' or '-20%'")
     if sign:  # a change: "+10%" is 1.1 times the enclosing rate
         return enclosing * (1 + number / 100 if sign == "+" else 1 - number / 100)
-    return enclosing * (number / 100 if percent else number)
+    return number / 100 if percent else number
 
 
 # ------------------------------------------------------------------------------------------ say-as
@@ -305,14 +326,18 @@ def _interpret(kind: str, text: str, fmt: str | None) -> str | None:
 
 def _date(text: str, fmt: str | None) -> str | None:
     fields = re.split(r"\s*[-/.]\s*|\s+", text)
-    if not all(f.isdigit() for f in fields):
+    if not all(f.isdecimal() for f in fields):  # what int() reads ("²" is a digit to isdigit(), not to int())
         return None
     fmt = (fmt or ("ymd" if len(fields[0]) == 4 else "mdy")).lower()
     if fmt not in DATE_FORMATS or len(fields) != len(fmt):
         return None
     parts = dict(zip(fmt, fields))
+    if any(len(value) > (4 if key == "y" else 2) for key, value in parts.items()):
+        return None  # not a date (and int() refuses strings of over 4,300 digits)
     month, day = int(parts.get("m", "1")), int(parts.get("d", "1"))
-    if not (1 <= month <= 12 and 1 <= day <= 31):
+    # the days of that month: of that year when given, else of a leap year ("2/29" is a date)
+    year = int(parts["y"]) if "y" in parts and int(parts["y"]) >= 1 else 2000
+    if not (1 <= month <= 12 and 1 <= day <= (calendar.monthrange(year, month)[1] if "m" in parts else 31)):
         return None
     day_words = ordinal_words(str(day)) if "d" in parts else ""
     if "m" in parts:
@@ -363,7 +388,7 @@ def _segments(events: list[Event], warn: Callable[[str], None]) -> list[SSMLSegm
                                 "use shorter or fewer breaks")
         elif event[0] == "edge":
             edge = max(edge or 0.0, event[1])
-        elif event[1].strip():
+        elif any(c.isalnum() for c in event[1]):
             if pieces and ((breaks or 0.0) > 0 or edge is not None or event[2] != rate):
                 close(breaks if breaks is not None else (edge or 0.0))
             elif pieces and breaks is not None:  # a zero break: no pause, but still a word boundary
@@ -372,8 +397,10 @@ def _segments(events: list[Event], warn: Callable[[str], None]) -> list[SSMLSegm
                 warn("a <break> before any text is ignored")
             pieces.append(event[1])
             rate, breaks, edge = event[2], None, None
-        elif pieces:  # whitespace between elements still separates words
-            pieces.append(" ")
+        elif pieces and breaks is None and edge is None:  # punctuation or space between elements: part of the text
+            pieces.append(event[1] if event[1].strip() else " ")
+        # Else punctuation with no word before it, or after a pause: nothing to speak, and the pause goes on
+        # (<p>.</p> repeated adds no silence: the silence of a document grows only with its breaks and words).
     if pieces:
         close(breaks or 0.0)
     return segments

@@ -87,8 +87,10 @@ def test_prosody_rates_nest_and_are_clamped():
     assert segments('Normal <prosody rate="x-slow">slow <prosody rate="+100%">back</prosody> '
                     '<prosody rate="fast">fast</prosody></prosody> <prosody rate="90%">ninety</prosody>') == [
         ("Normal", 1.0, 0.0), ("slow", 0.5, 0.0), ("back", 1.0, 0.0), ("fast", 1.25, 0.0), ("ninety", 0.9, 0.0)]
-    assert segments('<prosody rate="50%"><prosody rate="-20%">a</prosody><prosody rate="1.5">b</prosody></prosody>'
-                    ) == [("a", 0.4, 0.0), ("b", 0.75, 0.0)]
+    # W3C SSML 1.1: a percentage (or multiplier) is of the voice's default rate, whatever encloses it; a signed
+    # percentage changes the enclosing rate.
+    assert segments('<prosody rate="50%"><prosody rate="-20%">a</prosody><prosody rate="1.5">b</prosody>'
+                    '<prosody rate="50%">c</prosody></prosody>') == [("a", 0.4, 0.0), ("b", 1.5, 0.0), ("c", 0.5, 0.0)]
     parsed = parse_ssml(speak('<prosody rate="1000%" pitch="+2st">quick</prosody>'))
     assert parsed.segments == [SSMLSegment("quick", 4.0, 0.0)]
     assert parsed.warnings == ["<prosody pitch> is not supported: ignored",
@@ -271,7 +273,7 @@ def test_prosody_rate_changes_the_duration_by_its_factor(synth):
     plain = synth.synthesize("Hello there.", seed=2)
     frames = plain.sentences[0].mel_length
     for rate, body in [(0.5, '<prosody rate="50%">Hello there.</prosody>'),
-                       (2.0, '<prosody rate="x-slow"><prosody rate="400%">Hello there.</prosody></prosody>'),
+                       (2.0, '<prosody rate="x-slow"><prosody rate="+300%">Hello there.</prosody></prosody>'),
                        (0.75, '<prosody rate="slow">Hello there.</prosody>')]:
         speech = synth.synthesize_ssml(speak(body), seed=2)
         (sentence,) = speech.sentences
@@ -303,6 +305,52 @@ def test_pieces_without_words_are_skipped_and_keep_their_pause(synth):
         synth.synthesize_ssml(speak('<break time="1s"/> ... !'))
     with pytest.raises(SSMLError, match="malformed SSML"):
         synth.synthesize_ssml("<speak>Hi")
+
+
+# --------------------------------------------------------------------------------- odd documents
+@pytest.mark.parametrize("text, fmt", [
+    ("\u00b2/\u00b3/2020", "mdy"),   # superscripts: digits to str.isdigit(), not to int()
+    ("9" * 5000, "y"), ("1/1/" + "9" * 5000, "mdy"), ("9" * 5000, "m"),  # int() refuses over 4,300 digits
+    ("2021-02-29", None), ("31.04.2020", "dmy"), ("2/30", "md"), ("00", "d"),  # no such day
+])
+def test_say_as_date_that_is_no_date_is_spoken_as_it_is(text, fmt):
+    attribute = f' format="{fmt}"' if fmt else ""
+    parsed = parse_ssml(speak(f'<say-as interpret-as="date"{attribute}>{text}</say-as>'))
+    assert parsed.segments == [SSMLSegment(text)]
+    assert parsed.warnings == [f"<say-as interpret-as='date'> cannot read {text[:40]!r}: it is spoken as it is"]
+
+
+def test_say_as_date_of_a_leap_day():
+    assert segments('<say-as interpret-as="date">2020-02-29</say-as> <say-as interpret-as="date" format="md">'
+                    '2/29</say-as>') == [("February twenty-ninth, twenty twenty February twenty-ninth", 1.0, 0.0)]
+
+
+def test_a_lone_surrogate_is_refused_in_one_line():
+    # What a command-line argument that is not UTF-8 becomes in Python, or a JSON string's "\ud800".
+    with pytest.raises(SSMLError, match=r"^the SSML document is not valid Unicode text: '\\udcff' at character "
+                                        r"68 is half of a surrogate pair; give UTF-8 text$"):
+        parse_ssml(speak("Caf\udcff"))
+
+
+def test_marks_descriptions_and_metadata_are_not_spoken():
+    parsed = parse_ssml(speak('<metadata><title>Notes</title></metadata><meta name="seeAlso" content="x"/>'
+                              'Go <mark name="here"/>now<audio src="bell.wav"><desc>a bell</desc>ding</audio>.'))
+    assert parsed.segments == [SSMLSegment("Go nowding.")]
+    assert parsed.warnings == ["<audio> is not supported: its text is spoken as it is"]
+    parsed = parse_ssml(speak('<lexicon uri="words.pls" xml:id="w"/>Hello.'))
+    assert parsed.segments == [SSMLSegment("Hello.")]
+    assert parsed.warnings == ["<lexicon> is not supported: ignored (use <phoneme> or <sub> for a word's "
+                               "pronunciation)"]
+
+
+def test_punctuation_between_tags_adds_no_silence():
+    # A paragraph of only "." has no words: 100,000 of them are no 17 hours of silence.
+    parsed = parse_ssml(speak("<p>One.</p>" + "<p>.</p>" * 100_000 + "<p>Two.</p>"), sentence_pause=0.2)
+    assert [(s.text, round(s.pause, 6)) for s in parsed.segments] == [("One.", 0.6), ("Two.", 0.0)]
+    # Punctuation after a word at another rate stays with the word; after a pause it is dropped.
+    assert segments('Hello<prosody rate="slow">!</prosody> <s>Bye</s><s>?</s>') == [
+        ("Hello!", 1.0, 0.2), ("Bye", 1.0, 0.0)]
+    assert segments('Hi <break time="200ms"/> , <break time="300ms"/> there') == [("Hi", 1.0, 0.5), ("there", 1.0, 0.0)]
 
 
 # --------------------------------------------------------------------------------- the server
