@@ -13,8 +13,16 @@ import soundfile as sf
 from wyoming.audio import AudioChunk, AudioStart
 from wyoming.client import AsyncTcpClient
 from wyoming.error import Error
+from wyoming.event import Event
 from wyoming.info import Describe, Info
-from wyoming.tts import Synthesize, SynthesizeChunk, SynthesizeStart, SynthesizeStop, SynthesizeVoice
+from wyoming.tts import (
+    Synthesize,
+    SynthesizeChunk,
+    SynthesizeStart,
+    SynthesizeStop,
+    SynthesizeTextFormat,
+    SynthesizeVoice,
+)
 
 from tacoglow.catalog import VoiceCatalog, VoiceOptions, find_voices
 from tacoglow.config import ConfigError
@@ -48,9 +56,9 @@ async def connected(speaker: WyomingSpeaker):
 
 
 async def answer(client, *events, until: str = "audio-stop") -> list:
-    """Send ``events``, then read the answer up to an ``until`` or ``error`` event."""
+    """Send ``events`` (Eventables, or raw events), then read the answer up to an ``until`` or ``error`` event."""
     for event in events:
-        await client.write_event(event.event())
+        await client.write_event(event if isinstance(event, Event) else event.event())
     got = []
     while True:
         event = await client.read_event()
@@ -187,3 +195,80 @@ def test_serve_wyoming_from_the_command_line(command_line_audio, tmp_path):
     bad = subprocess.run([sys.executable, "-m", "tacoglow", "serve", "--wyoming", "udp://x", "--tacotron2", T2],
                          cwd=REPO, capture_output=True, timeout=300, env={"PATH": "/usr/bin:/bin"})
     assert bad.returncode == 1 and bad.stderr.decode().startswith("tacoglow: error: --wyoming udp://x: ")
+
+
+def test_events_not_shaped_as_the_protocol_says_are_bad_requests(voices):
+    events = [Event("synthesize", {}), Event("synthesize", {"text": 5}), Event("synthesize", {"text": None}),
+              Event("synthesize", {"text": "Hi.", "voice": "quick"}),
+              Event("synthesize", {"text": "Hi.", "voice": {"name": ["quick"]}}),
+              Event("synthesize-start", {"voice": ["default"]})]
+
+    async def talk():
+        async with connected(WyomingSpeaker(voices, seed=3)) as client:
+            replies = [await answer(client, event) for event in events]
+            await client.write_event(SynthesizeStart().event())
+            replies.append(await answer(client, Event("synthesize-chunk", {"txt": "Hi."})))
+            replies.append(await answer(client, Describe(), until="info"))  # still connected
+        return replies
+
+    replies = asyncio.run(talk())
+    assert all(len(reply) == 1 for reply in replies), [[e.type for e in reply] for reply in replies]
+    errors = [Error.from_event(reply[0]) for reply in replies[:-1]]
+    assert [e.code for e in errors] == ["bad-request"] * 7 and replies[-1][0].type == "info"
+    assert errors[0].text == """a synthesize event's data must be {"text": "...", "voice": {"name": "..."}}, got {}"""
+    assert errors[3].text.endswith('got {"text": "Hi.", "voice": "quick"}')
+    assert errors[5].text == ("""a synthesize-start event's data must be {"voice": {"name": "..."}}, """
+                              """got {"voice": ["default"]}""")
+    assert errors[6].text == """a synthesize-chunk event's data must be {"text": "..."}, got {"txt": "Hi."}"""
+
+
+def test_streamed_ssml_is_spoken_whole_at_the_stop(voices):
+    reference = load_voice()
+    document = '<speak>Hello there. <break time="300ms"/> See you soon.</speak>'
+    chunks = ['<speak>Hello there. <break time="30', '0ms"/> See you', " soon.</speak>"]
+
+    async def talk():
+        async with connected(WyomingSpeaker(voices, seed=3, max_input_chars=len(document))) as client:
+            await client.write_event(SynthesizeStart().event())
+            for chunk in chunks:
+                await client.write_event(SynthesizeChunk(text=chunk).event())
+            spoken = await answer(client, Synthesize(text=document), SynthesizeStop(), until="synthesize-stopped")
+            # Longer than the server takes: refused once, the rest of the stream dropped, the stop answered.
+            await client.write_event(SynthesizeStart(text_format=SynthesizeTextFormat.SSML).event())
+            refused = await answer(client, SynthesizeChunk(text="<speak>" + "a " * len(document)))
+            dropped = await answer(client, SynthesizeChunk(text="b</speak>"), SynthesizeStop(),
+                                   until="synthesize-stopped")
+        return spoken, refused, dropped
+
+    spoken, refused, dropped = asyncio.run(talk())
+    assert [e.type for e in spoken].count("audio-start") == 1 and spoken[-1].type == "synthesize-stopped"
+    expected = reference.synthesize_ssml(document, seed=3)
+    assert np.array_equal(audio_of(spoken[:-1]), pcm16(expected.audio))
+    assert expected.starts[1] - expected.sentences[0].audio.numel() == round(0.3 * 22050)
+    assert [e.type for e in refused] == ["error"] and [e.type for e in dropped] == ["synthesize-stopped"]
+    assert Error.from_event(refused[0]).text.startswith(f"the streamed SSML document has over {len(document)} ")
+
+
+def test_a_client_that_leaves_mid_stream_does_not_stop_the_server(voices):
+    text = " ".join(f"Sentence number {n}." for n in range(1, 9))
+
+    async def talk():
+        port = free_port()
+        server = wyoming_server(f"tcp://127.0.0.1:{port}")
+        await server.start(partial(WyomingHandler, WyomingSpeaker(voices, seed=3)))
+        try:
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.write(b'{"type": "synthesize", "data": {"text": "' + text.encode() + b'"}}\n')
+            await writer.drain()
+            first = await asyncio.wait_for(reader.readline(), 120)  # audio-start: the first sentence is ready
+            writer.transport.abort()  # gone, with the other sentences still to come
+            async with AsyncTcpClient("127.0.0.1", port, connect_timeout=10, read_timeout=120) as client:
+                again = await answer(client, Synthesize(text=TEXT))
+        finally:
+            await server.stop()
+        return first, again
+
+    first, again = asyncio.run(talk())
+    assert b'"type": "audio-start"' in first
+    assert np.array_equal(audio_of(again), pcm16(load_voice().synthesize(TEXT, seed=3).audio))
+    assert voices.in_use("default") == 0

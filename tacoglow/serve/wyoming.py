@@ -9,12 +9,13 @@ Events, each a JSON line with an optional binary payload (the ``wyoming`` packag
                                      audio-chunk..., audio-stop; then the rest, and synthesize-stopped
 
 Audio streams sentence by sentence (:meth:`Synthesizer.stream`): a sentence's samples go out as soon as it is
-ready, in chunks of :data:`SAMPLES_PER_CHUNK`, followed by its pause (the voice's, or an SSML break: text starting
-with ``<speak>`` is SSML), so the audio of a
+ready, in chunks of :data:`SAMPLES_PER_CHUNK`, followed by its pause (the voice's, or an SSML break: text with
+``text_format`` "ssml", or starting with ``<speak>`` unless ``text_format`` is "text", is SSML; a streamed
+SSML document is spoken whole at synthesize-stop), so the audio of a
 ``synthesize`` equals ``tacoglow synthesize`` of the same text and seed, sample for sample. A client streaming
 text also sends the whole text as a plain ``synthesize`` (for servers without streaming); it is not spoken
-twice. Refused input (empty or too long text, an unknown voice) and failed synthesis are answered with an
-``error`` event; the connection stays open.
+twice. Refused input (empty or too long text, an unknown voice, event data not shaped as the protocol says)
+and failed synthesis are answered with an ``error`` event; the connection stays open.
 
 Synthesis runs on a worker thread, one request at a time: Home Assistant asks for one answer at a time, and
 the CPU is better spent finishing it.
@@ -22,11 +23,12 @@ the CPU is better spent finishing it.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import re
 import threading
 from functools import partial
-from typing import Awaitable, Callable, Union
+from typing import Awaitable, Callable, TypeVar, Union
 
 import numpy as np
 from wyoming.audio import AudioChunk, AudioStart, AudioStop
@@ -34,7 +36,14 @@ from wyoming.error import Error
 from wyoming.event import Event
 from wyoming.info import Attribution, Describe, Info, TtsProgram, TtsVoice
 from wyoming.server import AsyncEventHandler, AsyncServer
-from wyoming.tts import Synthesize, SynthesizeChunk, SynthesizeStart, SynthesizeStop, SynthesizeStopped
+from wyoming.tts import (
+    Synthesize,
+    SynthesizeChunk,
+    SynthesizeStart,
+    SynthesizeStop,
+    SynthesizeStopped,
+    SynthesizeVoice,
+)
 
 from .. import __version__
 from ..catalog import UnknownVoiceError, VoiceCatalog
@@ -90,9 +99,10 @@ class WyomingSpeaker:
         files = self.catalog.files(name)
         return "the default voice" if files is None else f"{name} (Tacotron 2 + {files.vocoder})"
 
-    async def speak(self, text: str, voice: str | None, send: Send) -> None:
+    async def speak(self, text: str, voice: str | None, send: Send, ssml: bool | None = None) -> None:
         """Synthesize ``text`` and send its audio events; TacoglowError (a TextError, UnknownVoiceError...) for
-        refused input, before any audio."""
+        refused input, before any audio. ``ssml``: whether ``text`` is SSML (None: when it starts with <speak>)."""
+        ssml = is_ssml(text) if ssml is None else ssml
         name = self.catalog.resolve(voice)
         if len(text) > self.max_input_chars:
             raise TextError(f"the text has {len(text)} characters; this server takes at most {self.max_input_chars}")
@@ -110,7 +120,7 @@ class WyomingSpeaker:
                 with self._one_at_a_time, self.catalog.use(name) as synth:
                     rate = synth.audio.sampling_rate
                     put(rate)
-                    for sentence in synth.stream(text, seed=seed, ssml=is_ssml(text)):  # <speak>...: SSML
+                    for sentence in synth.stream(text, seed=seed, ssml=ssml):
                         assert sentence.audio is not None  # stream vocodes every sentence
                         # the sentence, then the silence after it (the voice's pause, or SSML's break)
                         put(pcm16(sentence.audio.numpy()) + bytes(2 * pause_samples(sentence.pause, rate)))
@@ -154,14 +164,19 @@ class WyomingHandler(AsyncEventHandler):
         self.speaker = speaker
         self.streaming: str | None = None  # the voice of a text stream in progress
         self.pending = ""  # streamed text not spoken yet
+        self.markup: bool | None = None  # the stream's text_format: SSML (True), text (False), or not said
+        self.refused = False  # the stream's SSML document was refused: its other chunks are dropped
 
     async def handle_event(self, event: Event) -> bool:
         try:
-            await self._handle(event)
+            try:
+                await self._handle(event)
+            except (ConnectionError, asyncio.IncompleteReadError):
+                raise
+            except Exception as error:  # noqa: BLE001 - every failure is answered, and the connection stays open
+                await self.write_event(_error_event(error))
         except (ConnectionError, asyncio.IncompleteReadError):
-            return False  # the client is gone
-        except Exception as error:  # noqa: BLE001 - every failure is answered, and the connection stays open
-            await self.write_event(_error_event(error))
+            return False  # the client is gone (perhaps while it was told of an error)
         return True
 
     async def _handle(self, event: Event) -> None:
@@ -170,29 +185,76 @@ class WyomingHandler(AsyncEventHandler):
             await self.write_event(self.speaker.info().event())
         elif Synthesize.is_type(event.type):
             if self.streaming is None:  # while text streams, this is the same text again, for older servers
-                request = Synthesize.from_event(event)
-                await speak(request.text, request.voice.name if request.voice else None)
+                request = _parsed(Synthesize, event)
+                await speak(request.text, _voice_name(request.voice), ssml=_markup(request.text_format))
         elif SynthesizeStart.is_type(event.type):
-            start = SynthesizeStart.from_event(event)
-            self.streaming = self.speaker.catalog.resolve(start.voice.name if start.voice else None)
-            self.pending = ""
+            start = _parsed(SynthesizeStart, event)
+            self.streaming = self.speaker.catalog.resolve(_voice_name(start.voice))
+            self.pending, self.markup, self.refused = "", _markup(start.text_format), False
         elif SynthesizeChunk.is_type(event.type):
             if self.streaming is None:
                 raise TextError("synthesize-chunk before synthesize-start: start a text stream first")
-            whole, self.pending = complete_sentences(self.pending + SynthesizeChunk.from_event(event).text)
-            if len(self.pending) > self.speaker.max_input_chars:  # no sentence ends: speak what there is
-                whole, self.pending = whole + self.pending, ""
-            if whole.strip():
-                await speak(whole, self.streaming)
+            await self._chunk(_parsed(SynthesizeChunk, event).text)
         elif SynthesizeStop.is_type(event.type):
             if self.streaming is None:
                 raise TextError("synthesize-stop before synthesize-start: start a text stream first")
             rest, voice, self.streaming, self.pending = self.pending, self.streaming, None, ""
-            if rest.strip():
-                await speak(rest, voice)
+            if rest.strip() and not self.refused:
+                await speak(rest, voice, ssml=self.markup)
             await self.write_event(SynthesizeStopped().event())
         else:
             log.debug("ignored a %r event", event.type)
+
+    async def _chunk(self, text: str) -> None:
+        """Streamed text: each run of whole sentences is spoken as soon as it is complete; an SSML document is
+        spoken whole at synthesize-stop (its pieces would not be documents)."""
+        if self.refused:
+            return
+        self.pending += text
+        limit = self.speaker.max_input_chars
+        if self.markup or (self.markup is None and is_ssml(self.pending)):
+            if len(self.pending) > limit:
+                self.refused, self.pending = True, ""
+                raise TextError(f"the streamed SSML document has over {limit} characters; this server takes at "
+                                f"most {limit}: the rest of this stream is ignored")
+            return
+        whole, self.pending = complete_sentences(self.pending)
+        if len(self.pending) > limit:  # no sentence ends: speak what there is
+            whole, self.pending = whole + self.pending, ""
+        if whole.strip():
+            await self.speaker.speak(whole, self.streaming, send=self.write_event, ssml=False)
+
+
+# What each event a client sends must hold, as the protocol says.
+_SHAPES = {"synthesize": '{"text": "...", "voice": {"name": "..."}}', "synthesize-start": '{"voice": {"name": "..."}}',
+           "synthesize-chunk": '{"text": "..."}'}
+_Request = TypeVar("_Request", Synthesize, SynthesizeStart, SynthesizeChunk)
+
+
+def _parsed(kind: type[_Request], event: Event) -> _Request:
+    """The event as ``kind``; a TextError (answered as a bad request) when its data is not what the protocol says,
+    e.g. no text, a number for text, or a voice that is not an object with a name."""
+    try:
+        parsed = kind.from_event(event)
+        text, voice = getattr(parsed, "text", ""), getattr(parsed, "voice", None)
+        valid = (isinstance(text, str) and isinstance(event.data.get("voice") or {}, dict)  # "quick" is no voice
+                 and (voice is None or isinstance(voice.name, (str, type(None)))))
+    except (KeyError, TypeError, AttributeError, ValueError):  # from_event reads the data as a dict of dicts
+        valid = False
+    if not valid:
+        got = json.dumps(event.data, ensure_ascii=False, default=repr)[:80]
+        raise TextError(f"a {event.type} event's data must be {_SHAPES[event.type]}, got {got}")
+    return parsed
+
+
+def _voice_name(voice: SynthesizeVoice | None) -> str | None:
+    return voice.name if voice is not None else None
+
+
+def _markup(text_format: object) -> bool | None:
+    """Whether the client says its text is SSML (``text_format`` "ssml") or plain ("text"); None: it does not say,
+    and text that starts with <speak> is SSML."""
+    return text_format == "ssml" if text_format in ("ssml", "text") else None
 
 
 def _error_event(error: Exception) -> Event:
