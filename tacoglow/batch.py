@@ -125,6 +125,8 @@ def read_json_request(line: str, voice_name: str) -> dict[str, Any]:
         request = json.loads(line)
     except ValueError as error:
         raise TacoglowError(f"not JSON ({error})") from None
+    except RecursionError:  # "[[[[..." thousands deep
+        raise TacoglowError("not JSON that can be read: it nests too deeply") from None
     if not isinstance(request, dict):
         raise TacoglowError(f"expected a JSON object such as {{\"text\": \"Hello.\"}}, got {type(request).__name__}")
     unknown = sorted(set(request) - set(JSON_FIELDS))
@@ -140,7 +142,29 @@ def read_json_request(line: str, voice_name: str) -> dict[str, Any]:
         raise TacoglowError(f"'seed' must be in [0, 2**63), got {request['seed']}")
     if request.get("voice") not in (None, voice_name):
         raise TacoglowError(f"unknown voice {request['voice']!r}: the voice loaded is {voice_name!r}")
+    if request.get("output_file") is not None:
+        check_output_file(request["output_file"])
     return request
+
+
+def check_output_file(name: str) -> Path:
+    """A JSON line's ``output_file`` → its path, taken as given, like ``-o``'s: relative to the current directory,
+    or absolute. A JSON line speaks with the authority of the command that reads it, so it may write a WAV
+    anywhere that command may; what it may not do is write anything but a ``.wav`` file (a line that names
+    ``~/.bashrc`` would overwrite it with audio), or name a path that the system would cut short (a NUL byte:
+    "a\\x00.wav" would be written as "a"). A TacoglowError says which."""
+    if "\x00" in name:
+        raise TacoglowError(f"'output_file' {name!r} holds a NUL character: no file can have that name")
+    try:
+        os.fsencode(name)
+    except UnicodeEncodeError as error:  # a lone surrogate ("\ud800" in the JSON)
+        raise TacoglowError(f"'output_file' {name!r} is no file name: {error.reason}") from None
+    if not name.lower().endswith(".wav") or not Path(name).stem:
+        raise TacoglowError(f"'output_file' {name[:80]!r} must name a .wav file (audio is written only to .wav)")
+    path = Path(name)
+    if path.is_dir():
+        raise TacoglowError(f"'output_file' {name!r} is a folder: name a .wav file in it")
+    return path
 
 
 def synthesize_json_lines(synth: Synthesizer, lines: Iterable[str | bytes], results: TextIO,
@@ -167,7 +191,7 @@ def synthesize_json_lines(synth: Synthesizer, lines: Iterable[str | bytes], resu
                     raise TacoglowError(f"not UTF-8 text ({error.reason} at byte {error.start})") from None
             request = read_json_request(line, voice_name)
             if request.get("output_file") is not None:
-                path = Path(request["output_file"])
+                path = check_output_file(request["output_file"])
             elif out_dir is not None:
                 path = check_output_folder(out_dir) / line_name(n, max(total or 0, n))
             else:

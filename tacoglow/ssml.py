@@ -336,8 +336,8 @@ def _date(text: str, fmt: str | None) -> str | None:
         return None  # not a date (and int() refuses strings of over 4,300 digits)
     month, day = int(parts.get("m", "1")), int(parts.get("d", "1"))
     # the days of that month: of that year when given, else of a leap year ("2/29" is a date)
-    year = int(parts["y"]) if "y" in parts and int(parts["y"]) >= 1 else 2000
-    if not (1 <= month <= 12 and 1 <= day <= (calendar.monthrange(year, month)[1] if "m" in parts else 31)):
+    in_year = int(parts["y"]) if "y" in parts and int(parts["y"]) >= 1 else 2000
+    if not (1 <= month <= 12 and 1 <= day <= (calendar.monthrange(in_year, month)[1] if "m" in parts else 31)):
         return None
     day_words = ordinal_words(str(day)) if "d" in parts else ""
     if "m" in parts:

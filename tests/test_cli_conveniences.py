@@ -107,6 +107,35 @@ def test_json_input_bad_lines_get_an_error_result_and_the_run_goes_on(tmp_path, 
     assert sorted(p.name for p in tmp_path.iterdir()) == ["0001.wav", "0012.wav"]
 
 
+def test_json_input_output_files_are_wav_files_and_odd_lines_fail_alone(tmp_path, synth, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # output_file is taken as given: relative to the current directory, as -o is
+    (tmp_path / "folder.wav").mkdir()
+    requests = [{"text": "Hi.", "output_file": "a\x00.wav"}, {"text": "Hi.", "output_file": "notes.txt"},
+                {"text": "Hi.", "output_file": ".bashrc"}, {"text": "Hi.", "output_file": "folder.wav"},
+                {"text": "Hi.", "output_file": "\ud800.wav"}, {"text": "<speak>Caf\udcff</speak>"},
+                {"text": '<speak><say-as interpret-as="date">\u00b2/\u00b3/2020</say-as></speak>',
+                 "output_file": "sub/../date.wav"},
+                {"text": "Good.", "output_file": str(tmp_path / "abs" / "good.WAV"), "seed": 4}]
+    lines = [json.dumps(r) for r in requests] + ["[" * 100_000]
+    results = io.StringIO()
+    failed = synthesize_json_lines(synth, lines, results, out_dir=tmp_path / "out", seed=1)
+    rows = [json.loads(line) for line in results.getvalue().splitlines()]
+    assert failed == 7 and [row.get("error") for row in rows] == [
+        "line 1: 'output_file' 'a\\x00.wav' holds a NUL character: no file can have that name",
+        "line 2: 'output_file' 'notes.txt' must name a .wav file (audio is written only to .wav)",
+        "line 3: 'output_file' '.bashrc' must name a .wav file (audio is written only to .wav)",
+        "line 4: 'output_file' 'folder.wav' is a folder: name a .wav file in it",
+        "line 5: 'output_file' '\\ud800.wav' is no file name: surrogates not allowed",
+        "line 6: the SSML document is not valid Unicode text: '\\udcff' at character 10 is half of a surrogate "
+        "pair; give UTF-8 text",
+        None, None,
+        "line 9: not JSON that can be read: it nests too deeply"]
+    assert [(row.get("output_file"), row.get("seed")) for row in rows[6:8]] == [
+        ("sub/../date.wav", 7), (str(tmp_path / "abs" / "good.WAV"), 4)]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["abs", "date.wav", "folder.wav", "sub"]
+    assert np.array_equal(wav_samples(tmp_path / "abs" / "good.WAV"), to_pcm16(synth.synthesize("Good.", seed=4).audio))
+
+
 def test_json_input_from_a_file_fails_the_run_when_a_line_failed(tmp_path, capsys):
     lines = tmp_path / "lines.jsonl"
     lines.write_text('{"text": "One."}\n{"text": 5}\n')

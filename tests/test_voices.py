@@ -269,6 +269,30 @@ def test_a_voice_in_use_is_not_unloaded_under_its_request(multi, alone):
     assert multi.catalog.loaded() == ["bright"] and multi.catalog.loads == {"bright": 1, "quick": 1}
 
 
+def test_a_damaged_voice_folder_is_listed_with_its_error_and_the_others_still_answer(voice_dir, tmp_path):
+    root = tmp_path / "voices"
+    shutil.copytree(voice_dir / "bright", root / "bright")
+    (root / "damaged").mkdir()
+    (root / "damaged" / "tacotron2.pt").write_bytes(b"not a checkpoint")
+    catalog = VoiceCatalog(load_voice(), find_voices(root))
+    app = create_app(catalog, limits=ServerLimits(batch_wait=0.0), allowed_hosts={"127.0.0.1", "localhost"})
+    with running_server(app) as url, httpx.Client(base_url=url, timeout=60) as client:
+        r = client.get("/voices")
+        assert r.status_code == 200, r.text
+        default, bright, damaged = r.json()["voices"]
+        assert (default["name"], bright["name"], bright["sigma"], bright["vocoders"]) == (
+            "default", "bright", 0.6, ["waveglow", "griffin-lim"])
+        assert damaged["name"] == "damaged" and not damaged["loaded"] and damaged["vocoders"] == []
+        assert damaged["error"].startswith(f"voice 'damaged' cannot be read: {root / 'damaged' / 'tacotron2.pt'}: "
+                                           "not a readable PyTorch checkpoint")
+        error = error_of(client.post("/v1/synthesize", json={"text": "Hi.", "voice": "damaged"}), 500)
+        assert error["message"].startswith("voice 'damaged' could not be loaded: ")
+        assert post_ok(client, {"text": "Hi.", "voice": "bright"})
+        # A body nested thousands deep, under the size limit: a 400 like any JSON that cannot be read.
+        r = client.post("/v1/synthesize", content=b"[" * 20_000, headers={"content-type": "application/json"})
+        assert error_of(r, 400)["message"] == "the body is not JSON that can be read: it nests too deeply"
+
+
 def test_serve_options_and_a_missing_voice_folder_in_one_line():
     parser = argparse.ArgumentParser()
     add_serve_arguments(parser)

@@ -78,6 +78,8 @@ async def parse_body(request: Request, model: type[BaseModel], max_bytes: int) -
         data = json.loads(body)
     except (ValueError, UnicodeDecodeError) as error:
         raise ApiError(400, f"the body is not valid JSON: {error}") from None
+    except RecursionError:  # "[[[[..." thousands deep, within the size limit
+        raise ApiError(400, "the body is not JSON that can be read: it nests too deeply") from None
     if not isinstance(data, dict):
         raise ApiError(400, "the body must be a JSON object")
     try:

@@ -124,7 +124,8 @@ class Voices:
 
     # ------------------------------------------------------------------ /voices
     def describe(self) -> list[dict]:
-        """Every voice with its settings, loaded or not (reading an unloaded voice's checkpoint the first time)."""
+        """Every voice with its settings, loaded or not (reading an unloaded voice's checkpoint the first time);
+        a voice whose checkpoint cannot be read has an ``error`` instead of its settings."""
         return [self._describe(name) for name in self.catalog.names]
 
     def _describe(self, name: str) -> dict:
@@ -136,7 +137,11 @@ class Voices:
                  if files else None}
         if synth is None:
             assert files is not None  # the default voice is always loaded
-            settings, audio = catalog.settings(name)
+            try:
+                settings, audio = catalog.settings(name)
+            except (TacoglowError, OSError) as error:  # a damaged voice folder: the others are still listed
+                message = str(error).splitlines()[0] if str(error) else type(error).__name__
+                return {**about, "vocoders": [], "error": f"voice {name!r} cannot be read: {message}"}
             return {**about, **_settings(settings, audio, list(dict.fromkeys([files.vocoder, "griffin-lim"])))}
         vocoders = vocoders_of(synth)
         waveglow, hifigan = vocoders.get("waveglow"), vocoders.get("hifigan")
