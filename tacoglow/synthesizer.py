@@ -443,6 +443,9 @@ class Synthesizer:
         if ssml:
             return self.segment_jobs(parse_ssml(text, self._synthesis.sentence_pause).segments, seed)
         sentences, pause = self.split(text), self._synthesis.sentence_pause
+        # A piece without a letter or digit ("?" in "Wait... ?") is no sentence, as in SSML; text of nothing else
+        # is refused by text_to_ids, naming it.
+        sentences = [s for s in sentences if any(c.isalnum() for c in s)] or sentences
         return [SentenceJob(seed, j, s, self.text_to_ids(s), 1.0, pause if j + 1 < len(sentences) else 0.0)
                 for j, s in enumerate(sentences)]
 

@@ -251,6 +251,15 @@ def test_plain_text_pauses_follow_the_sentence_pause_setting(synth):
         assert torch.equal(x.audio, y.audio)
 
 
+def test_plain_text_pieces_without_words_are_no_sentences(synth):
+    # "Wait... ?" splits into "Wait..." and "?": the "?" alone is no sentence (it used to refuse the whole text).
+    assert [(j.index, j.text, j.pause) for j in synth.sentence_jobs("Wait... ?", 1)] == [(0, "Wait...", 0.0)]
+    assert [(j.text, j.pause) for j in synth.sentence_jobs("Hello. !!! World.", 1)] == [
+        ("Hello.", 0.2), ("World.", 0.0)]
+    with pytest.raises(TextError, match=r"text '\?!' has no characters the model can speak"):
+        synth.sentence_jobs("?!", 1)
+
+
 def test_say_as_characters_sub_and_phoneme_give_their_ids(synth):
     (spelled,) = synth.sentence_jobs(speak('<say-as interpret-as="characters">TTS</say-as>'), 1, ssml=True)
     assert spelled.text == "T T S" and spelled.ids == synth.text_to_ids("T T S")

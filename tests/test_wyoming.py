@@ -272,3 +272,19 @@ def test_a_client_that_leaves_mid_stream_does_not_stop_the_server(voices):
     assert b'"type": "audio-start"' in first
     assert np.array_equal(audio_of(again), pcm16(load_voice().synthesize(TEXT, seed=3).audio))
     assert voices.in_use("default") == 0
+
+
+def test_a_stream_whose_rest_is_refused_still_ends_with_synthesize_stopped(voices):
+    async def talk():
+        async with connected(WyomingSpeaker(voices, seed=3)) as client:
+            await client.write_event(SynthesizeStart().event())
+            refused = await answer(client, SynthesizeChunk(text="<speak>Hi <break time='soon'/>"), SynthesizeStop(),
+                                   until="synthesize-stopped")
+            stopped = await asyncio.wait_for(client.read_event(), 60)
+            info = await answer(client, Describe(), until="info")
+        return refused, stopped, info
+
+    refused, stopped, info = asyncio.run(talk())
+    assert [e.type for e in refused] == ["error"] and Error.from_event(refused[0]).code == "bad-request"
+    assert Error.from_event(refused[0]).text.startswith("malformed SSML: ")
+    assert stopped.type == "synthesize-stopped" and info[-1].type == "info"

@@ -169,15 +169,19 @@ class WyomingHandler(AsyncEventHandler):
 
     async def handle_event(self, event: Event) -> bool:
         try:
-            try:
-                await self._handle(event)
-            except (ConnectionError, asyncio.IncompleteReadError):
-                raise
-            except Exception as error:  # noqa: BLE001 - every failure is answered, and the connection stays open
-                await self.write_event(_error_event(error))
+            await self._answered(self._handle(event))
         except (ConnectionError, asyncio.IncompleteReadError):
             return False  # the client is gone (perhaps while it was told of an error)
         return True
+
+    async def _answered(self, work: Awaitable[None]) -> None:
+        """Await ``work``; a failure is answered with an error event (only a client that is gone is raised)."""
+        try:
+            await work
+        except (ConnectionError, asyncio.IncompleteReadError):
+            raise
+        except Exception as error:  # noqa: BLE001 - every failure is answered, and the connection stays open
+            await self.write_event(_error_event(error))
 
     async def _handle(self, event: Event) -> None:
         speak = partial(self.speaker.speak, send=self.write_event)
@@ -199,8 +203,8 @@ class WyomingHandler(AsyncEventHandler):
             if self.streaming is None:
                 raise TextError("synthesize-stop before synthesize-start: start a text stream first")
             rest, voice, self.streaming, self.pending = self.pending, self.streaming, None, ""
-            if rest.strip() and not self.refused:
-                await speak(rest, voice, ssml=self.markup)
+            if rest.strip() and not self.refused:  # refused ("?" alone, bad SSML): the error, then the stop
+                await self._answered(speak(rest, voice, ssml=self.markup))
             await self.write_event(SynthesizeStopped().event())
         else:
             log.debug("ignored a %r event", event.type)
