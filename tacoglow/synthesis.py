@@ -13,6 +13,9 @@ from typing import Any
 from .audio import MEL_INVERSION_ITERS
 from .checkpoint import CheckpointError, LoadedCheckpoint
 from .config import ConfigError, DictConfig
+from .ssml import MAX_BREAK_SECONDS
+
+MAX_SENTENCE_PAUSE = MAX_BREAK_SECONDS  # seconds: the longest break SSML may ask for
 
 
 @dataclass(frozen=True)
@@ -37,12 +40,15 @@ class SynthesisConfig(DictConfig):
     # speech runs at about 6 frames per symbol. None keeps the reference's behaviour (max_decoder_steps only).
     frames_per_symbol: float | None = 20.0
     min_frames: int = 100
-    sentence_pause: float = 0.2  # seconds of silence between sentences
+    sentence_pause: float = 0.2  # seconds of silence between sentences, at most MAX_SENTENCE_PAUSE
 
     def __post_init__(self) -> None:
         for name in ("sigma", "denoiser_strength", "hifigan_denoiser_strength", "sentence_pause"):
             if not math.isfinite(_number(name, getattr(self, name))) or getattr(self, name) < 0:
                 raise ConfigError(f"{name} must be a finite number >= 0, got {getattr(self, name)!r}", name)
+        if self.sentence_pause > MAX_SENTENCE_PAUSE:  # 1e9 s would be a 88 TB allocation, not a pause
+            raise ConfigError(f"sentence_pause must be at most {MAX_SENTENCE_PAUSE:g} seconds (as SSML's longest "
+                              f"<break>), got {self.sentence_pause!r}", "sentence_pause")
         for name in ("griffin_lim_iters", "griffin_lim_inversion_iters", "min_frames"):
             object.__setattr__(self, name, _whole_number(name, getattr(self, name)))  # 0.0 from JSON -> 0
         if not 0 < _number("griffin_lim_power", self.griffin_lim_power) <= 4:

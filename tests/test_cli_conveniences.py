@@ -183,6 +183,9 @@ def test_ssml_flag_and_input_that_starts_with_speak(tmp_path, capsys, synth):
     (["Hi.", "--json-input"], "--json-input reads JSON lines from standard input or -i FILE, not TEXT"),
     (["--json-input", "-o", "-"], "--json-input prints its results on standard output: write the audio to files"),
     (["Hi.", "-o", "a.wav", "--sentence-silence", "-1"], "sentence_pause must be a finite number >= 0, got -1.0"),
+    # A pause of 1e9 s asked for 88 TB of silence, and failed with an internal error.
+    (["One. Two.", "-o", "a.wav", "--sentence-silence", "1e9"],
+     "sentence_pause must be at most 10 seconds (as SSML's longest <break>), got 1000000000.0"),
 ])
 def test_conflicting_options_are_one_line_errors(args, message, capsys, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
