@@ -19,7 +19,7 @@ from tacoglow.ssml import (
     is_ssml,
     parse_ssml,
 )
-from tacoglow.text import TextError
+from tacoglow.text import TextError, split_sentences
 from tacoglow.text.symbols import SYMBOL_TO_ID
 
 from conftest import fixture_path
@@ -258,6 +258,16 @@ def test_plain_text_pieces_without_words_are_no_sentences(synth):
         ("Hello.", 0.2), ("World.", 0.0)]
     with pytest.raises(TextError, match=r"text '\?!' has no characters the model can speak"):
         synth.sentence_jobs("?!", 1)
+
+
+def test_a_phoneme_longer_than_a_sentence_is_read_as_phones_in_every_piece(synth):
+    phones = " ".join(["HH AH0 L OW1"] * 12)  # 48 phones, over the fixture's 40 characters per piece
+    jobs = synth.sentence_jobs(speak(f'<phoneme alphabet="x-arpabet" ph="{phones}">hellos</phoneme>'), 1, ssml=True)
+    assert len(jobs) > 1 and all(j.text.startswith("{") and j.text.endswith("}") for j in jobs)
+    assert [i for j in jobs for i in j.ids] == synth.text_to_ids("{" + phones + "}")  # phones, not letters
+    assert split_sentences("Say {HH AH0 L OW1 HH AH0 L OW1} now", max_chars=14) == [
+        "Say {HH AH0 L}", "{OW1 HH AH0 L}", "{OW1} now"]
+    assert split_sentences("{HH AH0 }", max_chars=7) == ["{HH AH0}"]  # a piece of no phone ("}") is dropped
 
 
 def test_say_as_characters_sub_and_phoneme_give_their_ids(synth):

@@ -86,12 +86,26 @@ def _split_long(sentence: str, max_chars: int) -> list[str]:
     return pieces
 
 
+def _keep_phones_in_braces(pieces: list[str]) -> list[str]:
+    """Pieces of one sentence, cut inside an ARPAbet group ("{HH AH0" | "L OW1}"), each with braces of its own
+    ("{HH AH0}", "{L OW1}"), so that every part is still read as phones, not spelled as letters; a part left
+    with no phone ("}") is dropped."""
+    out, inside = [], False
+    for piece in pieces:
+        if inside:
+            piece = "{" + piece
+        inside = piece.rfind("{") > piece.rfind("}")
+        out.append(piece + "}" if inside else piece)
+    return [p for p in out if p.strip("{} ")]
+
+
 def split_sentences(text: str, max_chars: int = 300) -> list[str]:
     """Split ``text`` into sentences of at most ``max_chars`` characters.
 
     Sentences end at ".", "!", "?" and ";" followed by whitespace, except after common
     abbreviations ("Mr.", "Dr.", "St.", "e.g.") and initials; "3.5" never splits. A
-    sentence longer than ``max_chars`` is split at commas and colons, then at spaces.
+    sentence longer than ``max_chars`` is split at commas and colons, then at spaces; a cut
+    inside ARPAbet braces closes and reopens them (so such a piece may have 2 characters more).
     Pieces are stripped; empty pieces are never returned, so whitespace-only text gives [].
     """
     if max_chars < 1:
@@ -107,5 +121,6 @@ def split_sentences(text: str, max_chars: int = 300) -> list[str]:
     for sentence in sentences:
         sentence = sentence.strip()
         if sentence:
-            pieces.extend(p for p in (p.strip() for p in _split_long(sentence, max_chars)) if p)
+            parts = [p for p in (p.strip() for p in _split_long(sentence, max_chars)) if p]
+            pieces.extend(_keep_phones_in_braces(parts) if len(parts) > 1 and "{" in sentence else parts)
     return pieces
