@@ -1,19 +1,21 @@
 """Several voices in one process: the catalog of voice folders (listing, loading once, the LRU bound) and the HTTP
 server speaking each voice by name with its own settings and its own scheduler."""
 import argparse
+import random
 import shutil
 import subprocess
 import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import httpx
 import numpy as np
 import pytest
 
 from tacoglow import Synthesizer, TacoglowError
-from tacoglow.catalog import UnknownVoiceError, VoiceCatalog, VoiceOptions, find_voices
+from tacoglow.catalog import UnknownVoiceError, VoiceCatalog, VoiceFiles, VoiceOptions, find_voices
 from tacoglow.checkpoint import load_tacotron2, save_model
 from tacoglow.cli import add_serve_arguments
 from tacoglow.config import ConfigError
@@ -149,6 +151,52 @@ def test_a_voice_that_fails_to_load_is_not_held(voice_dir, default_voice, tmp_pa
     with pytest.raises(TacoglowError, match="damaged"):  # naming the file
         catalog.acquire("damaged")
     assert catalog.in_use("damaged") == 0 and catalog.loaded() == []
+
+
+def test_many_threads_never_lose_a_held_voice_and_leave_the_catalog_consistent(default_voice):
+    """Eight threads use five voices at random, with at most two loaded and one load in five failing: no voice is
+    unloaded while a thread holds it, each thread gets the voice it named, and in the end nothing is held and
+    the bound holds."""
+
+    class Loaded:
+        def __init__(self, name):
+            self.name, self.unloaded = name, False
+
+    class FlakyOptions(VoiceOptions):
+        def load(self, files):
+            time.sleep(random.random() * 0.002)
+            if random.random() < 0.2:
+                raise TacoglowError(f"{files.tacotron2}: damaged")
+            return Loaded(files.name)
+
+    names = [f"v{i}" for i in range(5)]
+    catalog = VoiceCatalog(default_voice, [VoiceFiles(n, Path("/voices") / n / "tacotron2.pt") for n in names],
+                           options=FlakyOptions(), max_loaded=2)
+    catalog.unload_hooks.append(lambda name, synth: setattr(synth, "unloaded", True))
+    problems, failures = [], []
+
+    def work(seed):
+        pick = random.Random(seed)
+        for _ in range(300):
+            name = pick.choice(names)
+            try:
+                with catalog.use(name) as synth:
+                    if synth.name != name or synth.unloaded:
+                        problems.append(("got", name, synth.name))
+                    time.sleep(pick.random() * 0.0005)
+                    if synth.unloaded:
+                        problems.append(("unloaded while held", name))
+            except TacoglowError as error:
+                failures.append(str(error))
+
+    threads = [threading.Thread(target=work, args=(seed,)) for seed in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(120)
+    assert problems == [] and failures and all(f.endswith("tacotron2.pt: damaged") for f in failures)
+    assert all(catalog.in_use(name) == 0 for name in catalog.names) and len(catalog.loaded()) <= 2
+    assert sum(catalog.loads.values()) > 2  # voices were unloaded and loaded again
 
 
 # --------------------------------------------------------------------------------- the server
