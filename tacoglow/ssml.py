@@ -258,9 +258,11 @@ class _Reader:
             self.content(element, rate, depth)
             return
         unknown = [p for p in phones.upper().split() if p not in _ARPABET]
-        if unknown or not phones.split():
-            raise SSMLError(f"<phoneme ph={phones!r}>: {', '.join(unknown) or 'no phone'} is not an ARPAbet phone "
-                            "of CMUdict (e.g. 'HH AH0 L OW1')")
+        if not phones.split():
+            raise SSMLError(f"<phoneme ph={phones!r}>: give its phones, CMUdict's ARPAbet (e.g. 'HH AH0 L OW1')")
+        if unknown:
+            raise SSMLError(f"<phoneme ph={phones!r}>: {', '.join(unknown)} is not an ARPAbet phone of CMUdict "
+                            "(e.g. 'HH AH0 L OW1')")
         self.events.append(("text", "{" + " ".join(phones.upper().split()) + "}", rate))
 
     def say_as(self, element: Element, rate: float, depth: int) -> None:

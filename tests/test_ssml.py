@@ -167,6 +167,8 @@ def test_is_ssml():
     ("<speak>&lol;</speak>", "malformed SSML: undefined entity: line 1, column 7"),
     (speak('<break time="soon"/>'), "<break time='soon'>: give a time such as '500ms' or '1.2s'"),
     (speak('<break strength="huge"/>'), "<break strength='huge'>: use one of none, x-weak"),
+    (speak('<phoneme alphabet="x-arpabet" ph=" ">x</phoneme>'),
+     "<phoneme ph=' '>: give its phones, CMUdict's ARPAbet (e.g. 'HH AH0 L OW1')"),
     (speak('a<break time="10s"/>' * 61), "the SSML document's breaks add up to more than 600 s"),
     (speak("<s>" * 101 + "deep" + "</s>" * 101), "the SSML document nests elements more than 100 deep"),
 ])

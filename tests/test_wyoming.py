@@ -2,6 +2,7 @@
 synthesize (equal, sample for sample, to ``tacoglow synthesize``), the streaming events, and error events."""
 import asyncio
 import contextlib
+import logging
 import socket
 import subprocess
 import sys
@@ -288,3 +289,27 @@ def test_a_stream_whose_rest_is_refused_still_ends_with_synthesize_stopped(voice
     assert [e.type for e in refused] == ["error"] and Error.from_event(refused[0]).code == "bad-request"
     assert Error.from_event(refused[0]).text.startswith("malformed SSML: ")
     assert stopped.type == "synthesize-stopped" and info[-1].type == "info"
+
+
+def test_a_line_that_is_json_but_no_event_closes_that_connection_only(voices, caplog):
+    async def talk():
+        port = free_port()
+        server = wyoming_server(f"tcp://127.0.0.1:{port}")
+        await server.start(partial(WyomingHandler, WyomingSpeaker(voices, seed=3)))
+        try:
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.write(b"[1, 2]\n")
+            await writer.drain()
+            closed = await asyncio.wait_for(reader.read(), 60)  # b"": the server closed it
+            writer.close()
+            async with AsyncTcpClient("127.0.0.1", port, connect_timeout=10, read_timeout=120) as client:
+                info = await answer(client, Describe(), until="info")
+        finally:
+            await server.stop()
+        return closed, info
+
+    with caplog.at_level(logging.WARNING, logger="tacoglow.serve.wyoming"):
+        closed, info = asyncio.run(talk())
+    assert closed == b"" and info[-1].type == "info"
+    assert [r.getMessage() for r in caplog.records if r.name == "tacoglow.serve.wyoming"] == [
+        "closed a Wyoming connection that sent something that is no event ('list' object has no attribute 'get')"]

@@ -36,14 +36,7 @@ from wyoming.error import Error
 from wyoming.event import Event
 from wyoming.info import Attribution, Describe, Info, TtsProgram, TtsVoice
 from wyoming.server import AsyncEventHandler, AsyncServer
-from wyoming.tts import (
-    Synthesize,
-    SynthesizeChunk,
-    SynthesizeStart,
-    SynthesizeStop,
-    SynthesizeStopped,
-    SynthesizeVoice,
-)
+from wyoming.tts import Synthesize, SynthesizeChunk, SynthesizeStart, SynthesizeStop, SynthesizeStopped
 
 from .. import __version__
 from ..catalog import UnknownVoiceError, VoiceCatalog
@@ -167,6 +160,12 @@ class WyomingHandler(AsyncEventHandler):
         self.markup: bool | None = None  # the stream's text_format: SSML (True), text (False), or not said
         self.refused = False  # the stream's SSML document was refused: its other chunks are dropped
 
+    async def run(self) -> None:
+        try:
+            await super().run()  # reads events until the client leaves; closes the connection in any case
+        except (AttributeError, TypeError, KeyError) as error:  # JSON that is no event ("[1]"): the reader's error
+            log.warning("closed a Wyoming connection that sent something that is no event (%s)", error)
+
     async def handle_event(self, event: Event) -> bool:
         try:
             await self._answered(self._handle(event))
@@ -190,10 +189,11 @@ class WyomingHandler(AsyncEventHandler):
         elif Synthesize.is_type(event.type):
             if self.streaming is None:  # while text streams, this is the same text again, for older servers
                 request = _parsed(Synthesize, event)
-                await speak(request.text, _voice_name(request.voice), ssml=_markup(request.text_format))
+                voice = request.voice.name if request.voice else None
+                await speak(request.text, voice, ssml=_markup(request.text_format))
         elif SynthesizeStart.is_type(event.type):
             start = _parsed(SynthesizeStart, event)
-            self.streaming = self.speaker.catalog.resolve(_voice_name(start.voice))
+            self.streaming = self.speaker.catalog.resolve(start.voice.name if start.voice else None)
             self.pending, self.markup, self.refused = "", _markup(start.text_format), False
         elif SynthesizeChunk.is_type(event.type):
             if self.streaming is None:
@@ -249,10 +249,6 @@ def _parsed(kind: type[_Request], event: Event) -> _Request:
         got = json.dumps(event.data, ensure_ascii=False, default=repr)[:80]
         raise TextError(f"a {event.type} event's data must be {_SHAPES[event.type]}, got {got}")
     return parsed
-
-
-def _voice_name(voice: SynthesizeVoice | None) -> str | None:
-    return voice.name if voice is not None else None
 
 
 def _markup(text_format: object) -> bool | None:
