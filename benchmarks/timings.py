@@ -205,7 +205,8 @@ def main(argv: list[str] | None = None) -> int:
         for seed in args.seeds:
             torch.manual_seed(seed)
             with torch.no_grad():
-                _, predicted, _, alignment = model(torch.tensor([ids]), torch.tensor([len(ids)]), mel, torch.tensor([frames]))
+                _, predicted, _, alignment = model(torch.tensor([ids]), torch.tensor([len(ids)]), mel,
+                                                   torch.tensor([frames]))
             for method in args.methods:
                 ours = word_timings(alignment[0], spans, frames_per_step=r, seconds_per_frame=hop / rate,
                                     duration=len(clip.audio) / rate, method=method,

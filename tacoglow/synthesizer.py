@@ -219,12 +219,16 @@ class Speech:
 
     @property
     def words(self) -> list[WordTiming]:
-        """Every spoken word with its start and end in ``audio`` (seconds), in order: each sentence's
-        :meth:`SentenceResult.word_timings` over its own audio, moved to where that audio begins (``starts``)."""
-        words: list[WordTiming] = []
+        """Every spoken word with its start and end in ``audio`` (seconds), in order (see :meth:`sentence_words`)."""
+        return [word for words in self.sentence_words() for word in words]
+
+    def sentence_words(self) -> list[list[WordTiming]]:
+        """Each sentence's spoken words in seconds of ``audio``: its :meth:`SentenceResult.word_timings` over its
+        own audio, moved to where that audio begins (``starts``)."""
+        words = []
         for sentence, start in zip(self.sentences, self.starts):
             samples = 0 if sentence.audio is None else sentence.audio.numel()
-            words += shift_words(sentence.word_timings(samples / self.sample_rate), start / self.sample_rate)
+            words.append(shift_words(sentence.word_timings(samples / self.sample_rate), start / self.sample_rate))
         return words
 
 
