@@ -9,11 +9,13 @@ from __future__ import annotations
 import logging
 import os
 from pathlib import Path
+from typing import Sequence
 
 from tqdm import tqdm
 
 from .audio import save_wav
 from .errors import TacoglowError
+from .subtitles import write_sidecar
 from .synthesizer import Speech, Synthesizer
 
 log = logging.getLogger(__name__)
@@ -75,8 +77,11 @@ def check_output_folder(out_dir: str | os.PathLike) -> Path:
 
 
 def synthesize_lines(synth: Synthesizer, lines: list[str], out_dir: str | os.PathLike, seed: int | None = None,
-                     progress: bool = True) -> list[Path]:
-    """Speak each line into its own WAV in ``out_dir`` (created); returns the paths in input order."""
+                     progress: bool = True, sidecars: Sequence[str] = ()) -> list[Path]:
+    """Speak each line into its own WAV in ``out_dir`` (created); returns the paths in input order.
+
+    ``sidecars``: suffixes (".srt", ".vtt", ".json") of subtitle and timings files written beside each WAV, with
+    its name (:func:`tacoglow.subtitles.write_sidecar`)."""
     out_dir = check_output_folder(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = []
@@ -84,5 +89,7 @@ def synthesize_lines(synth: Synthesizer, lines: list[str], out_dir: str | os.Pat
         speech = synth.synthesize(line, seed=line_seed(seed, n))
         paths.append(out_dir / line_name(n, len(lines)))
         save_wav(paths[-1], speech.audio, speech.sample_rate)
+        for suffix in sidecars:
+            write_sidecar(paths[-1].with_suffix(suffix), speech)
     log.info("wrote %d files to %s", len(lines), out_dir)
     return paths

@@ -28,8 +28,8 @@ from .text import TextError
 from .text.words import word_spans
 from .timings import WordTiming
 
-__all__ = ["SIDECAR_SUFFIXES", "SUBTITLE_FORMATS", "Cue", "SubtitleError", "cues", "sidecar_kind", "srt",
-           "timings_document", "webvtt", "write_sidecar", "written_words"]
+__all__ = ["SIDECAR_SUFFIXES", "SUBTITLE_FORMATS", "Cue", "SubtitleError", "cues", "line_sidecars", "sidecar_kind",
+           "srt", "timings_document", "webvtt", "write_sidecar", "written_words"]
 
 SUBTITLE_FORMATS = ("srt", "vtt")
 SIDECAR_SUFFIXES = (".srt", ".vtt", ".json")
@@ -212,6 +212,21 @@ def sidecar_kind(path: str | os.PathLike, allowed: Sequence[str] = SIDECAR_SUFFI
     if suffix not in allowed:
         raise SubtitleError(f"{path}: the file name must end in {' or '.join(allowed)} (that names the format)")
     return suffix
+
+
+def line_sidecars(subtitles: str | None = None, timings: str | None = None) -> list[str]:
+    """The suffixes of the files written beside each WAV of a file of lines: ``subtitles`` names a subtitle
+    format ("srt" or "vtt"), ``timings`` is "json"; SubtitleError for anything else (such as a file name)."""
+    suffixes = []
+    for value, allowed, flag in ((subtitles, (".srt", ".vtt"), "subtitles"), (timings, (".json",), "timings")):
+        if value is None:
+            continue
+        suffix = "." + value.lower().lstrip(".")
+        if suffix not in allowed:
+            raise SubtitleError(f"with a file of lines, {flag} takes the format ({' or '.join(a[1:] for a in allowed)})"
+                                f", not {value!r}: each line's file is written beside its WAV, with the same name")
+        suffixes.append(suffix)
+    return suffixes
 
 
 def write_sidecar(path: str | os.PathLike, speech: Speech) -> Path:

@@ -21,7 +21,7 @@ import math
 import threading
 import time
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable
 
 import numpy as np
@@ -30,6 +30,7 @@ import torch.nn.functional as F
 from scipy.signal import resample_poly
 
 from ..synthesizer import SentenceJob, SentenceResult, SynthesisError, Synthesizer, Vocoder
+from ..timings import WordTiming
 
 log = logging.getLogger(__name__)
 
@@ -78,6 +79,7 @@ class Piece:
     stopped_by: str
     alignment: torch.Tensor  # (decoder steps, symbols)
     pcm: np.ndarray          # int16 (samples,)
+    words: list[WordTiming] = field(default_factory=list)  # spoken words, seconds from the start of ``pcm``
 
 
 class Job:
@@ -243,7 +245,7 @@ class BatchScheduler:
 
     def _render(self, job: Job, sentence: SentenceJob, result: SentenceResult) -> Piece:
         mel = result.mel
-        if job.speed != 1.0:  # stretch the mel in time: the duration changes, the pitch stays
+        if job.speed != 1.0 and mel.shape[-1]:  # stretch the mel in time: the duration changes, the pitch stays
             frames = max(1, round(mel.shape[-1] / job.speed))
             mel = F.interpolate(mel[None], size=frames, mode="linear", align_corners=False)[0]
         audio = self.synth.vocode(mel, generator=sentence.generator(1), vocoder=job.vocoder, **job.options).numpy()
@@ -253,4 +255,6 @@ class BatchScheduler:
             audio = resample_poly(audio, job.sample_rate // g, rate // g)
         # As tacoglow.audio.save_wav: clip, then round to int16 at full scale 32767.
         pcm = np.round(np.clip(audio, -1.0, 1.0) * 32767.0).astype("<i2")
-        return Piece(sentence.index, len(job.sentences), sentence.text, result.stopped_by, result.alignment, pcm)
+        words = result.word_timings(pcm.size / (job.sample_rate or rate))  # stretched with the mel by ``speed``
+        return Piece(sentence.index, len(job.sentences), sentence.text, result.stopped_by, result.alignment, pcm,
+                     words)
