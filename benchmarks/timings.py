@@ -41,9 +41,10 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
+import librosa
 import numpy as np
 import soundfile
 import torch
@@ -54,6 +55,7 @@ from tacoglow.synthesizer import Synthesizer
 from tacoglow.timings import METHODS, WordTiming, word_timings
 
 REPO = Path(__file__).resolve().parents[1]
+TUNED_FROM = 60  # tacoglow.timings' constants were chosen on the phrases from this index on
 
 
 def _load_recipe():
@@ -151,6 +153,35 @@ def row(name: str, signed: np.ndarray) -> str:
             f"{(ms < 20).mean():.0%} | {(ms < 50).mean():.0%} | {1000 * np.median(signed):+.1f} |")
 
 
+def dtw_map(source: torch.Tensor, target: torch.Tensor, hop_seconds: float):
+    """A function taking times in ``source``'s audio to times in ``target``'s, from the dynamic time warping of
+    their log-mel frames (n_mel, frames) with Euclidean distances."""
+    _, path = librosa.sequence.dtw(X=source.double().numpy(), Y=target.double().numpy(), metric="euclidean")
+    path = path[::-1]
+    frames = np.unique(path[:, 0])
+    partners = np.array([path[path[:, 0] == i, 1].mean() for i in frames])
+    return lambda t: float(np.interp(t / hop_seconds, frames, partners)) * hop_seconds
+
+
+def moved(words: list[WordTiming], where) -> list[WordTiming]:
+    return [WordTiming(w.text, where(w.start), where(w.end)) for w in words]
+
+
+@dataclass
+class Errors:
+    """Signed boundary errors (ours - truth, seconds) by phrase index."""
+
+    starts: list[tuple[int, float]] = field(default_factory=list)
+    ends: list[tuple[int, float]] = field(default_factory=list)
+
+    def add(self, phrase: int, pairs: list[tuple[WordTiming, WordTiming]]) -> None:
+        self.starts += [(phrase, mine.start - truth.start) for mine, truth in pairs]
+        self.ends += [(phrase, mine.end - truth.end) for mine, truth in pairs]
+
+    def both(self, phrases: range | None = None) -> np.ndarray:
+        return np.array([e for k, e in self.starts + self.ends if phrases is None or k in phrases])
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--tacotron2", type=Path, help="Tacotron 2 checkpoint (default: the installed voice)")
@@ -158,14 +189,13 @@ def main(argv: list[str] | None = None) -> int:
                         help="'id|text' transcripts, split into phrases as the corpus recipe does")
     parser.add_argument("--limit", type=int, default=None, help="first N phrases only")
     parser.add_argument("--methods", nargs="+", choices=METHODS, default=list(METHODS),
-                        help="position estimators to measure")
+                        help="position estimators to measure, each with and without the mel's silences")
     parser.add_argument("--seeds", nargs="+", type=int, default=[1], help="prenet dropout seeds, one pass each")
     parser.add_argument("--threads", type=int, default=1, help="torch threads")
     parser.add_argument("--corpus", type=Path, help="a prepared corpus (e.g. corpora/slt_prepared) to compare "
                                                     "the reproduced clips with")
-    parser.add_argument("--top-db", type=float, default=40.0,
-                        help="silences of the predicted mel refine the boundaries: frames this far below its loudest "
-                             "(default 40, the library's); 0: the attention alone")
+    parser.add_argument("--free-running", action="store_true",
+                        help="also time free-running synthesis against Festival's words moved onto it by DTW")
     parser.add_argument("--worst", type=int, default=0, help="print the N words with the largest errors")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -181,8 +211,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         spoken = festival(items, Path(tmp))
         clips = [Clip(i, label, corpus_audio(spoken[i][0], rate), spoken[i][1]) for i, label in items if i in spoken]
-    festival_s = time.monotonic() - started
-    print(f"{len(clips)} of {len(items)} phrases spoken by Festival in {festival_s:.1f} s; "
+    print(f"{len(clips)} of {len(items)} phrases spoken by Festival in {time.monotonic() - started:.1f} s; "
           f"{sum(len(c.audio) for c in clips) / rate:.1f} s of audio")
     if args.corpus:
         diffs = []
@@ -193,44 +222,66 @@ def main(argv: list[str] | None = None) -> int:
                 diffs.append(np.abs(theirs - clip.audio).max() if len(theirs) == len(clip.audio) else np.inf)
         print(f"against {args.corpus}: {len(diffs)} clips found, largest sample difference {max(diffs, default=0):.2g}")
 
-    errors: dict[str, dict[str, list[float]]] = {m: {"start": [], "end": []} for m in args.methods}
+    estimators = [((f"{m} + silences" + (" (default)" if m == METHODS[0] else "")) if silences
+                   else f"{m}, attention only", m, silences) for m in args.methods for silences in (True, False)]
+    errors = {name: Errors() for name, _, _ in estimators}
+    free, dtw_itself = Errors(), Errors()
     worst: list[tuple[float, str, str, WordTiming, WordTiming]] = []
-    unmatched = matched = 0
+    unmatched = matched = capped = 0
     started = time.monotonic()
-    for clip in clips:
+    for k, clip in enumerate(clips):
         ids = synth.text_to_ids(clip.label)
         spans = synth.word_spans(clip.label, ids)
-        mel = mel_spectrogram(torch.from_numpy(clip.audio), synth.audio)[None]  # (1, n_mel, frames)
+        mel = mel_spectrogram(torch.from_numpy(clip.audio), synth.audio)  # (n_mel, frames)
         frames = mel.shape[-1]
         for seed in args.seeds:
             torch.manual_seed(seed)
             with torch.no_grad():
-                _, predicted, _, alignment = model(torch.tensor([ids]), torch.tensor([len(ids)]), mel,
+                _, predicted, _, alignment = model(torch.tensor([ids]), torch.tensor([len(ids)]), mel[None],
                                                    torch.tensor([frames]))
-            for method in args.methods:
+            for name, method, silences in estimators:
                 ours = word_timings(alignment[0], spans, frames_per_step=r, seconds_per_frame=hop / rate,
                                     duration=len(clip.audio) / rate, method=method,
-                                    mel=predicted[0, :, :frames] if args.top_db else None, top_db=args.top_db)
+                                    mel=predicted[0, :, :frames] if silences else None)
                 pairs = match(ours, clip.words)
-                if method == args.methods[0] and seed == args.seeds[0]:
+                errors[name].add(k, pairs)
+                if name == estimators[0][0] and seed == args.seeds[0]:
                     matched += len(pairs)
                     unmatched += len(ours) - len(pairs)
-                for mine, truth in pairs:
-                    errors[method]["start"].append(mine.start - truth.start)
-                    errors[method]["end"].append(mine.end - truth.end)
-                    if method == args.methods[0]:
-                        worst.append((max(abs(mine.start - truth.start), abs(mine.end - truth.end)), clip.id,
-                                      clip.label, mine, truth))
-    model_s = time.monotonic() - started
-    print(f"teacher forcing and timings: {model_s:.1f} s ({len(args.seeds)} seed(s), {args.threads} thread(s)); "
-          f"words matched {matched}, unmatched {unmatched}\n")
-    print("| estimator, boundary | boundaries | median ms | p95 ms | mean ms | < 20 ms | < 50 ms | signed median ms |")
-    print("|---|---|---|---|---|---|---|---|")
-    for method in args.methods:
-        starts, ends = np.array(errors[method]["start"]), np.array(errors[method]["end"])
-        print(row(f"{method}, word starts", starts))
-        print(row(f"{method}, word ends", ends))
-        print(row(f"{method}, both", np.concatenate([starts, ends])))
+                    worst += [(max(abs(mine.start - truth.start), abs(mine.end - truth.end)), clip.id, clip.label,
+                               mine, truth) for mine, truth in pairs]
+                    if args.free_running:  # how far DTW alone moves boundaries where the truth is known
+                        truths = [t for _, t in pairs]
+                        onto_itself = dtw_map(mel, predicted[0, :, :frames], hop / rate)
+                        dtw_itself.add(k, list(zip(moved(truths, onto_itself), truths)))
+            if args.free_running:
+                generator = torch.Generator().manual_seed(seed)
+                (result,) = synth.synthesize_ids([ids], [generator], texts=[clip.label])
+                capped += result.stopped_by == "cap"
+                seconds = result.mel_length * hop / rate
+                truth_there = moved(clip.words, dtw_map(mel, result.mel, hop / rate))
+                free.add(k, match(result.word_timings(seconds), truth_there))
+    print(f"teacher forcing{' and free-running synthesis' if args.free_running else ''}, and timings: "
+          f"{time.monotonic() - started:.1f} s ({len(args.seeds)} seed(s), {args.threads} thread(s)); words matched "
+          f"{matched}, unmatched {unmatched}" + (f"; free-running stopped at the cap: {capped}" if args.free_running
+                                                  else "") + "\n")
+    print("| estimator | boundaries | n | median ms | p95 ms | mean ms | < 20 ms | < 50 ms | signed median ms |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    default = errors[estimators[0][0]]
+    held_out = range(0, min(TUNED_FROM, len(clips)))
+    print(row(f"{estimators[0][0]} | word starts", np.array([e for _, e in default.starts])))
+    print(row(f"{estimators[0][0]} | word ends", np.array([e for _, e in default.ends])))
+    print(row(f"{estimators[0][0]} | both", default.both()))
+    print(row(f"{estimators[0][0]} | both, phrases 1-{len(held_out)} (not used to choose constants)",
+              default.both(held_out)))
+    if len(clips) > TUNED_FROM:
+        print(row(f"{estimators[0][0]} | both, phrases {TUNED_FROM + 1}-{len(clips)} (used to choose them)",
+                  default.both(range(TUNED_FROM, len(clips)))))
+    for name, _, _ in estimators[1:]:
+        print(row(f"{name} | both", errors[name].both()))
+    if args.free_running:
+        print(row("free-running synthesis, against Festival's words moved by DTW | both", free.both()))
+        print(row("DTW alone: teacher-forced mel, where no move is right | both", dtw_itself.both()))
     for error, clip_id, label, mine, truth in sorted(worst, key=lambda w: -w[0])[:args.worst]:
         print(f"{1000 * error:7.1f} ms {clip_id} {mine.text!r}: ours {mine.start:.3f}-{mine.end:.3f}, "
               f"Festival {truth.start:.3f}-{truth.end:.3f} ({label[:60]!r})")
