@@ -6,7 +6,8 @@
 
 Truth: Festival's `cmu_us_slt_arctic_hts` speaks each phrase and reports where each word is: a word starts where
 its first segment starts and ends where its last segment ends (the Word relation, through SylStructure to the
-Segment relation's end times). The phrases are the validation phrases of the default voice's corpus
+Segment relation's end times). A word with no segments of its own (the possessive "'s", whose sound Festival
+puts in the word before) is joined to the word before. The phrases are the validation phrases of the default voice's corpus
 (`recipes/slt/build_corpus.py`: LJSpeech's 100 validation transcripts, `data/ljspeech_val.txt`, split at
 punctuation into phrases of 25 to 90 label characters, none of them in the training corpus), and Festival is
 given each phrase's label exactly as the recipe gives it.
@@ -20,10 +21,11 @@ Estimate: the voice's Tacotron 2 is teacher-forced on the clip's mel and its tex
 `Synthesizer` makes of the label, ARPAbet as the voice reads), with prenet dropout on as in every Tacotron 2 pass
 (seeded); its alignment gives word timings by `tacoglow.timings.word_timings` (`--methods`).
 
-Matching: the words of the estimate are the front-end's (`tacoglow.text.words`); Festival splits hyphenated
-words ("forty-two" -> "forty", "two"). Each of our words is split at its hyphens, the two word lists are aligned
-by `difflib` (exact, lower-case pieces), and a word is matched when all its pieces align, in order, with
-consecutive Festival words; it then starts where the first starts and ends where the last ends. Unmatched words
+Matching: the words of the estimate are the front-end's (`tacoglow.text.words`); Festival splits some of them
+("forty-two" -> forty, two; "buxton's" -> buxton, 's; "prs" -> p, r, s) and drops apostrophes ("o'donnell" ->
+odonnell). Both word lists are reduced to their letters, run together, and aligned by `difflib`; one of our words
+is matched when its letters align, in order, with all the letters of one or more consecutive Festival words and
+with nothing else. It then starts where the first of them starts and ends where the last ends. Unmatched words
 are counted and left out.
 
 Errors are absolute differences in milliseconds, over all matched words: starts, ends, and both together.
@@ -36,6 +38,7 @@ import argparse
 import difflib
 import importlib.util
 import io
+import re
 import shutil
 import subprocess
 import sys
@@ -106,7 +109,12 @@ def festival(items: list[tuple[str, str]], work: Path) -> dict[str, tuple[Path, 
     for line in out.splitlines():
         fields = line.split()
         if len(fields) == 5 and fields[0] == "W":
-            words.setdefault(fields[1], []).append(WordTiming(fields[2], float(fields[3]), float(fields[4])))
+            said = words.setdefault(fields[1], [])
+            word = WordTiming(fields[2], float(fields[3]), float(fields[4]))
+            if word.end == 0 and said:  # no segments of its own ("'s"): its sound ends the word before it
+                said[-1] = WordTiming(said[-1].text + word.text, said[-1].start, said[-1].end)
+            else:
+                said.append(word)
     return {i: (work / f"{i}.wav", words[i]) for i, _ in items if i in words and (work / f"{i}.wav").is_file()}
 
 
@@ -123,26 +131,36 @@ def corpus_audio(path: Path, rate: int) -> np.ndarray:
     return written
 
 
+def _letters(words: list[WordTiming]) -> tuple[str, list[int]]:
+    """The words' letters run together (lower case, nothing else), and the word each letter comes from."""
+    text, owner = "", []
+    for k, word in enumerate(words):
+        letters = re.sub(r"[^a-z]", "", word.text.lower())
+        text += letters
+        owner += [k] * len(letters)
+    return text, owner
+
+
 def match(ours: list[WordTiming], theirs: list[WordTiming]) -> list[tuple[WordTiming, WordTiming]]:
-    """(our word, Festival's word or words joined) for each of our words found in Festival's list."""
-    pieces, owner = [], []
-    for k, word in enumerate(ours):
-        for piece in word.text.split("-"):
-            pieces.append(piece)
-            owner.append(k)
-    names = [w.text.lower() for w in theirs]
+    """(our word, Festival's word or words joined) for each of our words whose letters are exactly those of one
+    or more consecutive Festival words ("forty-two": forty, two; "buxton's": buxton, 's; "prs": p, r, s)."""
+    mine, my_owner = _letters(ours)
+    their_text, their_owner = _letters(theirs)
     to_theirs: dict[int, int] = {}
-    for block in difflib.SequenceMatcher(None, pieces, names, autojunk=False).get_matching_blocks():
+    for block in difflib.SequenceMatcher(None, mine, their_text, autojunk=False).get_matching_blocks():
         for j in range(block.size):
             to_theirs[block.a + j] = block.b + j
     pairs = []
     for k, word in enumerate(ours):
-        mine = [i for i, o in enumerate(owner) if o == k]
-        found = [to_theirs.get(i) for i in mine]
-        if None in found or found != list(range(found[0], found[0] + len(found))):  # type: ignore[arg-type]
+        chars = [i for i, o in enumerate(my_owner) if o == k]
+        found = [to_theirs.get(i) for i in chars]
+        if not chars or None in found:
             continue
-        first, last = theirs[found[0]], theirs[found[-1]]  # type: ignore[index]
-        pairs.append((word, WordTiming(word.text, first.start, last.end)))
+        words = sorted({their_owner[j] for j in found if j is not None})
+        covered = [j for j, o in enumerate(their_owner) if o in words]
+        if words != list(range(words[0], words[-1] + 1)) or covered != found:
+            continue  # not whole Festival words, or not only this word's letters
+        pairs.append((word, WordTiming(word.text, theirs[words[0]].start, theirs[words[-1]].end)))
     return pairs
 
 
