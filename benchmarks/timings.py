@@ -7,10 +7,10 @@
 Truth: Festival's `cmu_us_slt_arctic_hts` speaks each phrase and reports where each word is: a word starts where
 its first segment starts and ends where its last segment ends (the Word relation, through SylStructure to the
 Segment relation's end times). A word with no segments of its own (the possessive "'s", whose sound Festival
-puts in the word before) is joined to the word before. The phrases are the validation phrases of the default voice's corpus
-(`recipes/slt/build_corpus.py`: LJSpeech's 100 validation transcripts, `data/ljspeech_val.txt`, split at
-punctuation into phrases of 25 to 90 label characters, none of them in the training corpus), and Festival is
-given each phrase's label exactly as the recipe gives it.
+puts in the word before) is joined to the word before. The phrases are the validation phrases of the default
+voice's corpus (`recipes/slt/build_corpus.py`: LJSpeech's 100 validation transcripts, `data/ljspeech_val.txt`,
+split at punctuation into phrases of 25 to 90 label characters, none of them in the training corpus), and Festival
+is given each phrase's label exactly as the recipe gives it.
 
 Clips: each wav is made as `tacoglow prepare` made the corpus's (the recipe prepares without trimming): mono
 float, resampled from Festival's 32 kHz to 22050 Hz (`tacoglow.audio.resample`), clipped to [-1, 1], written as
@@ -19,7 +19,8 @@ Festival's times are the clip's times. `--corpus DIR` compares the clips with a 
 
 Estimate: the voice's Tacotron 2 is teacher-forced on the clip's mel and its text (the ids and word spans its
 `Synthesizer` makes of the label, ARPAbet as the voice reads), with prenet dropout on as in every Tacotron 2 pass
-(seeded); its alignment gives word timings by `tacoglow.timings.word_timings` (`--methods`).
+(seeded); its alignment gives word timings by `tacoglow.timings.word_timings` (`--methods`), with the silences of
+the teacher-forced postnet mel (the library's default) and without them (the attention alone).
 
 Matching: the words of the estimate are the front-end's (`tacoglow.text.words`); Festival splits some of them
 ("forty-two" -> forty, two; "buxton's" -> buxton, 's; "prs" -> p, r, s) and drops apostrophes ("o'donnell" ->
@@ -28,9 +29,13 @@ is matched when its letters align, in order, with all the letters of one or more
 with nothing else. It then starts where the first of them starts and ends where the last ends. Unmatched words
 are counted and left out.
 
-Errors are absolute differences in milliseconds, over all matched words: starts, ends, and both together.
-Free-running synthesis has no truth to compare with (its words last as long as the model decides, not as long as
-Festival's), so it is not measured here.
+Errors are absolute differences in milliseconds, over all matched words: starts, ends, and both together; phrases
+1-60 apart from the rest, on which the library's constants were chosen.
+
+Free-running synthesis (`--free-running`) has no truth of its own: its words last as long as the model decides.
+Festival's boundaries are moved onto its mel by dynamic time warping of the log-mel frames, and its timings are
+compared with those. DTW's own error is measured where the answer is known: moving the boundaries onto the
+teacher-forced mel, which is frame-aligned with the clip, should move nothing.
 """
 from __future__ import annotations
 
