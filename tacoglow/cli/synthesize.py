@@ -35,6 +35,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--json-input", action="store_true",
                    help="read JSON lines from standard input (or -i FILE): 'text', and optionally 'output_file', "
                         "'seed', 'voice', 'ssml'; print one JSON result line per input")
+    p.add_argument("--subtitles", metavar="FILE", help="also write subtitles timed word by word: FILE.srt or "
+                   "FILE.vtt (the suffix names the format); with --input, the format (srt or vtt): one file "
+                   "beside each WAV, with its name")
+    p.add_argument("--timings", metavar="FILE", help="also write each sentence's and word's start and end as JSON: "
+                   "FILE.json; with --input, 'json': one file beside each WAV, with its name")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
@@ -45,6 +50,7 @@ def run(args: argparse.Namespace) -> int:
         return _run_raw(args)
     from ..audio import save_wav, wav_bytes
     from ..batch import check_output_folder, read_lines, synthesize_lines, synthesize_text
+    from ..subtitles import line_sidecars, sidecar_kind, write_sidecar
 
     if args.input is None and args.text is None:
         raise TacoglowError("give TEXT to speak, '-' to read standard input, or --input FILE")
@@ -54,15 +60,24 @@ def run(args: argparse.Namespace) -> int:
         raise TacoglowError("give -o FILE ('-' for standard output; a folder with --input), or use --output-raw")
     if args.input is not None:
         lines, out_dir = read_lines(args.input), check_output_folder(args.output)
+        sidecars = line_sidecars(args.subtitles, args.timings)
     else:
+        if args.subtitles is not None:
+            sidecar_kind(args.subtitles, (".srt", ".vtt"))
+        if args.timings is not None:
+            sidecar_kind(args.timings, (".json",))
         text = _read_text(args)
     synth = load_synthesizer(args)
 
     if args.input is not None:
-        synthesize_lines(synth, lines, out_dir, seed=args.seed, progress=not args.quiet, ssml=args.ssml)
+        synthesize_lines(synth, lines, out_dir, seed=args.seed, progress=not args.quiet, ssml=args.ssml,
+                         sidecars=sidecars)
         return 0
 
     speech = synthesize_text(synth, text, seed=args.seed, progress=not args.quiet, ssml=args.ssml)
+    for path in (args.subtitles, args.timings):
+        if path is not None:
+            write_sidecar(path, speech)
     if args.output == "-":
         sys.stdout.buffer.write(wav_bytes(speech.audio, speech.sample_rate))
         sys.stdout.buffer.flush()

@@ -8,7 +8,7 @@ Endpoints (every error is JSON ``{"error": {"message", "type", "param", "code"}}
 
 Requests are batched across clients by :class:`BatchScheduler` (``batching``, no HTTP); the rest
 only translates HTTP to jobs and pieces of audio back to bytes. ``wav``, ``pcm`` and ``jsonl``
-(native: one JSON line per sentence with its audio and alignment) are streamed sentence by
+(native: one JSON line per sentence with its audio, alignment and word timings) are streamed sentence by
 sentence; the other formats are encoded once the last sentence is ready.
 
 Modules: ``limits``, ``api`` (request bodies, JSON errors), ``encoding`` (audio bytes), ``metrics``,
