@@ -1,11 +1,11 @@
-"""The FastAPI app: routes, the Host allow-list and request counters, the web page; and :func:`run` under uvicorn."""
+"""The FastAPI app: routes, the Host allow-list, API keys and request counters, the web page; and :func:`run`
+under uvicorn."""
 from __future__ import annotations
 
 import dataclasses
-import ipaddress
 import logging
 from pathlib import Path
-from typing import Callable
+from typing import Awaitable, Callable
 
 from fastapi import FastAPI, Request
 from fastapi.responses import FileResponse, Response
@@ -23,6 +23,7 @@ from .api import (
     error_response,
     parse_body,
 )
+from .auth import check_exposure, is_loopback, key_matches, needs_key, unauthorized
 from .batching import EventLog
 from .encoding import OPENAI_PCM_RATE, OPUS_RATE, STREAMED
 from .limits import ServerLimits
@@ -35,12 +36,13 @@ STATIC_DIR = Path(__file__).parent / "static"
 
 
 class _Edge:
-    """Pure ASGI middleware (streams pass untouched): the Host allow-list and the request counters."""
+    """Pure ASGI middleware (streams pass untouched): the Host allow-list, the API key and the request counters."""
 
     ENDPOINTS = ("/", "/health", "/voices", "/metrics", "/v1/audio/speech", "/v1/synthesize")
 
-    def __init__(self, app, metrics: Callable[[], Metrics | None], allowed_hosts: set[str] | None):
-        self.app, self.metrics, self.allowed_hosts = app, metrics, allowed_hosts
+    def __init__(self, app, metrics: Callable[[], Metrics | None], allowed_hosts: set[str] | None,
+                 api_key: str | None = None):
+        self.app, self.metrics, self.allowed_hosts, self.api_key = app, metrics, allowed_hosts, api_key
 
     async def __call__(self, scope, receive, send) -> None:
         if scope["type"] != "http":
@@ -53,11 +55,17 @@ class _Edge:
                 status = message["status"]
             await send(message)
 
-        host = dict(scope["headers"]).get(b"host", b"").decode("latin-1").rsplit(":", 1)[0].strip("[]").lower()
+        headers = dict(scope["headers"])
+        host = headers.get(b"host", b"").decode("latin-1").rsplit(":", 1)[0].strip("[]").lower()
+        authorization = headers[b"authorization"].decode("latin-1") if b"authorization" in headers else None
         try:
             if self.allowed_hosts is not None and host not in self.allowed_hosts:
                 message = f"Host {host!r} is not served here; use {sorted(self.allowed_hosts)[0]}"
                 await error_response(400, message)(scope, receive, send_and_watch)
+            elif (self.api_key is not None and needs_key(scope["path"])
+                  and not key_matches(authorization, self.api_key)):
+                message, challenge = unauthorized(authorization)
+                await error_response(401, message, headers=challenge)(scope, receive, send_and_watch)
             else:
                 await self.app(scope, receive, send_and_watch)
         except StreamCut as error:
@@ -73,11 +81,14 @@ class _Edge:
 
 def create_app(synthesizer: Synthesizer | Callable[[], Synthesizer], *, limits: ServerLimits | None = None,
                voice_name: str = "default", allowed_hosts: set[str] | None = None,
-               events: EventLog | None = None) -> FastAPI:
+               events: EventLog | None = None, api_key: str | None = None,
+               health: Callable[[], Awaitable[dict]] | None = None) -> FastAPI:
     """The FastAPI app. ``synthesizer`` may be a factory, called once at start-up.
 
     ``allowed_hosts``: Host header names served (``None``: any; :func:`run` sets the loopback
     names when bound to loopback). ``events``: an :class:`EventLog` to watch the scheduler and streams.
+    ``api_key``: required as ``Authorization: Bearer KEY`` on every route but ``/health`` and the web page
+    (``tacoglow.serve.auth``). ``health``: more fields for ``/health`` (a cluster's replica count).
     """
     limits = limits or ServerLimits()
     events = events or EventLog()
@@ -95,7 +106,7 @@ def create_app(synthesizer: Synthesizer | Callable[[], Synthesizer], *, limits: 
 
     app = FastAPI(title="tacoglow", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
     app.add_middleware(_Edge, metrics=lambda: getattr(getattr(app.state, "service", None), "metrics", None),
-                       allowed_hosts=allowed_hosts)
+                       allowed_hosts=allowed_hosts, api_key=api_key)
     app.add_exception_handler(ApiError, lambda r, e: error_response(e.status, e.message, e.param, e.headers))
     app.add_exception_handler(StarletteHTTPException, lambda r, e: error_response(e.status_code, str(e.detail)))
     app.add_exception_handler(Exception, lambda r, e: error_response(500, "internal error; see the server log"))
@@ -130,7 +141,7 @@ def create_app(synthesizer: Synthesizer | Callable[[], Synthesizer], *, limits: 
     @app.get("/health")
     async def health(request: Request) -> dict:
         waiting, active = request.app.state.service.scheduler.lengths()
-        return {"status": "ok", "queue": waiting, "active": active}
+        return {"status": "ok", "queue": waiting, "active": active, **(await health() if health else {})}
 
     @app.get("/voices")
     async def voices(request: Request) -> dict:
@@ -169,27 +180,31 @@ def create_app(synthesizer: Synthesizer | Callable[[], Synthesizer], *, limits: 
     return app
 
 
-def _is_loopback(host: str) -> bool:
-    try:
-        return host == "localhost" or ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
+def served_hosts(host: str, api_key: str | None) -> set[str] | None:
+    """The Host names a server bound to ``host`` answers: the loopback names when bound to loopback (no DNS
+    rebinding), else any; logs a warning when others can use it without a key."""
+    if is_loopback(host):
+        return {"localhost", "127.0.0.1", "::1"}
+    if api_key is None:
+        log.warning("serving on %s without an API key: anyone who can reach it can use it", host)
+    return None
 
 
 def run(synthesizer: Callable[[], Synthesizer], *, host: str = "127.0.0.1", port: int = 8000,
-        limits: ServerLimits | None = None, voice_name: str = "default") -> None:
-    """Check ``limits``, load the voice with ``synthesizer()``, then serve on ``host:port`` until interrupted.
+        limits: ServerLimits | None = None, voice_name: str = "default", api_key: str | None = None,
+        no_auth: bool = False) -> None:
+    """Check ``limits`` and the key, load the voice with ``synthesizer()``, then serve on ``host:port`` until
+    interrupted.
 
-    Bound to loopback, the server answers only the loopback Host names (no DNS rebinding); bound to
-    any other address, it serves whoever can reach it.
+    Bound beyond loopback, the server needs ``api_key``, or ``no_auth=True`` to serve whoever can reach it
+    (:func:`tacoglow.serve.auth.check_exposure`).
     """
     import uvicorn  # here, so that create_app also runs under another ASGI server
 
     limits = limits or ServerLimits()
     limits.check()
+    check_exposure(host, api_key, no_auth)
     synth = synthesizer()
-    allowed = {"localhost", "127.0.0.1", "::1"} if _is_loopback(host) else None
-    if allowed is None:
-        log.warning("serving on %s: anyone who can reach it can use it; put an authenticating proxy in front", host)
-    app = create_app(synth, limits=limits, voice_name=voice_name, allowed_hosts=allowed)
+    app = create_app(synth, limits=limits, voice_name=voice_name, allowed_hosts=served_hosts(host, api_key),
+                     api_key=api_key)
     uvicorn.run(app, host=host, port=port, log_level="info", access_log=False)
