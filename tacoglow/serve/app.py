@@ -82,13 +82,13 @@ class _Edge:
 def create_app(synthesizer: Synthesizer | Callable[[], Synthesizer], *, limits: ServerLimits | None = None,
                voice_name: str = "default", allowed_hosts: set[str] | None = None,
                events: EventLog | None = None, api_key: str | None = None,
-               health: Callable[[], Awaitable[dict]] | None = None) -> FastAPI:
+               health_fields: Callable[[], Awaitable[dict]] | None = None) -> FastAPI:
     """The FastAPI app. ``synthesizer`` may be a factory, called once at start-up.
 
     ``allowed_hosts``: Host header names served (``None``: any; :func:`run` sets the loopback
     names when bound to loopback). ``events``: an :class:`EventLog` to watch the scheduler and streams.
     ``api_key``: required as ``Authorization: Bearer KEY`` on every route but ``/health`` and the web page
-    (``tacoglow.serve.auth``). ``health``: more fields for ``/health`` (a cluster's replica count).
+    (``tacoglow.serve.auth``). ``health_fields``: more fields for ``/health`` (a cluster's replica count).
     """
     limits = limits or ServerLimits()
     events = events or EventLog()
@@ -141,7 +141,7 @@ def create_app(synthesizer: Synthesizer | Callable[[], Synthesizer], *, limits: 
     @app.get("/health")
     async def health(request: Request) -> dict:
         waiting, active = request.app.state.service.scheduler.lengths()
-        return {"status": "ok", "queue": waiting, "active": active, **(await health() if health else {})}
+        return {"status": "ok", "queue": waiting, "active": active, **(await health_fields() if health_fields else {})}
 
     @app.get("/voices")
     async def voices(request: Request) -> dict:
