@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import sys
 import uuid
 from dataclasses import dataclass, field
@@ -59,6 +60,17 @@ def connect(address: str | None) -> bool:
         raise TacoglowError(f"cannot join the Ray cluster at {address}: {str(error).splitlines()[0]}; "
                             "start one with 'ray start --head', or leave the address out to start one here") from None
     return True
+
+
+def error_cause(text: str) -> str:
+    """The reason in a traceback that Ray hands back as text: its last ``SomeError: message`` line (the message alone
+    for tacoglow's own errors, which say what to do), else its first line."""
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    raised = [line for line in lines if re.match(r"[A-Za-z_][\w.]*(Error|Exception): ", line)]
+    if not raised:
+        return lines[0] if lines else "no reason given"
+    name, _, message = raised[-1].partition(": ")
+    return message if name.startswith("tacoglow.") else raised[-1]
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -187,6 +199,9 @@ def synthesize_lines_on_ray(synthesizer: Callable[[], Synthesizer], lines: list[
                 report.written.append(int(row["n"]))
                 report.audio_seconds += float(row["seconds"])
                 bar.update(1)
+    except ray.exceptions.RayError as error:  # e.g. the voice failed to load on an actor: its reason, in a line
+        raise TacoglowError(f"the Ray job stopped after {len(report.written)} of {len(todo)} lines: "
+                            f"{error_cause(str(error))}") from None
     finally:
         if connected:
             ray.shutdown()

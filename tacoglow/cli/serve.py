@@ -83,9 +83,9 @@ def ray_options(args: argparse.Namespace):
 
     if args.replicas is not None and args.min_replicas is not None:
         raise ConfigError("give either --replicas N or --min-replicas/--max-replicas, not both")
-    return RayServeOptions(address=args.ray_address, replicas=args.replicas or 1, min_replicas=args.min_replicas,
-                           max_replicas=args.max_replicas, target_ongoing_requests=args.target_ongoing_requests,
-                           threads=args.threads or 1)
+    return RayServeOptions(address=args.ray_address, replicas=1 if args.replicas is None else args.replicas,
+                           min_replicas=args.min_replicas, max_replicas=args.max_replicas,
+                           target_ongoing_requests=args.target_ongoing_requests, threads=args.threads or 1)
 
 
 def ray_application(config: dict):

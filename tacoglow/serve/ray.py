@@ -20,7 +20,7 @@ from typing import Any, Callable
 import torch
 from fastapi import FastAPI
 
-from ..cluster import connect, import_ray
+from ..cluster import connect, error_cause, import_ray
 from ..config import ConfigError
 from ..errors import TacoglowError
 from ..synthesizer import Synthesizer
@@ -44,7 +44,6 @@ class RayServeOptions:
     max_replicas: int | None = None
     target_ongoing_requests: float = 2.0  # autoscaling: requests in flight per replica that it aims at
     threads: int = 1  # torch threads per replica, and the Ray CPUs each replica reserves
-    health_check_period_s: float = 10.0  # how often Ray checks each replica (a dead one is replaced after this)
 
     def check(self) -> None:
         """ConfigError, naming the options, for settings no deployment can keep."""
@@ -63,7 +62,7 @@ class RayServeOptions:
         options: dict[str, Any] = {
             "ray_actor_options": {"num_cpus": self.threads},
             "max_ongoing_requests": limits.max_concurrent + limits.max_queue, "max_queued_requests": limits.max_queue,
-            "health_check_period_s": self.health_check_period_s, "max_constructor_retry_count": 3}
+            "max_constructor_retry_count": 3}  # a voice that fails to load fails the deployment soon
         if self.min_replicas is None:
             options["num_replicas"] = self.replicas
         else:
@@ -112,7 +111,8 @@ class SpeechReplica:
     def __serve_build_asgi_app__(self) -> FastAPI:
         context = import_ray().serve.get_replica_context()
         torch.set_num_threads(self.threads)
-        app = create_app(self.synthesizer, limits=self.limits, voice_name=self.voice_name,
+        synth = self.synthesizer()  # here, not in the app's start-up: a failure then reaches the controller whole
+        app = create_app(synth, limits=self.limits, voice_name=self.voice_name,
                          allowed_hosts=self.allowed_hosts, api_key=self.api_key,
                          health_fields=_live_replicas(context.app_name, context.deployment))
         app.add_middleware(_ReplicaHeader, replica=context.replica_id.to_full_id_str())
@@ -154,9 +154,12 @@ def start_on_ray(synthesizer: Callable[[], Synthesizer], *, host: str = "127.0.0
     serve.start(http_options={"host": host, "port": port})
     try:
         serve.run(application, name=APP_NAME, route_prefix="/")
-    except RuntimeError as error:  # the replicas failed to start (their logs have the tracebacks)
-        reason = next((line for line in str(error).splitlines() if "Error" in line), str(error).splitlines()[0])
-        raise TacoglowError(f"the Ray deployment did not start: {reason.strip()}") from None
+    except RuntimeError as error:  # the replicas failed to start: the controller has their last error
+        application = serve.status().applications.get(APP_NAME)
+        messages = [d.message for d in application.deployments.values() if d.message] if application else []
+        serve.delete(APP_NAME)  # no more tries
+        reason = error_cause(messages[-1] if messages else str(error))
+        raise TacoglowError(f"the Ray deployment did not start: {reason}") from None
     return f"http://{host}:{port}"
 
 
@@ -165,8 +168,12 @@ def run_on_ray(synthesizer: Callable[[], Synthesizer], *, host: str = "127.0.0.1
                no_auth: bool = False, options: RayServeOptions | None = None) -> None:
     """:func:`start_on_ray`, then serve until interrupted; then remove the application (and stop the cluster this
     call started)."""
+    limits, options = limits or ServerLimits(), options or RayServeOptions()
+    limits.check()
+    options.check()
+    check_exposure(host, api_key, no_auth)  # settings first: they fail in a line, before Ray loads
     ray = import_ray()
-    started_here = not ray.is_initialized() and (options is None or options.address is None)
+    started_here = not ray.is_initialized() and options.address is None
     url = start_on_ray(synthesizer, host=host, port=port, limits=limits, voice_name=voice_name, api_key=api_key,
                        no_auth=no_auth, options=options)
     log.warning("serving on %s through Ray (Ctrl-C stops)", url)
