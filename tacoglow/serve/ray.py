@@ -12,7 +12,8 @@ Ray is imported inside the functions (:func:`tacoglow.cluster.import_ray`): impo
 from __future__ import annotations
 
 import asyncio
-import logging
+import signal
+import sys
 import time
 from dataclasses import dataclass
 from typing import Any, Callable
@@ -27,8 +28,6 @@ from ..synthesizer import Synthesizer
 from .app import create_app, served_hosts
 from .auth import check_exposure
 from .limits import ServerLimits
-
-log = logging.getLogger(__name__)
 
 APP_NAME = "tacoglow"
 REPLICA_HEADER = b"x-replica"
@@ -176,7 +175,13 @@ def run_on_ray(synthesizer: Callable[[], Synthesizer], *, host: str = "127.0.0.1
     started_here = not ray.is_initialized() and options.address is None
     url = start_on_ray(synthesizer, host=host, port=port, limits=limits, voice_name=voice_name, api_key=api_key,
                        no_auth=no_auth, options=options)
-    log.warning("serving on %s through Ray (Ctrl-C stops)", url)
+    print(f"serving on {url} from {options.replicas if options.min_replicas is None else options.min_replicas} "
+          f"Ray replica(s) (Ctrl-C stops)", file=sys.stderr)
+
+    def stop(signum, frame) -> None:  # a service manager's stop (SIGTERM) ends as cleanly as Ctrl-C
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, stop)
     try:
         while True:
             time.sleep(3600)
