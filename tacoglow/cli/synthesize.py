@@ -70,7 +70,7 @@ def speak_on_ray(args: argparse.Namespace, lines: list[str], out_dir: Path) -> i
     from ..hub import choose_checkpoints
 
     import_ray()
-    choose_checkpoints(args.tacotron2, args.waveglow, args.hifigan, args.vocoder)  # missing files: one line, here
+    choose_checkpoints(args.tacotron2, args.waveglow, args.hifigan, args.vocoder)  # no voice to choose: fails here
     # Each actor loads the voice: the options travel to them (pickled) with the voice module's function.
     report = synthesize_lines_on_ray(functools.partial(load_synthesizer, args), lines, out_dir, seed=args.seed,
                                      address=args.ray or None, actors=args.actors, threads=args.threads or 1,
