@@ -123,18 +123,46 @@ def test_deployment_options_follow_the_limits_and_the_scaling_mode():
         RayServeOptions(min_replicas=0, max_replicas=2).check()
 
 
-# --------------------------------------------------------------------------------- on a local Ray cluster
-@pytest.fixture(scope="module")
-def ray_cluster():
+# --------------------------------------------------------------------------------- with Ray
+def need_ray():
+    """The ``ray`` module; without it the test is skipped with the reason, or fails under CI."""
     try:
         import ray
         import ray.data  # noqa: F401
-        from ray import serve
+        import ray.serve  # noqa: F401
     except ImportError as error:
         reason = f"Ray is not installed ({error}): pip install 'tacoglow[cluster]' to run the cluster tests"
         if os.environ.get("CI", "").strip().lower() in ("true", "1", "yes"):
             pytest.fail(reason + " (CI is set, so a missing Ray fails the run)")
         pytest.skip(reason)
+    return ray
+
+
+def test_the_ray_service_builder_takes_the_serve_options(monkeypatch):
+    need_ray()
+    from tacoglow.cli.serve import ray_application
+
+    monkeypatch.delenv("TACOGLOW_API_KEY", raising=False)
+    voice = " ".join(VOICE)
+    app = ray_application({"options": f"{voice} --api-key {KEY} --replicas 3 --max-concurrent 2 --max-queue 5"})
+    deployment = app._bound_deployment  # Ray 2.60's Application: its deployment and arguments
+    assert (deployment.num_replicas, deployment.max_ongoing_requests, deployment.max_queued_requests) == (3, 7, 5)
+    synthesizer, limits, voice_name, api_key, allowed_hosts, threads = deployment.init_args
+    assert (limits.max_concurrent, voice_name, api_key, allowed_hosts, threads) == (2, "default", KEY, None, 1)
+    assert synthesizer().audio.sampling_rate == 22050  # the replicas' loader loads the voice the options name
+    scaled = ray_application({"options": f"{voice} --no-auth --min-replicas 1 --max-replicas 4"})._bound_deployment
+    autoscaling = scaled._deployment_config.autoscaling_config
+    assert (autoscaling.min_replicas, autoscaling.max_replicas, autoscaling.target_ongoing_requests) == (1, 4, 2.0)
+    with pytest.raises(ConfigError, match="--host 0.0.0.0 lets other machines"):  # Ray's proxy faces the network
+        ray_application({"options": voice})
+
+
+# --------------------------------------------------------------------------------- on a local Ray cluster
+@pytest.fixture(scope="module")
+def ray_cluster():
+    ray = need_ray()
+    from ray import serve
+
     ray.init(num_cpus=4, include_dashboard=False, log_to_driver=False, logging_level="warning")
     try:
         yield ray
