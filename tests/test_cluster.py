@@ -252,10 +252,15 @@ def test_a_killed_replica_is_replaced_and_later_requests_succeed(deployed, alone
         ray.kill(ray.get_actor(victim, namespace="serve"), no_restart=True)
         running.result(timeout=180)  # each gets an answer or an error; none hangs
 
+    answered: set[str] = set()
+
     def running_again(now: set[str]) -> bool:
+        """The new replica runs, and Ray's proxy routes to it (it has answered a probe)."""
         try:
-            return victim not in now and len(now) == 2 and deployed.get("/health").json()["replicas"] == 2
-        except (httpx.HTTPError, ValueError):  # routed to the dead replica before Ray noticed
+            health = deployed.get("/health")
+            answered.add(health.headers["x-replica"])
+            return victim not in now and len(now) == 2 and health.json()["replicas"] == 2 and now <= answered
+        except (httpx.HTTPError, ValueError, KeyError):  # routed to the dead replica before Ray noticed
             return False
 
     for _ in range(240):  # a new replica loads the voice; Ray reports it running
