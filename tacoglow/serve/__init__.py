@@ -12,7 +12,8 @@ only translates HTTP to jobs and pieces of audio back to bytes. ``wav``, ``pcm``
 sentence; the other formats are encoded once the last sentence is ready.
 
 Modules: ``limits``, ``api`` (request bodies, JSON errors), ``encoding`` (audio bytes), ``metrics``,
-``batching``, ``service`` (one request from text to response), ``app`` (routes, :func:`run`).
+``batching``, ``service`` (one request from text to response), ``auth`` (API keys), ``app`` (routes,
+:func:`run`), ``ray`` (the app as a Ray Serve deployment: ``tacoglow serve --ray``).
 """
 import importlib
 from typing import Any
