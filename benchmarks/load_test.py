@@ -2,6 +2,7 @@
 
     python benchmarks/load_test.py --url http://127.0.0.1:8000 --clients 50 --duration 120
     python benchmarks/load_test.py --spawn --tacotron2 T.pt --waveglow W.pt   # start the server too
+    python benchmarks/load_test.py --ray --replicas 1,2 --clients 8 --duration 60   # tacoglow serve --ray, per count
 
 Each client sends OpenAI-style ``/v1/audio/speech`` requests back to back (formats taken in turn from
 ``--formats``; ``wav`` and ``pcm`` are streamed, ``mp3`` is sent whole) and reads every answer to the
@@ -9,6 +10,10 @@ end. A 429/503 is counted as a deliberate rejection and the client waits ``Retry
 status or a broken connection is a failure. Bounded: ``--duration`` seconds per phase and at most
 ``--max-requests`` requests in all. Resident memory is read from the server's ``/metrics``
 (``process_resident_memory_bytes``) at each minute of the concurrent phase.
+
+``--ray`` starts ``tacoglow serve --ray --replicas N`` (a local Ray cluster, ``--threads`` threads per replica) for
+each N of ``--replicas`` in turn, waits until ``/health`` counts N running replicas, runs the phases, reads each
+replica's resident memory (``/metrics``, told apart by the ``X-Replica`` header), and ends with a table.
 """
 from __future__ import annotations
 
@@ -18,6 +23,7 @@ import ipaddress
 import json
 import os
 import random
+import signal
 import socket
 import subprocess
 import sys
@@ -137,31 +143,61 @@ async def run_phase(http: httpx.AsyncClient, phase: Phase, formats: list[str], b
     phase.rss["end"] = await resident_bytes(http)
 
 
-def spawn_server(args: argparse.Namespace) -> tuple[subprocess.Popen, str]:
+def spawn_server(args: argparse.Namespace, replicas: int | None = None) -> tuple[subprocess.Popen, str]:
+    """``tacoglow serve`` on a free loopback port; with ``replicas``, ``--ray --replicas N``, ready once /health
+    counts that many running replicas."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     command = [sys.executable, "-m", "tacoglow", "serve", "--host", "127.0.0.1", "--port", str(port)]
-    for flag in ("tacotron2", "waveglow"):
+    for flag in ("tacotron2", "waveglow", "threads"):
         if getattr(args, flag):
-            command += [f"--{flag}", getattr(args, flag)]
+            command += [f"--{flag}", str(getattr(args, flag))]
+    if replicas is not None:
+        command += ["--ray", "--replicas", str(replicas)]
     command += args.server_args
-    log = open(args.server_log, "w") if args.server_log else subprocess.DEVNULL
+    log = open(args.server_log, "a") if args.server_log else subprocess.DEVNULL
     process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
-    for _ in range(600):
+    end = time.monotonic() + (300 if replicas else 60)  # a Ray cluster and its replicas take a while to start
+    while time.monotonic() < end:
         if process.poll() is not None:
             raise SystemExit(f"load_test: the server exited with {process.returncode}: {' '.join(command)}")
         try:
-            if httpx.get(url + "/health", timeout=1).status_code == 200:
+            health = httpx.get(url + "/health", timeout=5)
+            if health.status_code == 200 and health.json().get("replicas", replicas) == replicas:
                 return process, url
-        except httpx.HTTPError:
-            time.sleep(0.1)
-    process.kill()
-    raise SystemExit("load_test: the server did not answer /health within 60 s")
+        except (httpx.HTTPError, ValueError):
+            pass
+        time.sleep(0.5)
+    stop_server(process)
+    raise SystemExit(f"load_test: the server was not ready within {300 if replicas else 60} s")
 
 
-async def main_async(args: argparse.Namespace, url: str) -> dict:
+def stop_server(process: subprocess.Popen) -> None:
+    """Ctrl-C, so that a Ray server stops its replicas and its cluster; killed if it does not end in a minute."""
+    process.send_signal(signal.SIGINT)
+    try:
+        process.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+async def replica_memory(http: httpx.AsyncClient, replicas: int) -> dict[str, float | None]:
+    """Resident memory (MB) of each replica, read from /metrics until every replica has answered (60 tries)."""
+    seen: dict[str, float | None] = {}
+    for _ in range(60):
+        response = await http.get("/metrics", timeout=30)
+        rss = [line.split()[1] for line in response.text.splitlines()
+               if line.startswith("process_resident_memory_bytes ")]
+        seen[response.headers.get("x-replica", "server")] = round(float(rss[0]) / 2**20, 1) if rss else None
+        if len(seen) >= replicas:
+            break
+    return seen
+
+
+async def main_async(args: argparse.Namespace, url: str, replicas: int | None = None) -> dict:
     formats = args.formats.split(",")
     budget = [args.max_requests]
     rng = random.Random(args.seed)
@@ -177,6 +213,9 @@ async def main_async(args: argparse.Namespace, url: str) -> dict:
             await run_phase(http, phase, formats, budget, rng)
             report["phases"].append(phase.summary())
             print(json.dumps(phase.summary()), flush=True)
+        if replicas is not None:
+            report["replicas"] = replicas
+            report["replica_rss_mb"] = await replica_memory(http, replicas)
     report["load_after"] = [round(x, 2) for x in os.getloadavg()]
     return report
 
@@ -208,7 +247,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--spawn", action="store_true", help="start 'python -m tacoglow serve' on a free loopback port")
     p.add_argument("--tacotron2", help="with --spawn: Tacotron 2 checkpoint")
     p.add_argument("--waveglow", help="with --spawn: WaveGlow checkpoint")
-    p.add_argument("--server-log", help="with --spawn: write the server's output here")
+    p.add_argument("--server-log", help="with --spawn or --ray: write the server's output here")
+    p.add_argument("--ray", action="store_true", help="start 'tacoglow serve --ray' once per --replicas count")
+    p.add_argument("--replicas", default="1,2", help="with --ray: replica counts, in turn (default 1,2)")
+    p.add_argument("--threads", type=int, help="with --spawn or --ray: torch threads (per replica; Ray's default 1)")
     p.add_argument("--clients", type=int, default=50, help="concurrent clients (default 50)")
     p.add_argument("--duration", type=float, default=120, help="seconds of the concurrent phase (default 120)")
     p.add_argument("--baseline", type=float, default=60, help="seconds of one client alone first (default 60; 0 skips)")
@@ -221,6 +263,8 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     if not (0 < args.duration <= 3600 and 0 <= args.baseline <= 3600 and 1 <= args.clients <= 1000):
         raise SystemExit("load_test: need 0 < --duration <= 3600, 0 <= --baseline <= 3600, 1 <= --clients <= 1000")
+    if args.ray:
+        return run_on_ray(args)
     process = None
     if args.spawn:
         process, url = spawn_server(args)
@@ -230,14 +274,37 @@ def main(argv: list[str] | None = None) -> int:
         report = asyncio.run(main_async(args, url))
     finally:
         if process is not None:
-            process.terminate()
-            process.wait(timeout=30)
+            stop_server(process)
     report["verdict"] = verdict(report)
     print("\n".join(report["verdict"]))
     if args.json:
         with open(args.json, "w") as f:
             json.dump(report, f, indent=2)
     return 0 if all(not line.endswith("FAIL") for line in report["verdict"]) else 1
+
+
+def run_on_ray(args: argparse.Namespace) -> int:
+    """The phases against ``tacoglow serve --ray`` with each replica count; one table row per count."""
+    rows = []
+    for replicas in [int(n) for n in args.replicas.split(",")]:
+        process, url = spawn_server(args, replicas)
+        try:
+            report = asyncio.run(main_async(args, url, replicas))
+        finally:
+            stop_server(process)
+        for phase in report["phases"]:
+            rows.append(f"| {replicas} | {phase['phase']} | {phase['clients']} | {phase['ok']} | {phase['failed']} | "
+                        f"{phase['ok_per_minute']} | {phase['p50_s']} | {phase['p95_s']} | "
+                        f"{', '.join(str(mb) for mb in report['replica_rss_mb'].values())} | "
+                        f"{report['load_before'][0]} / {report['load_after'][0]} |")
+        if args.json:
+            with open(args.json, "a") as f:
+                f.write(json.dumps(report) + "\n")
+    print("| replicas | phase | clients | ok | failed | ok/min | p50 s | p95 s | RSS per replica, MB "
+          "| load before/after |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    print("\n".join(rows))
+    return 0
 
 
 if __name__ == "__main__":

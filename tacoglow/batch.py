@@ -14,7 +14,7 @@ import logging
 import os
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, BinaryIO, TextIO
+from typing import Any, BinaryIO, Sequence, TextIO
 
 import numpy as np
 from tqdm import tqdm
@@ -22,6 +22,7 @@ from tqdm import tqdm
 from .audio import save_wav, to_pcm16
 from .errors import TacoglowError
 from .ssml import is_ssml
+from .subtitles import write_sidecar
 from .synthesizer import Speech, Synthesizer, new_seed, pause_samples
 
 log = logging.getLogger(__name__)
@@ -84,9 +85,12 @@ def check_output_folder(out_dir: str | os.PathLike) -> Path:
 
 
 def synthesize_lines(synth: Synthesizer, lines: list[str], out_dir: str | os.PathLike, seed: int | None = None,
-                     progress: bool = True, ssml: bool = False) -> list[Path]:
+                     progress: bool = True, ssml: bool = False, sidecars: Sequence[str] = ()) -> list[Path]:
     """Speak each line into its own WAV in ``out_dir`` (created); returns the paths in input order. A line is
-    SSML when ``ssml`` is set or it starts with ``<speak``."""
+    SSML when ``ssml`` is set or it starts with ``<speak``.
+
+    ``sidecars``: suffixes (".srt", ".vtt", ".json") of subtitle and timings files written beside each WAV, with
+    its name (:func:`tacoglow.subtitles.write_sidecar`)."""
     out_dir = check_output_folder(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = []
@@ -94,6 +98,8 @@ def synthesize_lines(synth: Synthesizer, lines: list[str], out_dir: str | os.Pat
         speech = synth.synthesize(line, seed=line_seed(seed, n), ssml=ssml or is_ssml(line))
         paths.append(out_dir / line_name(n, len(lines)))
         save_wav(paths[-1], speech.audio, speech.sample_rate)
+        for suffix in sidecars:
+            write_sidecar(paths[-1].with_suffix(suffix), speech)
     log.info("wrote %d files to %s", len(lines), out_dir)
     return paths
 

@@ -46,6 +46,8 @@ from .ssml import SSMLSegment, parse_ssml
 from .synthesis import SynthesisConfig, voice_synthesis_config
 from .tacotron2 import Tacotron2
 from .text import TextError, prepare_text, split_sentences
+from .text.words import WordSpan, spans_from_ids, word_spans
+from .timings import WordTiming, shift_words, word_timings
 from .waveglow import Denoiser, WaveGlow
 
 log = logging.getLogger(__name__)
@@ -189,10 +191,25 @@ class SentenceResult:
     audio: torch.Tensor | None = None  # (round(frames / rate) * hop_length,) float32
     rate: float = 1.0            # speaking rate: the mel is stretched to round(frames / rate) frames for the audio
     pause: float = 0.0           # seconds of silence after this sentence in its request's audio
+    spans: list[WordSpan] = field(default_factory=list)  # the spoken words: which of ``ids`` each covers
+    frames_per_step: int = 1     # the model's n_frames_per_step: mel frames per alignment row
 
     @property
     def mel_length(self) -> int:
         return int(self.mel.shape[-1])
+
+    def word_timings(self, duration: float) -> list[WordTiming]:
+        """The sentence's words in seconds from the start of its audio, when that audio lasts ``duration`` s.
+
+        The decoded frames (the alignment's steps before the stop step), and the frames of ``mel`` (whose silences
+        refine the boundaries), are spread evenly over ``duration``: audio vocoded from a mel stretched in time
+        gets timings stretched alike (see :mod:`tacoglow.timings`).
+        """
+        steps = self.alignment.shape[0] - (1 if self.stopped_by == "gate" else 0)
+        frames = max(steps, 0) * self.frames_per_step
+        return word_timings(self.alignment, self.spans, frames_per_step=self.frames_per_step,
+                            seconds_per_frame=duration / frames if frames else 0.0, duration=duration,
+                            mel=self.mel, mel_seconds_per_frame=duration / max(self.mel_length, 1))
 
 
 @dataclass
@@ -208,6 +225,20 @@ class Speech:
     @property
     def duration(self) -> float:
         return self.audio.numel() / self.sample_rate
+
+    @property
+    def words(self) -> list[WordTiming]:
+        """Every spoken word with its start and end in ``audio`` (seconds), in order (see :meth:`sentence_words`)."""
+        return [word for words in self.sentence_words() for word in words]
+
+    def sentence_words(self) -> list[list[WordTiming]]:
+        """Each sentence's spoken words in seconds of ``audio``: its :meth:`SentenceResult.word_timings` over its
+        own audio, moved to where that audio begins (``starts``)."""
+        words = []
+        for sentence, start in zip(self.sentences, self.starts):
+            samples = 0 if sentence.audio is None else sentence.audio.numel()
+            words.append(shift_words(sentence.word_timings(samples / self.sample_rate), start / self.sample_rate))
+        return words
 
 
 class AudioChunk(NamedTuple):
@@ -360,6 +391,18 @@ class Synthesizer:
         return prepare_text(text, normalize=self._synthesis.normalize, cleaners=self.cleaners,
                             arpabet=self._synthesis.arpabet)
 
+    def word_spans(self, text: str, ids: Sequence[int]) -> list[WordSpan]:
+        """The spoken words of a sentence whose model input is ``ids``, each displayed as the front-end reads
+        it from ``text`` (:func:`tacoglow.text.words.word_spans`); from the ids alone when ``text`` does not
+        give exactly these ids."""
+        try:
+            if self.text_to_ids(text) == list(ids):
+                return word_spans(text, normalize=self._synthesis.normalize, cleaners=self.cleaners,
+                                  arpabet=self._synthesis.arpabet)
+        except TextError:
+            pass
+        return spans_from_ids(ids)
+
     def split(self, text: str) -> list[str]:
         """The sentences of ``text`` that will be decoded one by one."""
         if not text or not text.strip():
@@ -402,7 +445,8 @@ class Synthesizer:
             steps = math.ceil(n / r) + (1 if stopped_by == "gate" else 0)
             results.append(SentenceResult(text=text, ids=list(ids[i]), mel=mel,
                                           alignment=out.alignments[i, :steps, :len(ids[i])],
-                                          stopped_by=stopped_by))
+                                          stopped_by=stopped_by, spans=self.word_spans(text, ids[i]),
+                                          frames_per_step=r))
         return results
 
     @torch.inference_mode()

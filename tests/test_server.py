@@ -266,6 +266,37 @@ def test_native_jsonl_carries_audio_and_alignment_per_sentence(server, reference
         assert line["stopped_by"] == sentence.stopped_by and line["sample_rate"] == 22050
     audio = np.concatenate([np.frombuffer(base64.b64decode(row["audio"]), "<i2") for row in lines])
     assert same_audio(audio, pcm16(alone.audio))
+    # Each line's words count from the start of its own audio (the sentence, then its pause): placed one line
+    # after another, they are the request's words.
+    offset, joined = 0.0, []
+    for row in lines:
+        joined += [(w["text"], w["start"] + offset, w["end"] + offset) for w in row["words"]]
+        offset += len(base64.b64decode(row["audio"])) / 2 / row["sample_rate"]
+    assert [w[0] for w in joined] == [w.text for w in alone.words] == ["hello", "there", "how", "are", "you", "today"]
+    assert np.allclose([t for w in joined for t in w[1:]], [t for w in alone.words for t in (w.start, w.end)],
+                       atol=1e-3)
+
+
+def test_jsonl_words_follow_the_speed(server, reference):
+    def lines(speed):
+        r = post(server, "/v1/synthesize", {"text": TWO, "seed": 5, "format": "jsonl", "speed": speed})
+        return [json.loads(line) for line in r.text.splitlines()]
+
+    # The untrained voice speaks the first sentence for 80 frames and stops the second at once (no audio, its
+    # words all where it stands): a speed changes neither, and both keep their words. Each line's audio is its
+    # sentence, then the pause after it (``pause`` samples), which speed leaves as it is.
+    spoken = []
+    for normal, fast in zip(lines(1.0), lines(2.0)):
+        assert normal["pause"] == fast["pause"]
+        seconds = [(len(base64.b64decode(row["audio"])) / 2 - row["pause"]) / 22050 for row in (normal, fast)]
+        spoken.append(seconds[0])
+        ratio = seconds[1] / seconds[0] if seconds[0] else 1.0
+        assert ratio < 0.6 or not seconds[0]  # the mel was stretched to half its frames, give or take one
+        times = [t for w in normal["words"] for t in (w["start"], w["end"])]
+        assert np.allclose([t for w in fast["words"] for t in (w["start"], w["end"])],
+                           [t * ratio for t in times], atol=1.5e-3)
+        assert [w["text"] for w in fast["words"]] == [w["text"] for w in normal["words"]]
+    assert spoken == [80 * 256 / 22050, 0.0]
 
 
 # --------------------------------------------------------------------------------- streaming and batching

@@ -131,3 +131,26 @@ def test_page_plays_streamed_speech_and_draws_the_alignment(browser):
     assert player["alignmentDrawn"] and "Sentence 3 of 3" in caption and "Goodbye!" in caption
     (job,) = {e["job"] for e in events.find("queued")}
     assert [e["index"] for e in events.find("chunk", job=job)] == [0, 1, 2] and events.find("finished", job=job)
+
+
+def test_page_asks_for_the_key_of_a_keyed_server_and_sends_it(browser):
+    events = EventLog()
+    with running_server(create_app(load_voice, events=events, api_key="page-key")) as url:
+        browser.call("Page.enable")
+        browser.call("Page.navigate", url=url + "/")
+        browser.wait_until("document.readyState === 'complete' && !document.getElementById('key-row').hidden")
+        assert "needs an API key" in browser.evaluate("document.getElementById('status').textContent")
+        assert browser.evaluate("document.getElementById('vocoder').options.length") == 0
+        browser.evaluate("const key = document.getElementById('key'); key.value = 'page-key';"
+                         "key.dispatchEvent(new Event('change'))")
+        browser.wait_until("document.getElementById('vocoder').options.length > 0")
+        assert browser.evaluate("document.getElementById('status').textContent") == "Ready."
+        browser.evaluate("document.getElementById('text').value = 'Hello.'")
+        box = json.loads(browser.evaluate("JSON.stringify(document.getElementById('play').getBoundingClientRect())"))
+        x, y = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
+        for kind in ("mousePressed", "mouseReleased"):
+            browser.call("Input.dispatchMouseEvent", type=kind, x=x, y=y, button="left", clickCount=1)
+        browser.wait_until("['ended', 'error'].includes(window.tacoglowPlayer.state)")
+        player = browser.evaluate("JSON.parse(JSON.stringify(window.tacoglowPlayer))")
+    assert player["state"] == "ended" and player["error"] is None and player["chunks"] == 1, player
+    assert events.find("finished")  # the synthesis request carried the key

@@ -35,7 +35,18 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--json-input", action="store_true",
                    help="read JSON lines from standard input (or -i FILE): 'text', and optionally 'output_file', "
                         "'seed', 'voice', 'ssml'; print one JSON result line per input")
+    p.add_argument("--subtitles", metavar="FILE", help="also write subtitles timed word by word: FILE.srt or "
+                   "FILE.vtt (the suffix names the format); with --input, the format (srt or vtt): one file "
+                   "beside each WAV, with its name")
+    p.add_argument("--timings", metavar="FILE", help="also write each sentence's and word's start and end as JSON: "
+                   "FILE.json; with --input, 'json': one file beside each WAV, with its name")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--ray", nargs="?", const="", metavar="ADDRESS",
+                   help="with --input: speak the lines on a Ray cluster, resuming a folder partly written (ADDRESS: "
+                        "a running cluster's, e.g. HEAD:6379; none: start one here); pip install 'tacoglow[cluster]'")
+    p.add_argument("--actors", type=int, metavar="N",
+                   help="with --ray: actors speaking, each loading the voice once and using --threads threads "
+                        "(default: as many as the cluster's CPUs allow)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -45,6 +56,7 @@ def run(args: argparse.Namespace) -> int:
         return _run_raw(args)
     from ..audio import save_wav, wav_bytes
     from ..batch import check_output_folder, read_lines, synthesize_lines, synthesize_text
+    from ..subtitles import line_sidecars, sidecar_kind, write_sidecar
 
     if args.input is None and args.text is None:
         raise TacoglowError("give TEXT to speak, '-' to read standard input, or --input FILE")
@@ -52,17 +64,33 @@ def run(args: argparse.Namespace) -> int:
         raise TacoglowError("give either TEXT or --input FILE, not both")
     if args.output is None:
         raise TacoglowError("give -o FILE ('-' for standard output; a folder with --input), or use --output-raw")
+    if args.input is None and (args.ray is not None or args.actors is not None):
+        raise TacoglowError("--ray and --actors speak the lines of a file: give --input FILE")
     if args.input is not None:
         lines, out_dir = read_lines(args.input), check_output_folder(args.output)
+        sidecars = line_sidecars(args.subtitles, args.timings)
+        if args.ray is not None:
+            if sidecars or args.ssml:  # (lines that start with <speak> are SSML on Ray too)
+                raise TacoglowError("--ray writes WAVs only, and reads SSML lines by their <speak>: run without "
+                                    "--subtitles, --timings and --ssml")
+            return speak_on_ray(args, lines, out_dir)
     else:
+        if args.subtitles is not None:
+            sidecar_kind(args.subtitles, (".srt", ".vtt"))
+        if args.timings is not None:
+            sidecar_kind(args.timings, (".json",))
         text = _read_text(args)
     synth = load_synthesizer(args)
 
     if args.input is not None:
-        synthesize_lines(synth, lines, out_dir, seed=args.seed, progress=not args.quiet, ssml=args.ssml)
+        synthesize_lines(synth, lines, out_dir, seed=args.seed, progress=not args.quiet, ssml=args.ssml,
+                         sidecars=sidecars)
         return 0
 
     speech = synthesize_text(synth, text, seed=args.seed, progress=not args.quiet, ssml=args.ssml)
+    for path in (args.subtitles, args.timings):
+        if path is not None:
+            write_sidecar(path, speech)
     if args.output == "-":
         sys.stdout.buffer.write(wav_bytes(speech.audio, speech.sample_rate))
         sys.stdout.buffer.flush()
@@ -119,4 +147,22 @@ def _run_json(args: argparse.Namespace) -> int:
                                    total=total, voice_name=VOICE_NAME)
     if failed:
         raise TacoglowError(f"{failed} input line(s) failed; their result lines say why")
+    return 0
+
+
+def speak_on_ray(args: argparse.Namespace, lines: list[str], out_dir: Path) -> int:
+    import functools
+
+    from ..cluster import import_ray, synthesize_lines_on_ray
+    from ..hub import choose_checkpoints
+
+    import_ray()
+    choose_checkpoints(args.tacotron2, args.waveglow, args.hifigan, args.vocoder)  # no voice to choose: fails here
+    # Each actor loads the voice: the options travel to them (pickled) with the voice module's function.
+    report = synthesize_lines_on_ray(functools.partial(load_synthesizer, args), lines, out_dir, seed=args.seed,
+                                     address=args.ray or None, actors=args.actors, threads=args.threads or 1,
+                                     progress=not args.quiet)
+    if not args.quiet:
+        print(f"wrote {len(report.written)} files to {out_dir} ({report.audio_seconds:.1f} s of audio); "
+              f"{len(report.skipped)} were already written", file=sys.stderr)
     return 0

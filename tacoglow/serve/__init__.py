@@ -8,11 +8,12 @@ Endpoints (every error is JSON ``{"error": {"message", "type", "param", "code"}}
 
 Requests are batched across clients by :class:`BatchScheduler` (``batching``, no HTTP); the rest
 only translates HTTP to jobs and pieces of audio back to bytes. ``wav``, ``pcm`` and ``jsonl``
-(native: one JSON line per sentence with its audio and alignment) are streamed sentence by
+(native: one JSON line per sentence with its audio, alignment and word timings) are streamed sentence by
 sentence; the other formats are encoded once the last sentence is ready.
 
 Modules: ``limits``, ``api`` (request bodies, JSON errors), ``encoding`` (audio bytes), ``metrics``,
-``batching``, ``service`` (one request from text to response), ``app`` (routes, :func:`run`).
+``batching``, ``service`` (one request from text to response), ``auth`` (API keys), ``app`` (routes,
+:func:`run`), ``ray`` (the app as a Ray Serve deployment: ``tacoglow serve --ray``).
 """
 import importlib
 from typing import Any

@@ -1,11 +1,11 @@
-"""The FastAPI app: routes, the Host allow-list and request counters, the web page; and :func:`run` under uvicorn."""
+"""The FastAPI app: routes, the Host allow-list, API keys and request counters, the web page; and :func:`run`
+under uvicorn."""
 from __future__ import annotations
 
 import dataclasses
-import ipaddress
 import logging
 from pathlib import Path
-from typing import Callable, Union
+from typing import Awaitable, Callable, Union
 
 from fastapi import FastAPI, Request
 from fastapi.responses import FileResponse, Response
@@ -25,6 +25,7 @@ from .api import (
     error_response,
     parse_body,
 )
+from .auth import check_exposure, is_loopback, key_matches, needs_key, unauthorized
 from .batching import EventLog
 from .encoding import OPENAI_PCM_RATE, OPUS_RATE, STREAMED
 from .limits import ServerLimits
@@ -39,12 +40,13 @@ VoiceSource = Union[Synthesizer, VoiceCatalog]
 
 
 class _Edge:
-    """Pure ASGI middleware (streams pass untouched): the Host allow-list and the request counters."""
+    """Pure ASGI middleware (streams pass untouched): the Host allow-list, the API key and the request counters."""
 
     ENDPOINTS = ("/", "/health", "/voices", "/metrics", "/v1/audio/speech", "/v1/synthesize")
 
-    def __init__(self, app, metrics: Callable[[], Metrics | None], allowed_hosts: set[str] | None):
-        self.app, self.metrics, self.allowed_hosts = app, metrics, allowed_hosts
+    def __init__(self, app, metrics: Callable[[], Metrics | None], allowed_hosts: set[str] | None,
+                 api_key: str | None = None):
+        self.app, self.metrics, self.allowed_hosts, self.api_key = app, metrics, allowed_hosts, api_key
 
     async def __call__(self, scope, receive, send) -> None:
         if scope["type"] != "http":
@@ -57,11 +59,17 @@ class _Edge:
                 status = message["status"]
             await send(message)
 
-        host = dict(scope["headers"]).get(b"host", b"").decode("latin-1").rsplit(":", 1)[0].strip("[]").lower()
+        headers = dict(scope["headers"])
+        host = headers.get(b"host", b"").decode("latin-1").rsplit(":", 1)[0].strip("[]").lower()
+        authorization = headers[b"authorization"].decode("latin-1") if b"authorization" in headers else None
         try:
             if self.allowed_hosts is not None and host not in self.allowed_hosts:
                 message = f"Host {host!r} is not served here; use {sorted(self.allowed_hosts)[0]}"
                 await error_response(400, message)(scope, receive, send_and_watch)
+            elif (self.api_key is not None and needs_key(scope["path"])
+                  and not key_matches(authorization, self.api_key)):
+                message, challenge = unauthorized(authorization)
+                await error_response(401, message, headers=challenge)(scope, receive, send_and_watch)
             else:
                 await self.app(scope, receive, send_and_watch)
         except StreamCut as error:
@@ -77,13 +85,16 @@ class _Edge:
 
 def create_app(synthesizer: VoiceSource | Callable[[], VoiceSource], *, limits: ServerLimits | None = None,
                voice_name: str = "default", allowed_hosts: set[str] | None = None,
-               events: EventLog | None = None, seed: int | None = None) -> FastAPI:
+               events: EventLog | None = None, seed: int | None = None, api_key: str | None = None,
+               health_fields: Callable[[], Awaitable[dict]] | None = None) -> FastAPI:
     """The FastAPI app. ``synthesizer``: one voice (named ``voice_name``) or a :class:`VoiceCatalog` (whose
     default voice OpenAI's voice names then also name), or a factory of either, called once at start-up.
 
     ``allowed_hosts``: Host header names served (``None``: any; :func:`run` sets the loopback
     names when bound to loopback). ``events``: an :class:`EventLog` to watch the schedulers and streams.
-    ``seed``: of every request that names none (None: a fresh one each).
+    ``seed``: of every request that names none (None: a fresh one each). ``api_key``: required as
+    ``Authorization: Bearer KEY`` on every route but ``/health`` and the web page (``tacoglow.serve.auth``).
+    ``health_fields``: more fields for ``/health`` (a cluster's replica count).
     """
     limits = limits or ServerLimits()
     events = events or EventLog()
@@ -99,7 +110,7 @@ def create_app(synthesizer: VoiceSource | Callable[[], VoiceSource], *, limits: 
 
     app = FastAPI(title="tacoglow", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
     app.add_middleware(_Edge, metrics=lambda: getattr(getattr(app.state, "service", None), "metrics", None),
-                       allowed_hosts=allowed_hosts)
+                       allowed_hosts=allowed_hosts, api_key=api_key)
     app.add_exception_handler(ApiError, lambda r, e: error_response(e.status, e.message, e.param, e.headers))
     app.add_exception_handler(StarletteHTTPException, lambda r, e: error_response(e.status_code, str(e.detail)))
     app.add_exception_handler(Exception, lambda r, e: error_response(500, "internal error; see the server log"))
@@ -134,7 +145,7 @@ def create_app(synthesizer: VoiceSource | Callable[[], VoiceSource], *, limits: 
     @app.get("/health")
     async def health(request: Request) -> dict:
         waiting, active = request.app.state.service.voices.lengths()
-        return {"status": "ok", "queue": waiting, "active": active}
+        return {"status": "ok", "queue": waiting, "active": active, **(await health_fields() if health_fields else {})}
 
     @app.get("/voices")
     async def voices(request: Request) -> dict:
@@ -159,11 +170,14 @@ def create_app(synthesizer: VoiceSource | Callable[[], VoiceSource], *, limits: 
     return app
 
 
-def _is_loopback(host: str) -> bool:
-    try:
-        return host == "localhost" or ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
+def served_hosts(host: str, api_key: str | None) -> set[str] | None:
+    """The Host names a server bound to ``host`` answers: the loopback names when bound to loopback (no DNS
+    rebinding), else any; logs a warning when others can use it without a key."""
+    if is_loopback(host):
+        return {"localhost", "127.0.0.1", "::1"}
+    if api_key is None:
+        log.warning("serving on %s without an API key: anyone who can reach it can use it", host)
+    return None
 
 
 def catalog_of(synthesizer: VoiceSource | Callable[[], VoiceSource], voice_name: str = "default") -> VoiceCatalog:
@@ -176,20 +190,19 @@ def catalog_of(synthesizer: VoiceSource | Callable[[], VoiceSource], voice_name:
 
 
 def run(synthesizer: Callable[[], VoiceSource], *, host: str = "127.0.0.1", port: int = 8000,
-        limits: ServerLimits | None = None, voice_name: str = "default", seed: int | None = None) -> None:
-    """Check ``limits``, load the voice or voices with ``synthesizer()``, then serve on ``host:port`` until
-    interrupted.
+        limits: ServerLimits | None = None, voice_name: str = "default", seed: int | None = None,
+        api_key: str | None = None, no_auth: bool = False) -> None:
+    """Check ``limits`` and the key, load the voice or voices with ``synthesizer()``, then serve on ``host:port``
+    until interrupted.
 
-    Bound to loopback, the server answers only the loopback Host names (no DNS rebinding); bound to
-    any other address, it serves whoever can reach it.
+    Bound beyond loopback, the server needs ``api_key``, or ``no_auth=True`` to serve whoever can reach it
+    (:func:`tacoglow.serve.auth.check_exposure`).
     """
     import uvicorn  # here, so that create_app also runs under another ASGI server
 
     limits = limits or ServerLimits()
     limits.check()
+    check_exposure(host, api_key, no_auth)
     catalog = catalog_of(synthesizer, voice_name)  # a name clash is refused here, in one line
-    allowed = {"localhost", "127.0.0.1", "::1"} if _is_loopback(host) else None
-    if allowed is None:
-        log.warning("serving on %s: anyone who can reach it can use it; put an authenticating proxy in front", host)
-    app = create_app(catalog, limits=limits, allowed_hosts=allowed, seed=seed)
+    app = create_app(catalog, limits=limits, allowed_hosts=served_hosts(host, api_key), seed=seed, api_key=api_key)
     uvicorn.run(app, host=host, port=port, log_level="info", access_log=False)

@@ -21,7 +21,7 @@ import math
 import threading
 import time
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable
 
 import numpy as np
@@ -30,6 +30,7 @@ from scipy.signal import resample_poly
 
 from ..audio import stretch_mel
 from ..synthesizer import SentenceJob, SentenceResult, SynthesisError, Synthesizer, Vocoder, pause_samples
+from ..timings import WordTiming
 
 log = logging.getLogger(__name__)
 
@@ -79,6 +80,7 @@ class Piece:
     alignment: torch.Tensor  # (decoder steps, symbols)
     pcm: np.ndarray          # int16 (samples,)
     pause: int = 0           # samples of silence that follow, at the same rate (the job's pause)
+    words: list[WordTiming] = field(default_factory=list)  # spoken words, seconds from the start of ``pcm``
 
 
 class Job:
@@ -270,5 +272,6 @@ class BatchScheduler:
             audio = resample_poly(audio, job.sample_rate // g, rate // g)
         # As tacoglow.audio.save_wav: clip, then round to int16 at full scale 32767.
         pcm = np.round(np.clip(audio, -1.0, 1.0) * 32767.0).astype("<i2")
+        words = result.word_timings(pcm.size / (job.sample_rate or rate))  # stretched with the mel
         return Piece(sentence.index, len(job.sentences), sentence.text, result.stopped_by, result.alignment, pcm,
-                     pause_samples(sentence.pause, job.sample_rate or rate))
+                     pause_samples(sentence.pause, job.sample_rate or rate), words)

@@ -34,10 +34,13 @@ def piece_bytes(piece: Piece, fmt: str, sample_rate: int) -> bytes:
     if fmt != "jsonl":
         return pcm
     alignment = (piece.alignment.float().clamp(0, 1) * 255).round().to(torch.uint8).numpy()
+    # word times count from the start of this line's audio, which begins with the sentence (its pause follows)
+    words = [{"text": w.text, "start": round(w.start, 3), "end": round(w.end, 3)} for w in piece.words]
     line = {"index": piece.index, "total": piece.total, "text": piece.text, "stopped_by": piece.stopped_by,
             "sample_rate": sample_rate, "audio": base64.b64encode(pcm).decode(), "pause": piece.pause,
             "alignment": {"steps": alignment.shape[0], "symbols": alignment.shape[1],
-                          "data": base64.b64encode(alignment.tobytes()).decode()}}
+                          "data": base64.b64encode(alignment.tobytes()).decode()},
+            "words": words}
     return json.dumps(line).encode() + b"\n"
 
 

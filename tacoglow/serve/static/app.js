@@ -24,13 +24,28 @@ function showVoice(voice) {
   $("denoiser").placeholder = voice.denoiser_strength ?? "";
 }
 
+// A server started with an API key answers 401 without it: the page then shows the key field, and sends the key
+// (kept for this tab only, in sessionStorage) as "Authorization: Bearer KEY" with each request.
+function authorization() {
+  const key = $("key").value.trim();
+  return key ? { Authorization: `Bearer ${key}` } : {};
+}
+
 async function loadVoices() {
-  const response = await fetch("/voices");
+  const response = await fetch("/voices", { headers: authorization() });
+  if (response.status === 401) {
+    $("key-row").hidden = false;
+    const problem = await response.json().catch(() => ({ error: { message: "an API key is needed" } }));
+    setState("error", `${problem.error.message}. Enter the key above.`);
+    return false;
+  }
   const info = await response.json();
+  $("voice").replaceChildren();  // loaded again once a key is entered
   for (const v of info.voices) $("voice").add(new Option(v.name, v.name));
   showVoice(info.voices[0]);
-  $("voice").addEventListener("change", () => showVoice(info.voices.find((v) => v.name === $("voice").value)));
+  $("voice").onchange = () => showVoice(info.voices.find((v) => v.name === $("voice").value));
   $("text").maxLength = info.limits.max_input_chars;
+  return true;
 }
 
 function bytesFromBase64(text) {
@@ -116,6 +131,7 @@ async function play(event) {
     watchLevel();
   }
   await context.resume();
+  if ($("voice").options.length === 0 && !(await loadVoices())) return;  // no key yet, or a wrong one
   const body = { text: $("text").value, format: "jsonl", voice: $("voice").value, vocoder: $("vocoder").value,
                  speed: Number($("speed").value) || 1 };
   if ($("sigma").value !== "") body.sigma = Number($("sigma").value);
@@ -126,10 +142,11 @@ async function play(event) {
   request = new AbortController();
   try {
     const response = await fetch("/v1/synthesize", {
-      method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body),
+      method: "POST", headers: { "Content-Type": "application/json", ...authorization() }, body: JSON.stringify(body),
       signal: request.signal,
     });
     if (!response.ok) {
+      if (response.status === 401) $("key-row").hidden = false;
       const problem = await response.json().catch(() => ({ error: { message: response.statusText } }));
       throw new Error(problem.error.message);
     }
@@ -165,5 +182,11 @@ async function play(event) {
 document.addEventListener("DOMContentLoaded", () => {
   $("form").addEventListener("submit", play);
   $("stop").addEventListener("click", () => { stop(); setState("idle", "Stopped."); });
+  $("key").value = sessionStorage.getItem("tacoglow-key") || "";
+  $("key").addEventListener("change", () => {
+    sessionStorage.setItem("tacoglow-key", $("key").value.trim());
+    loadVoices().then((loaded) => { if (loaded) setState("idle", "Ready."); })
+      .catch((error) => setState("error", `Could not load voices: ${error}`));
+  });
   loadVoices().catch((error) => setState("error", `Could not load voices: ${error}`));
 });
