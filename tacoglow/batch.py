@@ -20,6 +20,7 @@ import numpy as np
 from tqdm import tqdm
 
 from .audio import save_wav, to_pcm16
+from .catalog import VoiceCatalog
 from .errors import TacoglowError
 from .ssml import is_ssml
 from .subtitles import write_sidecar
@@ -124,9 +125,9 @@ def write_raw(synth: Synthesizer, text: str, out: BinaryIO, seed: int | None = N
 JSON_FIELDS = {"text": str, "output_file": str, "seed": int, "voice": str, "ssml": bool}
 
 
-def read_json_request(line: str, voice_name: str) -> dict[str, Any]:
+def read_json_request(line: str) -> dict[str, Any]:
     """One JSON line → its fields, checked (``text`` required; ``output_file``, ``seed``, ``voice`` and ``ssml``
-    optional; ``voice`` must be ``voice_name``); a TacoglowError says what is wrong."""
+    optional); a TacoglowError says what is wrong. (Whether ``voice`` names a voice is the catalog's to say.)"""
     try:
         request = json.loads(line)
     except ValueError as error:
@@ -146,8 +147,6 @@ def read_json_request(line: str, voice_name: str) -> dict[str, Any]:
         raise TacoglowError("'text' is required: the text to speak")
     if request.get("seed") is not None and not 0 <= request["seed"] < 1 << 63:
         raise TacoglowError(f"'seed' must be in [0, 2**63), got {request['seed']}")
-    if request.get("voice") not in (None, voice_name):
-        raise TacoglowError(f"unknown voice {request['voice']!r}: the voice loaded is {voice_name!r}")
     if request.get("output_file") is not None:
         check_output_file(request["output_file"])
     return request
@@ -173,18 +172,21 @@ def check_output_file(name: str) -> Path:
     return path
 
 
-def synthesize_json_lines(synth: Synthesizer, lines: Iterable[str | bytes], results: TextIO,
+def synthesize_json_lines(voices: Synthesizer | VoiceCatalog, lines: Iterable[str | bytes], results: TextIO,
                           out_dir: str | os.PathLike | None = None, seed: int | None = None, ssml: bool = False,
                           total: int | None = None, voice_name: str = "default") -> int:
     """Speak each JSON line (:func:`read_json_request`) into a WAV, writing one JSON result line per input to
-    ``results`` as soon as it is done: ``{"line", "output_file", "duration", "seed", "sentences"}``, or
+    ``results`` as soon as it is done: ``{"line", "output_file", "duration", "seed", "sentences", "voice"}``, or
     ``{"line", "error"}`` for a line that fails (the run goes on). Returns the number of failed lines. Lines
     given as bytes are decoded one by one as UTF-8, so a line that is not fails alone.
 
     A line without ``output_file`` goes to ``out_dir`` under the name ``-i`` gives line n (of ``total``,
     when known); without ``seed`` it gets ``seed + n - 1`` (as ``-i``), or a fresh one. Its text is SSML when
-    its ``ssml`` is true, or when it has none and ``ssml`` is set or the text starts with ``<speak``.
+    its ``ssml`` is true, or when it has none and ``ssml`` is set or the text starts with ``<speak``. Its
+    ``voice`` names one of ``voices`` (a :class:`~tacoglow.catalog.VoiceCatalog`, each voice loaded on first
+    use; a single voice is a catalog of one, named ``voice_name``); without one, the default voice speaks.
     """
+    catalog = voices if isinstance(voices, VoiceCatalog) else VoiceCatalog(voices, default_name=voice_name)
     failed = 0
     for n, line in enumerate(lines, start=1):
         if not line.strip():
@@ -195,7 +197,7 @@ def synthesize_json_lines(synth: Synthesizer, lines: Iterable[str | bytes], resu
                     line = line.decode("utf-8")
                 except UnicodeDecodeError as error:
                     raise TacoglowError(f"not UTF-8 text ({error.reason} at byte {error.start})") from None
-            request = read_json_request(line, voice_name)
+            request = read_json_request(line)
             if request.get("output_file") is not None:
                 path = check_output_file(request["output_file"])
             elif out_dir is not None:
@@ -205,11 +207,13 @@ def synthesize_json_lines(synth: Synthesizer, lines: Iterable[str | bytes], resu
             text = request["text"]
             is_markup = request["ssml"] if request.get("ssml") is not None else (ssml or is_ssml(text))
             line_seed_ = request["seed"] if request.get("seed") is not None else line_seed(seed, n)
-            speech = synth.synthesize(text, seed=line_seed_, ssml=is_markup)
+            voice = catalog.resolve(request.get("voice"))  # an unknown voice: the line fails, naming the known
+            with catalog.use(voice) as synth:
+                speech = synth.synthesize(text, seed=line_seed_, ssml=is_markup)
             path.parent.mkdir(parents=True, exist_ok=True)
             save_wav(path, speech.audio, speech.sample_rate)
             result: dict[str, Any] = {"line": n, "output_file": str(path), "duration": round(speech.duration, 6),
-                                      "seed": speech.seed, "sentences": len(speech.sentences)}
+                                      "seed": speech.seed, "sentences": len(speech.sentences), "voice": voice}
         except (TacoglowError, OSError) as error:
             failed += 1
             message = str(error).splitlines()[0] if str(error) else type(error).__name__

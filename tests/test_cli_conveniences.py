@@ -99,7 +99,7 @@ def test_json_input_bad_lines_get_an_error_result_and_the_run_goes_on(tmp_path, 
         "line 6: 'text' is required: the text to speak",
         "line 7: 'seed' must be int, got \"7\"",
         "line 8: 'seed' must be int, got true",
-        "line 9: unknown voice 'alloy': the voice loaded is 'default'",
+        "line 9: unknown voice 'alloy'; the voices are 'default'",
         "line 10: malformed SSML: no element found: line 1, column 9",
         "line 11: not UTF-8 text (invalid continuation byte at byte 13)",
         None]
@@ -192,3 +192,34 @@ def test_conflicting_options_are_one_line_errors(args, message, capsys, tmp_path
     assert main(["synthesize", *args, *VOICE]) == 1
     err = capsys.readouterr().err
     assert err.startswith(f"tacoglow: error: {message}") and len(err.splitlines()) == 1
+
+
+def test_json_lines_and_voice_choose_among_the_voices_of_voice_dir(tmp_path, capsys):
+    from tacoglow.catalog import VoiceOptions, find_voices
+
+    from test_voices import make_voice_dir
+
+    (tmp_path / "voices").mkdir()
+    voice_dir = make_voice_dir(tmp_path / "voices")
+    alone = {files.name: VoiceOptions().load(files) for files in find_voices(voice_dir)}
+    lines = tmp_path / "lines.jsonl"
+    lines.write_text("\n".join(json.dumps(line) for line in [
+        {"text": "Hello there.", "voice": "bright", "seed": 3}, {"text": "Hello there.", "voice": "quick", "seed": 3},
+        {"text": "Hello there.", "seed": 3}, {"text": "Hi.", "voice": "loud"}]) + "\n")
+    out = tmp_path / "out"
+    args = ["--tacotron2", T2, "--vocoder", "auto", "--quiet", "--voice-dir", str(voice_dir)]
+    assert main(["synthesize", "--json-input", "-i", str(lines), "-o", str(out), *args]) == 1  # line 4 failed
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [row.get("voice") for row in rows] == ["bright", "quick", "default", None]
+    assert rows[3]["error"] == "line 4: unknown voice 'loud'; the voices are 'default', 'bright', 'quick'"
+    for row in rows[:2]:  # each folder voice speaks as it does alone
+        expected = to_pcm16(alone[row["voice"]].synthesize("Hello there.", seed=3).audio)
+        assert np.array_equal(wav_samples(row["output_file"]), expected)
+    assert not np.array_equal(wav_samples(rows[0]["output_file"]), wav_samples(rows[2]["output_file"]))
+    # One text, --voice: the same audio as that voice's JSON line; an unknown name is one line naming the voices.
+    assert main(["synthesize", "Hello there.", "-o", str(tmp_path / "q.wav"), "--seed", "3", "--voice", "quick",
+                 *args]) == 0
+    assert np.array_equal(wav_samples(tmp_path / "q.wav"), wav_samples(rows[1]["output_file"]))
+    assert main(["synthesize", "Hi.", "-o", str(tmp_path / "x.wav"), "--voice", "loud", *args]) == 1
+    assert capsys.readouterr().err.strip() == (
+        "tacoglow: error: unknown voice 'loud'; the voices are 'default', 'bright', 'quick'")

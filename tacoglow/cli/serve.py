@@ -6,10 +6,9 @@ import functools
 import os
 import shlex
 import sys
-from pathlib import Path
 
 from ..config import ConfigError
-from .voice import add_voice_arguments, load_catalog, load_synthesizer
+from .voice import add_voice_arguments, add_voice_dir_arguments, load_catalog, load_synthesizer
 
 
 def add_serve_arguments(p: argparse.ArgumentParser) -> None:
@@ -35,13 +34,8 @@ def add_serve_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=None,
                    help="seed of every request that names none: the same text gives the same audio (default: a "
                         "fresh one per request)")
-    # Several voices in one process, and Home Assistant's protocol.
-    p.add_argument("--voice-dir", type=Path, metavar="DIR",
-                   help="a folder of voice folders (each with tacotron2.pt, optionally hifigan.pt or waveglow.pt), "
-                        "served beside the default voice under their folder names, each loaded on first use")
-    p.add_argument("--max-loaded-voices", type=int, default=4, metavar="N",
-                   help="voices of --voice-dir kept loaded at once; the least recently used idle one is unloaded "
-                        "(default 4)")
+    # Several voices in one process (served beside the default voice), and Home Assistant's protocol.
+    add_voice_dir_arguments(p)
     p.add_argument("--wyoming", metavar="URI",
                    help="speak Home Assistant's Wyoming protocol at URI (tcp://HOST:PORT, unix://PATH or stdio://) "
                         "instead of HTTP")

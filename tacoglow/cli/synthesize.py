@@ -7,10 +7,9 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from ..errors import TacoglowError
-from .voice import add_voice_arguments, load_synthesizer
+from .voice import add_voice_arguments, add_voice_dir_arguments, load_catalog, load_voice
 
 # --json-input accepts a line's "voice" only when it names the loaded voice; `tacoglow serve` names it so too.
-VOICE_NAME = "default"
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -23,6 +22,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("-o", "--output",
                    help="WAV file ('-' writes to standard output), or a folder with --input or --json-input")
     add_voice_arguments(p)
+    add_voice_dir_arguments(p)
+    p.add_argument("--voice", metavar="NAME", help="the voice of --voice-dir that speaks (default: the default voice; "
+                   "with --json-input, each line's 'voice' chooses)")
     p.add_argument("--seed", type=int, default=None, help="random seed: the same seed gives the same audio")
     p.add_argument("--ssml", action="store_true",
                    help="the text (each line with --input) is SSML; text starting with <speak> is SSML anyway")
@@ -80,7 +82,7 @@ def run(args: argparse.Namespace) -> int:
         if args.timings is not None:
             sidecar_kind(args.timings, (".json",))
         text = _read_text(args)
-    synth = load_synthesizer(args)
+    synth = load_voice(args)
 
     if args.input is not None:
         synthesize_lines(synth, lines, out_dir, seed=args.seed, progress=not args.quiet, ssml=args.ssml,
@@ -118,7 +120,7 @@ def _run_raw(args: argparse.Namespace) -> int:
     if args.text is None:
         raise TacoglowError("give TEXT to speak, or '-' to read standard input")
     text = _read_text(args)
-    synth = load_synthesizer(args)
+    synth = load_voice(args)
     seed, samples = write_raw(synth, text, sys.stdout.buffer, seed=args.seed, ssml=args.ssml)
     if not args.quiet:
         rate = synth.audio.sampling_rate
@@ -142,9 +144,10 @@ def _run_json(args: argparse.Namespace) -> int:
             raise TacoglowError(f"{args.input}: no such file of JSON lines")
         numbered = args.input.read_bytes().splitlines()
         lines, total = numbered, len(numbered)
-    synth = load_synthesizer(args)
-    failed = synthesize_json_lines(synth, lines, sys.stdout, out_dir=out_dir, seed=args.seed, ssml=args.ssml,
-                                   total=total, voice_name=VOICE_NAME)
+    if args.voice is not None:
+        raise TacoglowError("with --json-input, each line's 'voice' chooses the voice: give no --voice")
+    failed = synthesize_json_lines(load_catalog(args), lines, sys.stdout, out_dir=out_dir, seed=args.seed,
+                                   ssml=args.ssml, total=total)
     if failed:
         raise TacoglowError(f"{failed} input line(s) failed; their result lines say why")
     return 0
@@ -159,7 +162,7 @@ def speak_on_ray(args: argparse.Namespace, lines: list[str], out_dir: Path) -> i
     import_ray()
     choose_checkpoints(args.tacotron2, args.waveglow, args.hifigan, args.vocoder)  # no voice to choose: fails here
     # Each actor loads the voice: the options travel to them (pickled) with the voice module's function.
-    report = synthesize_lines_on_ray(functools.partial(load_synthesizer, args), lines, out_dir, seed=args.seed,
+    report = synthesize_lines_on_ray(functools.partial(load_voice, args), lines, out_dir, seed=args.seed,
                                      address=args.ray or None, actors=args.actors, threads=args.threads or 1,
                                      progress=not args.quiet)
     if not args.quiet:

@@ -8,6 +8,17 @@ from pathlib import Path
 import torch
 
 
+def add_voice_dir_arguments(p: argparse.ArgumentParser) -> None:
+    """Voice folders beside the default voice (``--voice-dir``), each loaded on first use; shared by ``serve``
+    (each request names its voice) and ``synthesize`` (``--voice``, or each JSON line's ``voice``)."""
+    p.add_argument("--voice-dir", type=Path, metavar="DIR",
+                   help="a folder of voice folders (each with tacotron2.pt, optionally hifigan.pt or waveglow.pt), "
+                        "named by their folder names beside the default voice, each loaded on first use")
+    p.add_argument("--max-loaded-voices", type=int, default=4, metavar="N",
+                   help="voices of --voice-dir kept loaded at once; the least recently used idle one is unloaded "
+                        "(default 4)")
+
+
 def add_voice_arguments(p: argparse.ArgumentParser) -> None:
     """Which voice to load and how to run it: shared by ``synthesize`` and ``serve``."""
     p.add_argument("--tacotron2", type=Path, help="Tacotron 2 checkpoint (default: the installed voice)")
@@ -62,11 +73,20 @@ def voice_options(args: argparse.Namespace):
     return VoiceOptions(device=args.device, backend=args.backend, overrides=overrides)
 
 
+def load_voice(args: argparse.Namespace):
+    """The voice ``--voice`` names among the default voice and the folders of ``--voice-dir`` (default: the
+    default voice)."""
+    if args.voice is None and not args.voice_dir:
+        return load_synthesizer(args)
+    return load_catalog(args).acquire(args.voice)  # an unknown name: UnknownVoiceError, naming the known ones
+
+
 def load_catalog(args: argparse.Namespace):
     """The voice the options name as the default voice, and the voice folders of ``--voice-dir`` beside it
     (listed, not loaded)."""
     from ..catalog import VoiceCatalog, find_voices
 
     voices = find_voices(args.voice_dir, args.vocoder) if args.voice_dir else []  # refused before any loading
-    return VoiceCatalog(load_synthesizer(args), voices, options=voice_options(args), default_name=args.voice_name,
+    name = getattr(args, "voice_name", "default")  # serve's --voice-name; synthesize's default voice is "default"
+    return VoiceCatalog(load_synthesizer(args), voices, options=voice_options(args), default_name=name,
                         max_loaded=args.max_loaded_voices)
