@@ -60,21 +60,10 @@ from scipy.signal import resample_poly
 
 from tacoglow.text.cleaners import expand_abbreviations
 
+from corpus_recipe import recipe
+
 REPO = Path(__file__).resolve().parents[1]
 ASR_RATE = 16000
-
-
-def _load_recipe():
-    """`recipes/slt/build_corpus.py` as a module: its label function and Festival driver are reused as is."""
-    path = REPO / "recipes" / "slt" / "build_corpus.py"
-    spec = importlib.util.spec_from_file_location("build_corpus", path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up while the class is built
-    spec.loader.exec_module(module)
-    return module
-
-
-recipe = _load_recipe()
 
 
 # ---------------------------------------------------------------- recognisers

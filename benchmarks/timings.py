@@ -41,7 +41,6 @@ from __future__ import annotations
 
 import argparse
 import difflib
-import importlib.util
 import io
 import re
 import shutil
@@ -62,21 +61,10 @@ from tacoglow.hub import default_checkpoints
 from tacoglow.synthesizer import Synthesizer
 from tacoglow.timings import METHODS, WordTiming, word_timings
 
+from corpus_recipe import recipe
+
 REPO = Path(__file__).resolve().parents[1]
 TUNED_FROM = 60  # tacoglow.timings' constants were chosen on the phrases from this index on
-
-
-def _load_recipe():
-    """`recipes/slt/build_corpus.py` as a module: its phrase splitter, labels and voice name are reused as is."""
-    path = REPO / "recipes" / "slt" / "build_corpus.py"
-    spec = importlib.util.spec_from_file_location("build_corpus", path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up while the class is built
-    spec.loader.exec_module(module)
-    return module
-
-
-recipe = _load_recipe()
 
 
 @dataclass

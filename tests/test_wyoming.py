@@ -44,16 +44,26 @@ def free_port() -> int:
 
 
 @contextlib.asynccontextmanager
-async def connected(speaker: WyomingSpeaker):
-    """The Wyoming server in this event loop on a free loopback port, and a client connected to it."""
+async def serving(speaker: WyomingSpeaker):
+    """The Wyoming server in this event loop on a free loopback port; yields the port."""
     port = free_port()
     server = wyoming_server(f"tcp://127.0.0.1:{port}")
     await server.start(partial(WyomingHandler, speaker))
     try:
-        async with AsyncTcpClient("127.0.0.1", port, connect_timeout=10, read_timeout=120) as client:
-            yield client
+        yield port
     finally:
         await server.stop()
+
+
+def client_of(port: int) -> AsyncTcpClient:
+    return AsyncTcpClient("127.0.0.1", port, connect_timeout=10, read_timeout=120)
+
+
+@contextlib.asynccontextmanager
+async def connected(speaker: WyomingSpeaker):
+    """The Wyoming server in this event loop on a free loopback port, and a client connected to it."""
+    async with serving(speaker) as port, client_of(port) as client:
+        yield client
 
 
 async def answer(client, *events, until: str = "audio-stop") -> list:
@@ -254,19 +264,14 @@ def test_a_client_that_leaves_mid_stream_does_not_stop_the_server(voices):
     text = " ".join(f"Sentence number {n}." for n in range(1, 9))
 
     async def talk():
-        port = free_port()
-        server = wyoming_server(f"tcp://127.0.0.1:{port}")
-        await server.start(partial(WyomingHandler, WyomingSpeaker(voices, seed=3)))
-        try:
+        async with serving(WyomingSpeaker(voices, seed=3)) as port:
             reader, writer = await asyncio.open_connection("127.0.0.1", port)
             writer.write(b'{"type": "synthesize", "data": {"text": "' + text.encode() + b'"}}\n')
             await writer.drain()
             first = await asyncio.wait_for(reader.readline(), 120)  # audio-start: the first sentence is ready
             writer.transport.abort()  # gone, with the other sentences still to come
-            async with AsyncTcpClient("127.0.0.1", port, connect_timeout=10, read_timeout=120) as client:
+            async with client_of(port) as client:
                 again = await answer(client, Synthesize(text=TEXT))
-        finally:
-            await server.stop()
         return first, again
 
     first, again = asyncio.run(talk())
@@ -293,19 +298,14 @@ def test_a_stream_whose_rest_is_refused_still_ends_with_synthesize_stopped(voice
 
 def test_a_line_that_is_json_but_no_event_closes_that_connection_only(voices, caplog):
     async def talk():
-        port = free_port()
-        server = wyoming_server(f"tcp://127.0.0.1:{port}")
-        await server.start(partial(WyomingHandler, WyomingSpeaker(voices, seed=3)))
-        try:
+        async with serving(WyomingSpeaker(voices, seed=3)) as port:
             reader, writer = await asyncio.open_connection("127.0.0.1", port)
             writer.write(b"[1, 2]\n")
             await writer.drain()
             closed = await asyncio.wait_for(reader.read(), 60)  # b"": the server closed it
             writer.close()
-            async with AsyncTcpClient("127.0.0.1", port, connect_timeout=10, read_timeout=120) as client:
+            async with client_of(port) as client:
                 info = await answer(client, Describe(), until="info")
-        finally:
-            await server.stop()
         return closed, info
 
     with caplog.at_level(logging.WARNING, logger="tacoglow.serve.wyoming"):
