@@ -28,6 +28,7 @@ from torch import Tensor, nn
 from . import ops
 from .config import ConfigError, DictConfig
 from .layers import WeightNormConv1d
+from .quantized import Int8Conv, int8_conv_available
 
 __all__ = ["PRECISIONS", "HiFiGAN", "HiFiGANConfig", "HiFiGANDiscriminator", "HiFiGANMel", "discriminator_loss",
            "generator_loss", "feature_matching_loss"]
@@ -39,7 +40,9 @@ FINAL_LRELU_SLOPE = 0.01
 
 # Arithmetic of `HiFiGAN.infer`. "fp32" reproduces the reference up to float rounding; "bf16" rounds weights and
 # activations to bfloat16 (about 1e-2 relative error; faster only on CPUs with native bfloat16, AVX-512 BF16 or AMX).
-PRECISIONS = ("fp32", "bf16")
+# "int8" (CPU only) runs the resblock convolutions, nearly all the arithmetic, on int8 weights and 8-bit activations
+# (`tacoglow.quantized`; about 1.5 times faster even on AVX2; benchmarks/README.md gives its speed and error).
+PRECISIONS = ("fp32", "bf16", "int8")
 
 # Keys of the reference config files (jik876's config.json, NVIDIA's checkpoint "config") that build a generator.
 _GENERATOR_KEYS = ("resblock", "upsample_rates", "upsample_kernel_sizes", "upsample_initial_channel",
@@ -232,13 +235,17 @@ class HiFiGAN(nn.Module):
         `(batch, 1, frames * hop_length)` in mel's dtype.
 
         The same function as the modules compute, up to float rounding (relative error about 1e-7 in fp32);
-        `precision="bf16"` computes in bfloat16 instead (see `PRECISIONS`).
+        `precision="bf16"` computes in bfloat16 instead, `"int8"` the resblocks in int8 (see `PRECISIONS`).
         """
         if precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
         self._check(mel)
+        if precision == "int8" and (mel.device.type != "cpu" or not int8_conv_available()):
+            raise ValueError("precision 'int8' needs a CPU build of torch with oneDNN's quantized convolutions "
+                             f"(got a mel on {mel.device.type}); use 'fp32'")
         dtype = torch.bfloat16 if precision == "bf16" else torch.float32
-        k: _Kernels = ops.cached(self, "_kernels", lambda: _Kernels(self, dtype), extra=(dtype,))
+        k: _Kernels = ops.cached(self, "_kernels", lambda: _Kernels(self, dtype, precision == "int8"),
+                                 extra=(precision,))
         x = ops.as_conv_input(mel.to(dtype))  # (B, n_mel, 1, T)
         x = _conv(x, *k.pre, activation="leaky_relu", slope=LRELU_SLOPE)
         stages = len(k.ups)
@@ -319,10 +326,11 @@ class _Kernels:
     The mean over a stage's K resblocks is a sum here, its 1 / K folded into the weights of the next
     convolution (the next upsampling, or conv_post): the leaky ReLU in between commutes with a positive scale.
     Where oneDNN runs them, the weights are stored in its own blocked layout once (otherwise every call
-    reorders them); elsewhere they are channels-last tensors.
+    reorders them); elsewhere they are channels-last tensors. With `int8`, each resblock convolution's weight
+    is an `Int8Conv` instead (its bias inside, the tuple's unused).
     """
 
-    def __init__(self, model: HiFiGAN, dtype: torch.dtype) -> None:
+    def __init__(self, model: HiFiGAN, dtype: torch.dtype, int8: bool = False) -> None:
         pack = _fused(torch.empty(0, dtype=dtype, device=model.conv_post.bias.device))
 
         def conv(w: Tensor, b: Tensor, padding: int, dilation: int, length: int,
@@ -342,7 +350,14 @@ class _Kernels:
         self.pre: tuple[Tensor, Tensor, int, int]
         self.post: tuple[Tensor, Tensor, int, int]
         self.ups: list[tuple[Tensor, Tensor, int, int]] = []  # weight, bias, padding, rate
-        self.blocks: list[list[list[tuple[Tensor, Tensor, int, int]]]] = []
+        self.blocks: list[list[list[tuple[Tensor | Int8Conv, Tensor, int, int]]]] = []
+
+        def block_conv(c: WeightNormConv1d, length: int) -> tuple[Tensor | Int8Conv, Tensor, int, int]:
+            if int8:
+                w = c.compute_weight().detach().unsqueeze(2)
+                return Int8Conv(w, c.bias, c.padding, c.dilation, length), c.bias, c.padding, c.dilation
+            return conv(c.compute_weight(), c.bias, c.padding, c.dilation, length)
+
         with torch.no_grad():
             pre = model.conv_pre
             self.pre = conv(pre.compute_weight(), pre.bias, pre.padding, 1, length)
@@ -354,7 +369,7 @@ class _Kernels:
                                  up.padding, up.stride))
                 length *= up.stride
                 # Per resblock of the stage, per residual layer: its convolutions.
-                self.blocks += [[[conv(c.compute_weight(), c.bias, c.padding, c.dilation, length) for c in layer]
+                self.blocks += [[[block_conv(c, length) for c in layer]
                                  for layer in block.layers()]
                                 for block in resblocks[i * model.num_kernels:(i + 1) * model.num_kernels]]
             post = model.conv_post
@@ -372,29 +387,35 @@ def _fused(x: Tensor) -> bool:
     return x.dtype == torch.float32 or (x.dtype == torch.bfloat16 and torch.ops.mkldnn._is_mkldnn_bf16_supported())
 
 
-def _conv(x: Tensor, weight: Tensor, bias: Tensor, padding: int, dilation: int = 1, activation: str = "none",
-          slope: float = 0.0) -> Tensor:
+def _conv(x: Tensor, weight: Tensor | Int8Conv, bias: Tensor, padding: int, dilation: int = 1,
+          activation: str = "none", slope: float = 0.0) -> Tensor:
     """'Same' convolution (B, C_in, 1, L) -> (B, C_out, 1, L), then `activation`: "none", "leaky_relu" (with
     `slope`) or "tanh", in one pass where oneDNN is available."""
-    if weight.is_mkldnn or _fused(x):
+    if isinstance(weight, Int8Conv):
+        y = weight(x)
+    elif weight.is_mkldnn or _fused(x):
         scalars = [slope] if activation == "leaky_relu" else []
         return torch.ops.mkldnn._convolution_pointwise(x, weight, bias, [0, padding], [1, 1], [1, dilation], 1,
                                                        activation, scalars, "")
-    y = F.conv2d(x, weight, bias, padding=(0, padding), dilation=(1, dilation))
+    else:
+        y = F.conv2d(x, weight, bias, padding=(0, padding), dilation=(1, dilation))
     if activation == "leaky_relu":
         return F.leaky_relu_(y, slope)
     return torch.tanh_(y) if activation == "tanh" else y
 
 
-def _conv_add(x: Tensor, weight: Tensor, bias: Tensor, padding: int, dilation: int, residual: Tensor,
+def _conv_add(x: Tensor, weight: Tensor | Int8Conv, bias: Tensor, padding: int, dilation: int, residual: Tensor,
               in_place: bool = False) -> Tensor:
     """residual + conv(x), in one pass where oneDNN is available; written into `residual` when `in_place`."""
     args: tuple[Any, ...] = ([0, padding], [1, 1], [1, dilation], 1, "add", None, None, [], None)
-    if weight.is_mkldnn or _fused(x):
+    if isinstance(weight, Int8Conv):
+        y = weight(x)
+    elif weight.is_mkldnn or _fused(x):
         if in_place:
             return torch.ops.mkldnn._convolution_pointwise_.binary(residual, x, weight, bias, *args)
         return torch.ops.mkldnn._convolution_pointwise.binary(x, residual, weight, bias, *args)
-    y = F.conv2d(x, weight, bias, padding=(0, padding), dilation=(1, dilation))
+    else:
+        y = F.conv2d(x, weight, bias, padding=(0, padding), dilation=(1, dilation))
     return residual.add_(y) if in_place else y.add_(residual)
 
 

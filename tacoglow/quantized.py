@@ -1,0 +1,66 @@
+"""Int8 convolutions for CPU inference (`HiFiGAN.infer(precision="int8")`): oneDNN's quantized kernels with
+int8 weights and 8-bit activations, int32 accumulation and float32 results.
+
+Weights are quantized once, symmetrically per output channel (scale max|w_c| / 127), and prepacked in oneDNN's
+layout. Activations are quantized per call, per tensor, asymmetrically over [min(x, 0), max(x, 0)] (255 steps,
+so nothing clips: the scale follows each input, no calibration). The result comes back dequantized in float32,
+so there is no output scale to choose either. Without native int8 dot products (AVX-512 VNNI, AMX) the kernels
+still use AVX2's 8-bit multiply-adds, about 1.7 times the float32 convolution rate on wide layers.
+"""
+from __future__ import annotations
+
+import warnings
+
+import torch
+from torch import Tensor
+
+__all__ = ["Int8Conv", "int8_conv_available"]
+
+
+def int8_conv_available() -> bool:
+    """Whether this torch build has oneDNN's quantized convolutions (x86 CPU builds do)."""
+    return ("onednn" in torch.backends.quantized.supported_engines
+            and hasattr(torch.ops.onednn, "qconv_prepack") and hasattr(torch.ops.onednn, "qconv2d_pointwise"))
+
+
+def quantize_activations(x: Tensor) -> tuple[Tensor, float, int]:
+    """Channels-last float (B, C, 1, L) -> (uint8 (B, C, 1, L) channels-last, scale, zero point), with
+    x ~= scale * (q - zero_point) and the whole range of x representable."""
+    flat = x.permute(0, 2, 3, 1).reshape(-1)  # a view when x is channels-last; reductions over it are vectorized
+    low, high = torch.aminmax(flat)
+    low_, high_ = min(float(low), 0.0), max(float(high), 0.0)
+    scale = max((high_ - low_) / 255.0, 1e-12)
+    zero_point = min(255, max(0, round(-low_ / scale)))
+    with warnings.catch_warnings():  # quantized tensors are deprecated, but their quantizer is the fast one
+        warnings.simplefilter("ignore")
+        q = torch.quantize_per_tensor(flat, scale, zero_point, torch.quint8)
+    # Its bytes as a plain uint8 tensor, without a copy (`int_repr` copies element by element, ten times slower).
+    codes = torch.empty(0, dtype=torch.uint8).set_(q.untyped_storage(), 0, (flat.numel(),))
+    b, c, _, length = x.shape
+    return codes.view(b, 1, length, c).permute(0, 3, 1, 2), scale, zero_point
+
+
+class Int8Conv:
+    """A fixed 'same' 1-D convolution in int8: (B, C_in, 1, L) float32 channels-last -> (B, C_out, 1, L)
+    float32 channels-last, weight (C_out, C_in, 1, k), bias (C_out,)."""
+
+    def __init__(self, weight: Tensor, bias: Tensor, padding: int, dilation: int, length: int) -> None:
+        """length: the input length the weight layout is chosen for (any length works)."""
+        if not int8_conv_available():
+            raise ValueError("precision 'int8' needs a CPU build of torch with oneDNN's quantized convolutions; "
+                             "use 'fp32'")
+        weight = weight.detach().float()
+        self.scales = weight.abs().amax(dim=(1, 2, 3)).clamp_min(1e-12) / 127.0  # (C_out,)
+        codes = torch.round(weight / self.scales[:, None, None, None]).clamp_(-127, 127).to(torch.int8)
+        self.zero_points = torch.zeros(weight.size(0), dtype=torch.long)
+        self.padding, self.dilation = padding, dilation
+        # The input scale given here is only a hint for the layout; each call passes its own.
+        self.packed = torch.ops.onednn.qconv_prepack(codes, self.scales, 1.0, 0, [1, 1], [0, padding],
+                                                     [1, dilation], 1, [1, weight.size(1), 1, length])
+        self.bias = bias.detach().float()
+
+    def __call__(self, x: Tensor) -> Tensor:
+        codes, scale, zero_point = quantize_activations(x)
+        return torch.ops.onednn.qconv2d_pointwise(
+            codes, scale, zero_point, self.packed, self.scales, self.zero_points, self.bias, [1, 1],
+            [0, self.padding], [1, self.dilation], 1, 1.0, 0, torch.float32, "none", [], "")
