@@ -13,7 +13,9 @@ untimed warm-up run, with the same seed before every run.
 
 HiFi-GAN (V1 and V3, ``--hifigan-frames`` per item) runs against jik876's ``Generator`` with
 ``--hifigan-reference DIR`` (a jik876/hifi-gan checkout), interleaved; its notes give the fraction of this
-machine's measured convolution rate. ``--hifigan-bf16`` adds bfloat16 rows, their error against fp32's reference.
+machine's measured convolution rate. ``--hifigan-bf16`` and ``--hifigan-int8`` add bfloat16 and int8 rows,
+their error against fp32 on the same weights; the notes add each one's error on a real mel (the bundled
+voice's Tacotron 2 mel of a sentence; through a trained generator with ``--hifigan-checkpoint``).
 
 Columns: wall seconds per call; RTF = compute seconds / audio seconds (lower is faster) and NVIDIA's
 inverse ("x real time"); mel frames and audio samples produced per second; the achieved fraction of this
@@ -48,8 +50,10 @@ from typing import Any, Callable
 import torch
 
 from tacoglow.audio import AudioConfig, griffin_lim, mel_spectrogram
+from tacoglow.checkpoint import load_hifigan
 from tacoglow.export import OnnxTacotron2, OnnxWaveGlow, onnxruntime_available
 from tacoglow.hifigan import HiFiGAN, HiFiGANConfig
+from tacoglow.synthesizer import Synthesizer
 from tacoglow.tacotron2 import PRECISIONS, Tacotron2, Tacotron2Config
 from tacoglow.text import text_to_sequence
 from tacoglow.train import PRESETS
@@ -505,6 +509,8 @@ class Bench:
                 runs = {"fp32": lambda: model.infer(mel)}
                 if args.hifigan_bf16:
                     runs["bf16"] = lambda: model.infer(mel, precision="bf16")
+                if args.hifigan_int8:
+                    runs["int8"] = lambda: model.infer(mel, precision="int8")
                 if reference is not None:
                     runs["reference"] = lambda: reference(mel)
                 times: dict[str, list[float]] = {name: [] for name in runs}
@@ -518,7 +524,7 @@ class Bench:
                 flops = batch * hifigan_flops(cfg, frames)
                 ref_s = statistics.median(times["reference"]) if reference is not None else None
                 for name in [n for n in runs if n != "reference"]:
-                    row = Row("HiFi-GAN", f"{config_name}{', bf16' if name == 'bf16' else ''}", batch,
+                    row = Row("HiFi-GAN", f"{config_name}{'' if name == 'fp32' else ', ' + name}", batch,
                               statistics.median(times[name]), batch * frames, flops, ref_s)
                     against = "reference" if reference is not None else "fp32"
                     if name != "fp32" or reference is not None:
@@ -527,6 +533,25 @@ class Bench:
                     self.notes.append(f"HiFi-GAN {row.name} batch {batch}: {flops / row.seconds / 1e9:.1f} GFLOP/s, "
                                       f"{flops / row.seconds / 1e9 / self.conv_rate:.0%} of the measured "
                                       f"convolution rate ({self.conv_rate:.0f} GFLOP/s).")
+            self.hifigan_real_mel_errors(config_name, model)
+
+    def hifigan_real_mel_errors(self, config_name: str, model: HiFiGAN) -> None:
+        """Notes: the reduced precisions' error against fp32 on a real mel (random weights see a random-like
+        input otherwise), through `model` or, for V1, the trained ``--hifigan-checkpoint``."""
+        precisions = [p for p, wanted in (("bf16", self.args.hifigan_bf16), ("int8", self.args.hifigan_int8)) if wanted]
+        if not precisions:
+            return
+        generator, weights = model, "random weights"
+        if self.args.hifigan_checkpoint and config_name == "V1":
+            generator, weights = load_hifigan(self.args.hifigan_checkpoint), Path(self.args.hifigan_checkpoint).name
+        mel = voice_mel()
+        with torch.inference_mode():
+            exact = generator.infer(mel)
+            for precision in precisions:
+                error = rel_err(generator.infer(mel, precision=precision), exact)
+                self.notes.append(f"HiFi-GAN {config_name} {precision} on the bundled voice's mel of "
+                                  f"{VOICE_SENTENCE!r} ({mel.size(2)} frames, {weights}): relative error "
+                                  f"{error:.3f} against fp32.")
 
     # -- Griffin-Lim -----------------------------------------------------------------------------------
     def griffin_lim(self) -> None:
@@ -641,6 +666,18 @@ def table(rows: list[Row], rate: float) -> str:
     return "\n".join(lines)
 
 
+VOICE_SENTENCE = "Printing, in the only sense with which we are at present concerned, differs from most arts."
+
+
+def voice_mel() -> torch.Tensor:
+    """The bundled voice's Tacotron 2 mel of `VOICE_SENTENCE`, (1, n_mel, frames), seeded."""
+    voice = Path(__file__).resolve().parents[1] / "tacoglow" / "voices" / "default" / "tacotron2.pt"
+    synthesizer = Synthesizer.from_checkpoints(voice)
+    generator = torch.Generator().manual_seed(SEED)
+    result = synthesizer.synthesize_ids([synthesizer.text_to_ids(VOICE_SENTENCE)], [generator])[0]
+    return result.mel.unsqueeze(0).float()
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -659,6 +696,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--hifigan-frames", type=int, default=172, help="mel frames per HiFi-GAN item (2 s)")
     parser.add_argument("--hifigan-reference", metavar="DIR", help="a jik876/hifi-gan checkout (its models.py)")
     parser.add_argument("--hifigan-bf16", action="store_true", help="also time HiFi-GAN in bfloat16 (with its error)")
+    parser.add_argument("--hifigan-int8", action="store_true", help="also time HiFi-GAN in int8 (with its error)")
+    parser.add_argument("--hifigan-checkpoint", metavar="PATH",
+                        help="a trained V1 generator (e.g. UNIVERSAL_V1) for the reduced precisions' real-mel error")
     parser.add_argument("--pipeline-steps", type=int, default=32, help="decoder steps in the pipeline rows")
     parser.add_argument("--backends", nargs="+", choices=["torch", "onnx"],
                         default=["torch", "onnx"] if onnxruntime_available() else ["torch"],

@@ -244,8 +244,8 @@ class HiFiGAN(nn.Module):
             raise ValueError("precision 'int8' needs a CPU build of torch with oneDNN's quantized convolutions "
                              f"(got a mel on {mel.device.type}); use 'fp32'")
         dtype = torch.bfloat16 if precision == "bf16" else torch.float32
-        k: _Kernels = ops.cached(self, "_kernels", lambda: _Kernels(self, dtype, precision == "int8"),
-                                 extra=(precision,))
+        # One set per precision, so that alternating precisions does not rebuild them.
+        k: _Kernels = ops.cached(self, f"_kernels_{precision}", lambda: _Kernels(self, dtype, precision == "int8"))
         x = ops.as_conv_input(mel.to(dtype))  # (B, n_mel, 1, T)
         x = _conv(x, *k.pre, activation="leaky_relu", slope=LRELU_SLOPE)
         stages = len(k.ups)
@@ -298,9 +298,7 @@ class HiFiGAN(nn.Module):
     def __getstate__(self) -> dict[str, Any]:
         # The prepared kernels may hold oneDNN's opaque tensors, which cannot be copied or pickled; they are
         # rebuilt on first use.
-        state = dict(self.__dict__)
-        state.pop("_kernels", None)
-        return state
+        return {key: value for key, value in self.__dict__.items() if not key.startswith("_kernels")}
 
     def remove_weight_norm(self) -> HiFiGAN:
         """Fold weight norm into plain weights (for inference); returns the model. Idempotent."""
