@@ -35,7 +35,7 @@ def quantize_activations(x: Tensor) -> tuple[Tensor, float, int]:
         warnings.simplefilter("ignore")
         q = torch.quantize_per_tensor(flat, scale, zero_point, torch.quint8)
     # Its bytes as a plain uint8 tensor, without a copy (`int_repr` copies element by element, ten times slower).
-    codes = torch.empty(0, dtype=torch.uint8).set_(q.untyped_storage(), 0, (flat.numel(),))
+    codes = torch.empty(0, dtype=torch.uint8).set_(q.untyped_storage(), 0, (flat.numel(),), (1,))
     b, c, _, length = x.shape
     return codes.view(b, 1, length, c).permute(0, 3, 1, 2), scale, zero_point
 
