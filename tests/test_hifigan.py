@@ -167,6 +167,14 @@ def test_int8_precision_is_close_to_fp32_but_not_fp32(config):
     assert rel_err(model.infer(mel[1:], precision="int8"), exact[1:]) < 0.06
 
 
+def test_int8_refused_without_quantized_convolutions(monkeypatch):
+    monkeypatch.setattr("tacoglow.hifigan.int8_conv_available", lambda: False)
+    model = perturbed(TINY).remove_weight_norm()
+    with pytest.raises(ValueError, match="precision 'int8' needs a CPU build of torch with oneDNN's quantized "
+                                         "convolutions \\(got a mel on cpu\\); use 'fp32'"):
+        model.infer(torch.randn(1, 80, 8), precision="int8")
+
+
 def test_presets_and_their_sizes():
     sizes = {}
     for name in ("v1", "v2", "v3"):
