@@ -9,6 +9,7 @@ still use AVX2's 8-bit multiply-adds, about 1.7 times the float32 convolution ra
 """
 from __future__ import annotations
 
+import math
 import warnings
 
 import torch
@@ -34,6 +35,9 @@ def quantize_activations(x: Tensor) -> tuple[Tensor, float, int]:
     flat = x.permute(0, 2, 3, 1).reshape(-1)  # a view when x is channels-last; reductions over it are vectorized
     low, high = torch.aminmax(flat)
     low_, high_ = min(float(low), 0.0), max(float(high), 0.0)
+    if not math.isfinite(high_ - low_):
+        raise ValueError(f"int8 convolution input has values in [{float(low)}, {float(high)}]: NaN or infinity "
+                         "cannot be quantized (check the mel, or use precision 'fp32')")
     scale = max((high_ - low_) / 255.0, 1e-12)
     zero_point = min(255, max(0, round(-low_ / scale)))
     with warnings.catch_warnings():  # quantized tensors are deprecated, but their quantizer is the fast one

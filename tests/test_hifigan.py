@@ -165,6 +165,9 @@ def test_int8_precision_is_close_to_fp32_but_not_fp32(config):
     assert torch.equal(model.infer(mel), exact)  # each precision keeps its own kernels
     # Batch rows are quantized together but convolved apart: a row alone gives about the same audio.
     assert rel_err(model.infer(mel[1:], precision="int8"), exact[1:]) < 0.06
+    mel[0, 3, 2] = float("nan")
+    with pytest.raises(ValueError, match="NaN or infinity cannot be quantized"):
+        model.infer(mel, precision="int8")
 
 
 def test_int8_refused_without_quantized_convolutions(monkeypatch):
