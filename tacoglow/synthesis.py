@@ -13,6 +13,7 @@ from typing import Any
 from .audio import MEL_INVERSION_ITERS
 from .checkpoint import CheckpointError, LoadedCheckpoint
 from .config import ConfigError, DictConfig
+from .hifigan import PRECISIONS as HIFIGAN_PRECISIONS
 from .ssml import MAX_BREAK_SECONDS
 
 MAX_SENTENCE_PAUSE = MAX_BREAK_SECONDS  # seconds: the longest break SSML may ask for
@@ -27,6 +28,9 @@ class SynthesisConfig(DictConfig):
     denoiser_strength: float = 0.01  # bias spectrum removed after WaveGlow; 0 turns the denoiser off
     # HiFi-GAN: NVIDIA's HiFi-GAN inference runs without the denoiser (--denoising-strength 0) unless asked.
     hifigan_denoiser_strength: float = 0.0  # the same bias-spectrum subtraction, after HiFi-GAN
+    # The generator's arithmetic (HiFiGAN.infer): "fp32" reproduces the reference; "int8" (CPU) is faster at a
+    # reported error (benchmarks/README.md), "bf16" only where the CPU computes bfloat16 natively.
+    hifigan_precision: str = "fp32"
     # Griffin-Lim: the vocoder when there is no WaveGlow, and the server's alternative beside one.
     griffin_lim_iters: int = 60
     griffin_lim_power: float = 1.0  # magnitude sharpening at unchanged loudness (tacoglow.audio.griffin_lim)
@@ -57,6 +61,9 @@ class SynthesisConfig(DictConfig):
         if cap is not None and not 0 < _number("frames_per_symbol", cap) < math.inf:
             raise ConfigError(f"frames_per_symbol must be a positive number or None, got {self.frames_per_symbol}",
                               "frames_per_symbol")
+        if self.hifigan_precision not in HIFIGAN_PRECISIONS:
+            raise ConfigError(f"hifigan_precision must be one of {', '.join(HIFIGAN_PRECISIONS)}, got "
+                              f"{self.hifigan_precision!r}", "hifigan_precision")
         for name in ("normalize", "arpabet"):
             if not isinstance(getattr(self, name), bool):
                 raise ConfigError(f"{name} must be true or false, got {getattr(self, name)!r}", name)

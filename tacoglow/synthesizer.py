@@ -112,9 +112,10 @@ class HiFiGANVocoder:
     name = "hifigan"
 
     def __init__(self, hifigan: HiFiGAN, denoiser_strength: float = SynthesisConfig.hifigan_denoiser_strength,
-                 audio: AudioConfig | None = None):
+                 audio: AudioConfig | None = None, precision: str = SynthesisConfig.hifigan_precision):
         self.hifigan = hifigan.remove_weight_norm().eval()
         self.denoiser_strength = denoiser_strength
+        self.precision = precision  # HiFiGAN.infer's arithmetic: "fp32", or "int8" / "bf16" (faster, not exact)
         self.audio = audio or AudioConfig()
         if self.hifigan.config.hop_length != self.audio.hop_length:
             raise ConfigError(f"this HiFi-GAN makes {self.hifigan.config.hop_length} samples per mel frame, "
@@ -137,6 +138,8 @@ class HiFiGANVocoder:
     def __call__(self, mel: torch.Tensor, generator: torch.Generator | None = None,
                  denoiser_strength: float | None = None, **options: Any) -> torch.Tensor:
         strength = self.denoiser_strength if denoiser_strength is None else denoiser_strength
+        if self.engine is self.hifigan:
+            return self._finish(self.hifigan.infer(mel, self.precision), strength)
         return self._finish(self.engine.infer(mel), strength)
 
     def chunks(self, mel: torch.Tensor, first_frames: int = 16, chunk_frames: int = 128,
@@ -149,7 +152,7 @@ class HiFiGANVocoder:
             yield self(mel, denoiser_strength=strength)
             return
         with torch.inference_mode():
-            for audio in self.hifigan.infer_chunks(mel, chunk_frames, first_frames):
+            for audio in self.hifigan.infer_chunks(mel, chunk_frames, first_frames, precision=self.precision):
                 yield audio.float().squeeze(1)
 
 
@@ -304,7 +307,8 @@ class Synthesizer:
         elif isinstance(vocoder, WaveGlowVocoder):
             synthesis = dataclasses.replace(synthesis, sigma=vocoder.sigma, denoiser_strength=vocoder.denoiser_strength)
         elif isinstance(vocoder, HiFiGANVocoder):
-            synthesis = dataclasses.replace(synthesis, hifigan_denoiser_strength=vocoder.denoiser_strength)
+            synthesis = dataclasses.replace(synthesis, hifigan_denoiser_strength=vocoder.denoiser_strength,
+                                            hifigan_precision=vocoder.precision)
         elif isinstance(vocoder, GriffinLimVocoder):
             synthesis = dataclasses.replace(synthesis, griffin_lim_iters=vocoder.n_iters,
                                             griffin_lim_power=vocoder.power,
@@ -367,7 +371,8 @@ class Synthesizer:
             hg = inspect_checkpoint(hifigan)
             _check_audio_pair(t2, hg)
             vocoder: Vocoder = HiFiGANVocoder(cast(HiFiGAN, build_model(hg, "hifigan")),
-                                              denoiser_strength=synthesis.hifigan_denoiser_strength, audio=t2.audio)
+                                              denoiser_strength=synthesis.hifigan_denoiser_strength, audio=t2.audio,
+                                              precision=synthesis.hifigan_precision)
         elif waveglow is None:
             vocoder = GriffinLimVocoder.from_config(t2.audio, synthesis)
         else:
@@ -382,6 +387,9 @@ class Synthesizer:
             if isinstance(vocoder, WaveGlowVocoder):
                 vocoder.engine = OnnxWaveGlow(vocoder.waveglow)
             elif isinstance(vocoder, HiFiGANVocoder):
+                if vocoder.precision != "fp32":
+                    raise ConfigError(f"hifigan_precision {vocoder.precision!r} is torch's; ONNX Runtime runs the "
+                                      "exported fp32 graph: use --backend torch, or hifigan_precision fp32")
                 vocoder.engine = OnnxHiFiGAN(vocoder.hifigan)
         return cls(model, vocoder, synthesis=synthesis, audio=t2.audio, device=device, **kwargs)
 

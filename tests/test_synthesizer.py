@@ -283,3 +283,23 @@ def test_hifigan_and_waveglow_together_or_mismatched_are_refused(tmp_path):
                                      hifigan=hifigan)
     with pytest.raises(CheckpointError, match="different audio settings"):
         Synthesizer.from_checkpoints(fixture_path("tacotron2_small_ngc.pt"), hifigan=hifigan)
+
+
+def test_hifigan_precision_is_a_voice_setting_close_to_fp32_and_refused_where_it_cannot_run(tmp_path):
+    from tacoglow.config import ConfigError
+
+    hifigan = fixture_path(HIFIGANS[0])
+    t2 = tacotron2_for_hifigan(hifigan, tmp_path)
+    exact = Synthesizer.from_checkpoints(t2, hifigan=hifigan)
+    fast = Synthesizer.from_checkpoints(t2, hifigan=hifigan, hifigan_precision="int8")
+    assert (exact.synthesis.hifigan_precision, fast.synthesis.hifigan_precision) == ("fp32", "int8")
+    assert fast.vocoder.precision == "int8"
+    a, b = exact.synthesize("Hello there.", seed=1), fast.synthesize("Hello there.", seed=1)
+    assert a.audio.shape == b.audio.shape and 1e-4 < rel_err(b.audio, a.audio) < 0.06  # int8 ran, and is close
+    streamed = torch.cat([c.audio for c in fast.stream_audio("Hello there.", seed=1, first_frames=4, chunk_frames=8)
+                          if c.result is None])
+    assert rel_err(streamed, fast.synthesize("Hello there.", seed=1).audio[:streamed.numel()]) < 0.06
+    with pytest.raises(ConfigError, match="hifigan_precision must be one of fp32, bf16, int8, got 'int4'"):
+        SynthesisConfig(hifigan_precision="int4")
+    with pytest.raises(ConfigError, match="ONNX Runtime runs the exported fp32 graph"):
+        Synthesizer.from_checkpoints(t2, hifigan=hifigan, hifigan_precision="int8", backend="onnx")

@@ -32,6 +32,9 @@ def add_voice_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--denoiser-strength", "--denoise", dest="denoiser_strength", type=float, default=None,
                    help="denoiser strength of the vocoder loaded (default: the voice's setting, else NVIDIA's: "
                         "0.01 for WaveGlow, 0 for HiFi-GAN; 0 turns it off)")
+    p.add_argument("--hifigan-precision", choices=("fp32", "int8", "bf16"), default=None,
+                   help="HiFi-GAN's arithmetic: fp32 (exact, default), int8 (CPU: faster, about 6%% waveform "
+                        "error on a trained generator), bf16 (faster only with native bfloat16)")
     p.add_argument("--griffin-lim-iters", type=int, default=None,
                    help="Griffin-Lim iterations (default: the voice's setting, else 60)")
     p.add_argument("--griffin-lim-power", type=float, default=None,
