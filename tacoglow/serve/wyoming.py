@@ -30,7 +30,6 @@ import threading
 from functools import partial
 from typing import Awaitable, Callable, TypeVar, Union
 
-import numpy as np
 from wyoming.audio import AudioChunk, AudioStart, AudioStop
 from wyoming.error import Error
 from wyoming.event import Event
@@ -39,6 +38,7 @@ from wyoming.server import AsyncEventHandler, AsyncServer
 from wyoming.tts import Synthesize, SynthesizeChunk, SynthesizeStart, SynthesizeStop, SynthesizeStopped
 
 from .. import __version__
+from ..audio import to_pcm16
 from ..catalog import UnknownVoiceError, VoiceCatalog
 from ..config import ConfigError
 from ..errors import TacoglowError
@@ -66,11 +66,6 @@ def complete_sentences(text: str) -> tuple[str, str]:
     if not ends:
         return "", text
     return text[:ends[-1].end()], text[ends[-1].end():]
-
-
-def pcm16(audio: np.ndarray) -> bytes:
-    """float audio in [-1, 1] → 16-bit little-endian samples, as :func:`tacoglow.audio.save_wav` rounds them."""
-    return np.round(np.clip(audio, -1.0, 1.0) * 32767.0).astype("<i2").tobytes()
 
 
 class WyomingSpeaker:
@@ -116,7 +111,8 @@ class WyomingSpeaker:
                     for sentence in synth.stream(text, seed=seed, ssml=ssml):
                         assert sentence.audio is not None  # stream vocodes every sentence
                         # the sentence, then the silence after it (the voice's pause, or SSML's break)
-                        put(pcm16(sentence.audio.numpy()) + bytes(2 * pause_samples(sentence.pause, rate)))
+                        samples = to_pcm16(sentence.audio).astype("<i2").tobytes()  # as the WAV of synthesize
+                        put(samples + bytes(2 * pause_samples(sentence.pause, rate)))
                         if stop.is_set():
                             break
                 put(None)
