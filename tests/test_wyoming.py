@@ -173,6 +173,7 @@ def test_streamed_text_splits_after_whole_sentences_only():
     assert complete_sentences("It costs 3.") == ("", "It costs 3.")  # "3." may become "3.5"
     assert complete_sentences('He said "stop!" Then') == ('He said "stop!" ', "Then")
     assert complete_sentences("One. Two? Three") == ("One. Two? ", "Three")
+    assert complete_sentences("Hi. Ask Dr. ") == ("Hi. ", "Ask Dr. ")  # the front-end's rule: "Dr." ends none
     with pytest.raises(ConfigError, match="--wyoming http://x: .*tcp://127.0.0.1:10200"):
         wyoming_server("http://x")
 

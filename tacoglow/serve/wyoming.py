@@ -25,7 +25,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import re
 import threading
 from functools import partial
 from typing import Awaitable, Callable, TypeVar, Union
@@ -44,7 +43,7 @@ from ..config import ConfigError
 from ..errors import TacoglowError
 from ..ssml import is_ssml
 from ..synthesizer import SynthesisError, new_seed, pause_samples
-from ..text import TextError
+from ..text import TextError, sentence_ends
 from .limits import ServerLimits
 
 log = logging.getLogger(__name__)
@@ -52,20 +51,20 @@ log = logging.getLogger(__name__)
 SAMPLES_PER_CHUNK = 1024  # wyoming-piper's chunk size
 LANGUAGES = ["en_US"]
 ATTRIBUTION = Attribution(name="tacoglow (Tacotron 2)", url="https://arxiv.org/abs/1712.05884")
-# The end of a sentence in a stream of text: ., !, ? or ; (and closing quotes or brackets), then whitespace.
-_SENTENCE_END = re.compile(r"[.!?;]+[\"'”’)\]]*\s+")
 Send = Callable[[Event], Awaitable[None]]  # writes one event to the client
 # From the worker thread: the sample rate first, then each sentence's samples with the silence after it, then None.
 _Item = Union[int, bytes, Exception, None]
 
 
 def complete_sentences(text: str) -> tuple[str, str]:
-    """Streamed text → (its whole sentences, the rest still to come): a sentence is whole once whitespace
-    follows its last mark, since more text may yet extend "3." into "3.5"."""
-    ends = list(_SENTENCE_END.finditer(text))
+    """Streamed text → (its whole sentences, the rest still to come): sentences end as the text front-end
+    splits them (:func:`tacoglow.text.sentence_ends`: not after "Dr." or an initial), and one is whole once
+    whitespace follows its last mark, since more text may yet extend "3." into "3.5"."""
+    ends = [end for end in sentence_ends(text) if end < len(text)]  # followed by whitespace, by the rule
     if not ends:
         return "", text
-    return text[:ends[-1].end()], text[ends[-1].end():]
+    cut = len(text) - len(text[ends[-1]:].lstrip())  # the whitespace after it goes with the sentence
+    return text[:cut], text[cut:]
 
 
 class WyomingSpeaker:

@@ -1,7 +1,7 @@
 """Text front-end: normalization, the reference cleaners, and the 148-symbol alphabet."""
 from .cleaners import TextError
 from .normalize import NORMALIZER_VERSION, normalize_text
-from .sentences import split_sentences
+from .sentences import sentence_ends, split_sentences
 from .symbols import PAD_ID, prepare_text, sequence_to_text, symbols, text_to_sequence
 
 # Names the cleaner pipeline whose output checkpoints were trained on; bump the number if
@@ -16,6 +16,7 @@ __all__ = [
     "normalize_text",
     "prepare_text",
     "sequence_to_text",
+    "sentence_ends",
     "split_sentences",
     "symbols",
     "text_to_sequence",

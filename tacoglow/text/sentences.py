@@ -99,6 +99,12 @@ def _keep_phones_in_braces(pieces: list[str]) -> list[str]:
     return [p for p in out if p.strip("{} ")]
 
 
+def sentence_ends(text: str) -> list[int]:
+    """Where the sentences of ``text`` end: the index just after each sentence-ending mark (and its closing
+    quotes or brackets), by the rule of :func:`split_sentences`."""
+    return [boundary.end() for boundary in _BOUNDARY_RE.finditer(text) if _ends_sentence(text, boundary)]
+
+
 def split_sentences(text: str, max_chars: int = 300) -> list[str]:
     """Split ``text`` into sentences of at most ``max_chars`` characters.
 
@@ -112,10 +118,9 @@ def split_sentences(text: str, max_chars: int = 300) -> list[str]:
         raise ValueError(f"max_chars must be at least 1, got {max_chars}")
     sentences = []
     start = 0
-    for boundary in _BOUNDARY_RE.finditer(text):
-        if _ends_sentence(text, boundary):
-            sentences.append(text[start : boundary.end()])
-            start = boundary.end()
+    for end in sentence_ends(text):
+        sentences.append(text[start:end])
+        start = end
     sentences.append(text[start:])
     pieces: list[str] = []
     for sentence in sentences:
