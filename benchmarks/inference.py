@@ -603,26 +603,31 @@ class Bench:
 
     # -- streaming latency ------------------------------------------------------------------------------
     def streaming(self) -> None:
-        """Time from a request for PARAGRAPH to its first audio, with the default voice, as `Synthesizer.stream`
-        delivers it (first sentence decoded alone and vocoded, then the rest in batches); and with a HiFi-GAN V1
-        (random weights: speed only) as `Synthesizer.stream_audio` delivers it (the first 16 frames first)."""
-        from tacoglow.hub import default_checkpoints
+        """Time from a request for PARAGRAPH to its first audio, with the default voice and its own vocoder, as
+        `Synthesizer.stream_audio` delivers it (first sentence decoded alone; a HiFi-GAN sends its first 16 frames
+        first, other vocoders the whole sentence). A voice without a HiFi-GAN also gets a row with a V1 of random
+        weights (speed only)."""
+        from tacoglow.errors import TacoglowError
+        from tacoglow.hub import choose_checkpoints
         from tacoglow.synthesizer import HiFiGANVocoder, Synthesizer
 
         try:
-            tacotron2, waveglow = default_checkpoints()
-        except (FileNotFoundError, RuntimeError, ValueError) as error:
+            tacotron2, waveglow, hifigan = choose_checkpoints()
+        except (TacoglowError, FileNotFoundError, RuntimeError, ValueError) as error:
             self.notes.append(f"Streaming latency: skipped, no default voice ({error}).")
             return
         words = len(PARAGRAPH.split(". ")[0].split())
-        for backend in [*self.args.backends, "torch, hifigan"]:
+        extra = [] if hifigan is not None else ["torch, hifigan"]
+        for backend in [*self.args.backends, *extra]:
             if backend == "torch, hifigan":
                 synth = Synthesizer.from_checkpoints(tacotron2)
                 torch.manual_seed(SEED)
                 synth = Synthesizer(synth.tacotron2, HiFiGANVocoder(HiFiGAN(HiFiGANConfig.v1()), audio=synth.audio),
                                     synthesis=synth.synthesis, audio=synth.audio)
-            else:
-                synth = Synthesizer.from_checkpoints(tacotron2, waveglow, backend=backend)
+            else:  # ONNX Runtime runs HiFi-GAN in fp32 only
+                precision = {"hifigan_precision": "fp32"} if backend == "onnx" and hifigan is not None else {}
+                synth = Synthesizer.from_checkpoints(tacotron2, waveglow, hifigan=hifigan, backend=backend,
+                                                     **precision)
             first_times, totals, first_audio = [], [], 0.0
             for i in range(self.args.repeats + 1):  # the first run warms up and is not counted
                 start = time.perf_counter()

@@ -1,7 +1,8 @@
 """Intelligibility of tacoglow against its Festival teacher: word error rates by two speech recognisers, and speed.
 
     python benchmarks/intelligibility.py                                  # default voice (and the teacher)
-    python benchmarks/intelligibility.py --tacotron2 T2.pt --waveglow WG.pt --threads 2
+    python benchmarks/intelligibility.py --tacotron2 T2.pt --hifigan G.pt --hifigan-precision int8
+    python benchmarks/intelligibility.py --vocoder griffin-lim --threads 1
     python benchmarks/intelligibility.py --tacotron2 T2.pt --vocoder griffin-lim --limit 10
     python benchmarks/intelligibility.py --waveglow WG.pt --resynthesis --limit 25  # + the vocoders alone
 
@@ -32,11 +33,12 @@ teacher's WER is the floor a voice trained on the teacher can be expected to rea
 Griffin-Lim and (with `--waveglow`) by WaveGlow; what such a row loses against the teacher is the vocoder's
 share of a voice's errors.
 
-Compute seconds are CPU seconds (this process for tacoglow with `--threads` torch threads; the Festival
-processes for the teacher), so other load on the machine inflates them less than wall time; real-time factor
-is compute seconds over audio seconds. Teacher wavs are cached in `--teacher-cache` with the rate measured
-when they were made; a run that only reads the cache reports that rate. Each recogniser's CPU seconds
-(`--threads` threads for Whisper) are reported beside its errors.
+Compute seconds are CPU seconds (this process for tacoglow with `--threads` torch threads; the Festival processes
+for the teacher), so other load on the machine inflates them less than wall time; real-time factor is compute
+seconds over audio seconds; "wall RTF" is elapsed seconds over audio seconds, the figure a listener waits by (on an
+idle machine; with 2 threads CPU seconds can be up to twice the elapsed ones). Teacher wavs are cached in
+`--teacher-cache` with the rate measured when they were made; a run that only reads the cache reports that rate.
+Each recogniser's CPU seconds (`--threads` threads for Whisper) are reported beside its errors.
 """
 from __future__ import annotations
 
@@ -218,6 +220,7 @@ class Sentence:
     wav: Path | None = None          # None: synthesis failed
     audio_s: float = 0.0
     compute_s: float | None = None   # CPU seconds, where measured per sentence
+    wall_s: float | None = None      # elapsed seconds, where measured per sentence
     reference_words: int = 0
     transcripts: dict[str, str] = field(default_factory=dict)        # by recogniser key
     hypotheses: dict[str, list[str]] = field(default_factory=dict)   # normalised words, by recogniser key
@@ -248,6 +251,16 @@ class SystemResult:
     @property
     def rtf(self) -> float | None:
         return None if self.compute_s is None or not self.audio_s else self.compute_s / self.audio_s
+
+    @property
+    def wall_s(self) -> float | None:
+        walls = [s.wall_s for s in self.sentences if s.wav is not None]
+        return sum(w for w in walls if w is not None) if walls and None not in walls else None
+
+    @property
+    def wall_rtf(self) -> float | None:
+        wall = self.wall_s
+        return None if wall is None or not self.audio_s else wall / self.audio_s
 
 
 def read_sentences(path: Path, limit: int | None) -> list[Sentence]:
@@ -308,13 +321,14 @@ def run_teacher(sentences: list[Sentence], cache: Path, workers: int) -> SystemR
                         details={"workers": workers, "cache": str(cache)})
 
 
-def _keep(s: Sentence, audio: torch.Tensor, rate: int, compute_s: float, wav_dir: Path, label: str,
+def _keep(s: Sentence, audio: torch.Tensor, rate: int, compute_s: float, wall_s: float, wav_dir: Path, label: str,
           position: str) -> None:
     """Record one synthesized sentence: its timing, its wav (16-bit) and a progress line."""
-    s.compute_s, s.audio_s = compute_s, audio.numel() / rate
+    s.compute_s, s.wall_s, s.audio_s = compute_s, wall_s, audio.numel() / rate
     s.wav = wav_dir / f"{s.id}.wav"
     soundfile.write(str(s.wav), audio.numpy(), rate, subtype="PCM_16")
-    print(f"  {label} {position} {s.id}: {s.audio_s:.1f} s audio in {s.compute_s:.2f} CPU s", file=sys.stderr)
+    print(f"  {label} {position} {s.id}: {s.audio_s:.1f} s audio in {s.compute_s:.2f} CPU s, {wall_s:.2f} s elapsed",
+          file=sys.stderr)
 
 
 def _timed_result(name: str, sentences: list[Sentence], threads: int, wav_dir: Path, seed: int) -> SystemResult:
@@ -324,19 +338,20 @@ def _timed_result(name: str, sentences: list[Sentence], threads: int, wav_dir: P
 
 def run_tacoglow(sentences: list[Sentence], synthesizer, name: str, out_dir: Path, threads: int,
                  seed: int) -> SystemResult:
-    """Each sentence through `Synthesizer.synthesize`, one at a time, timed in CPU seconds of this process."""
+    """Each sentence through `Synthesizer.synthesize`, one at a time, timed in CPU seconds of this process and
+    in elapsed seconds."""
     wav_dir = out_dir / "wavs"
     wav_dir.mkdir(parents=True, exist_ok=True)
     synthesizer.synthesize("Warm up.", seed=seed)  # first calls allocate; keep them out of the timing
     for k, s in enumerate(sentences):
-        start = time.process_time()
+        start, wall = time.process_time(), time.perf_counter()
         try:
             speech = synthesizer.synthesize(s.text, seed=seed + k)
         except (ValueError, RuntimeError) as error:
             print(f"  {s.id}: synthesis failed ({error}); all its words count as deleted", file=sys.stderr)
             continue
-        _keep(s, speech.audio, speech.sample_rate, time.process_time() - start, wav_dir, "tacoglow",
-              f"{k + 1}/{len(sentences)}")
+        _keep(s, speech.audio, speech.sample_rate, time.process_time() - start, time.perf_counter() - wall,
+              wav_dir, "tacoglow", f"{k + 1}/{len(sentences)}")
     return _timed_result(name, sentences, threads, wav_dir, seed)
 
 
@@ -355,10 +370,11 @@ def run_resynthesis(teacher: SystemResult, vocoder, name: str, out_dir: Path, th
             continue
         mel = mel_spectrogram(load_wav(source.wav, rate), vocoder.audio).unsqueeze(0)  # (1, n_mel, frames)
         generator = torch.Generator().manual_seed(seed + k)
-        start = time.process_time()
+        start, wall = time.process_time(), time.perf_counter()
         with torch.inference_mode():
             audio = vocoder(mel, generator=generator).reshape(-1).clamp(-1.0, 1.0)
-        _keep(s, audio, rate, time.process_time() - start, wav_dir, name, f"{k + 1}/{len(sentences)}")
+        _keep(s, audio, rate, time.process_time() - start, time.perf_counter() - wall, wav_dir, name,
+              f"{k + 1}/{len(sentences)}")
     return _timed_result(name, sentences, threads, wav_dir, seed)
 
 
@@ -413,12 +429,12 @@ def report(results: list[SystemResult], recognizers: list[Recognizer], worst: in
     width = max([34] + [len(r.name) for r in results])
     wer_columns = [f"{recognizer.title} WER" for recognizer in recognizers]
     print(f"\n{'system':<{width}} {' '.join(wer_columns)} {'sentences':>9} {'audio s':>8} {'compute s':>10} "
-          f"{'RTF':>6} threads")
+          f"{'RTF':>6} {'wall RTF':>8} threads")
     for r in results:
         done = sum(s.wav is not None for s in r.sentences)
         wers = " ".join(f"{r.scores[k.key].wer:>{len(c)}.1%}" for k, c in zip(recognizers, wer_columns))
         print(f"{r.name:<{width}} {wers} {f'{done}/{len(r.sentences)}':>9} {r.audio_s:>8.1f} "
-              f"{_fmt(r.compute_s, '.1f'):>10} {_fmt(r.rtf, '.3f'):>6} {r.threads:>7}")
+              f"{_fmt(r.compute_s, '.1f'):>10} {_fmt(r.rtf, '.3f'):>6} {_fmt(r.wall_rtf, '.3f'):>8} {r.threads:>7}")
     title_width = max(len(recognizer.title) for recognizer in recognizers)
     for r in results:
         print(f"\n{r.name}: {r.reference_words} reference words; compute {r.compute_note}")
@@ -460,7 +476,8 @@ def write_json(results: list[SystemResult], recognizers: list[Recognizer], args:
             "recognizers": {key: {"wer": total.wer, "errors": total.errors, **asdict(total)}
                             for key, total in r.scores.items()},
             "sentences": len(r.sentences), "synthesized": sum(s.wav is not None for s in r.sentences),
-            "audio_s": r.audio_s, "compute_s": r.compute_s, "rtf": r.rtf, "threads": r.threads,
+            "audio_s": r.audio_s, "compute_s": r.compute_s, "rtf": r.rtf, "wall_s": r.wall_s,
+            "wall_rtf": r.wall_rtf, "threads": r.threads,
             "compute_note": r.compute_note, **r.details,
             "per_sentence": [{**asdict(s), "wav": None if s.wav is None else str(s.wav)} for s in r.sentences],
         } for r in results],
@@ -470,27 +487,31 @@ def write_json(results: list[SystemResult], recognizers: list[Recognizer], args:
 
 
 def load_synthesizer(args: argparse.Namespace):
-    """(Synthesizer, name) for the named or default checkpoints; None when no voice is available."""
-    from tacoglow.hub import NotAvailableError, default_checkpoints
+    """(Synthesizer, name) for the named or default checkpoints; None when no voice is available. The vocoder is
+    the voice's own (its folder's hifigan.pt or waveglow.pt, else Griffin-Lim) unless --vocoder names one."""
+    from tacoglow.errors import TacoglowError
+    from tacoglow.hub import NotAvailableError, choose_checkpoints
     from tacoglow.synthesizer import Synthesizer
 
-    tacotron2, waveglow = args.tacotron2, args.waveglow
-    if tacotron2 is None:
-        try:
-            tacotron2, default_waveglow = default_checkpoints()
-        except NotAvailableError as error:
-            print(f"tacoglow: no default voice, so only the teacher is measured.\n  {error}", file=sys.stderr)
-            return None
-        waveglow = waveglow or default_waveglow
-    vocoder = args.vocoder or ("waveglow" if waveglow else "griffin-lim")
-    if vocoder == "waveglow" and waveglow is None:
-        raise SystemExit("--vocoder waveglow needs a WaveGlow checkpoint (--waveglow FILE)")
-    overrides = {} if args.griffin_lim_power is None else {"griffin_lim_power": args.griffin_lim_power}
-    synthesizer = Synthesizer.from_checkpoints(tacotron2, waveglow if vocoder == "waveglow" else None, **overrides)
+    try:
+        tacotron2, waveglow, hifigan = choose_checkpoints(args.tacotron2, args.waveglow, args.hifigan,
+                                                          args.vocoder or "auto")
+    except NotAvailableError as error:
+        print(f"tacoglow: no default voice, so only the teacher is measured.\n  {error}", file=sys.stderr)
+        return None
+    except TacoglowError as error:
+        raise SystemExit(str(error)) from None
+    overrides = {key: value for key, value in (("griffin_lim_power", args.griffin_lim_power),
+                                               ("hifigan_precision", args.hifigan_precision)) if value is not None}
+    synthesizer = Synthesizer.from_checkpoints(tacotron2, waveglow, hifigan=hifigan, **overrides)
     settings = synthesizer.synthesis
-    if vocoder == "griffin-lim":
-        vocoder += (f", power {settings.griffin_lim_power:g}, "
-                    f"mel inversion {settings.griffin_lim_inversion_iters} iterations")
+    if hifigan is not None:
+        vocoder = f"hifigan {hifigan.parent.name}/{hifigan.name}, {settings.hifigan_precision}"
+    elif waveglow is not None:
+        vocoder = f"waveglow {waveglow.name}"
+    else:
+        vocoder = (f"griffin-lim, power {settings.griffin_lim_power:g}, "
+                   f"mel inversion {settings.griffin_lim_inversion_iters} iterations")
     reading = "ARPAbet from the lexicon" if settings.arpabet else "characters"
     return synthesizer, f"tacoglow ({reading}; {vocoder})"
 
@@ -499,8 +520,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--tacotron2", type=Path, help="Tacotron 2 checkpoint (default: the default voice)")
     parser.add_argument("--waveglow", type=Path, help="WaveGlow checkpoint")
-    parser.add_argument("--vocoder", choices=["griffin-lim", "waveglow"],
-                        help="default: WaveGlow when a WaveGlow checkpoint is known, else Griffin-Lim")
+    parser.add_argument("--hifigan", type=Path, help="HiFi-GAN generator checkpoint")
+    parser.add_argument("--vocoder", choices=["hifigan", "waveglow", "griffin-lim"],
+                        help="default: a HiFi-GAN when one is named or in the voice's folder, else a WaveGlow, "
+                             "else Griffin-Lim")
+    parser.add_argument("--hifigan-precision", choices=["fp32", "int8", "bf16"],
+                        help="HiFi-GAN arithmetic (default: the voice's setting)")
     parser.add_argument("--griffin-lim-power", type=float, default=None,
                         help="Griffin-Lim magnitude power (default: the voice's setting, else 1)")
     parser.add_argument("--sentences", type=Path, default=REPO / "data" / "ljspeech_val.txt",
@@ -509,7 +534,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=REPO / "runs" / "intelligibility",
                         help="folder for tacoglow's wavs and, without --json, results.json")
     parser.add_argument("--json", type=Path, help="where to write the results as JSON (default: OUT/results.json)")
-    parser.add_argument("--threads", type=int, default=1, help="torch threads, and Festival processes (default 1)")
+    parser.add_argument("--threads", type=int, default=2, help="torch threads, and Festival processes (default 2)")
     parser.add_argument("--teacher-cache", type=Path, default=REPO / "corpora" / "teacher_val",
                         help="teacher wavs, made once")
     parser.add_argument("--seed", type=int, default=1234, help="tacoglow's seed for the first sentence")
@@ -520,7 +545,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if not args.sentences.is_file():
         raise SystemExit(f"{args.sentences}: sentence list not found")
-    for option, path in (("--tacotron2", args.tacotron2), ("--waveglow", args.waveglow)):
+    for option, path in (("--tacotron2", args.tacotron2), ("--waveglow", args.waveglow), ("--hifigan", args.hifigan)):
         if path is not None and not path.is_file():  # before minutes of synthesis, not after
             raise SystemExit(f"{option} {path}: no such file; check the path")
     check_recognisers()  # before minutes of synthesis, not after

@@ -42,6 +42,7 @@ from .checkpoint import CheckpointError, LoadedCheckpoint, build_model, inspect_
 from .config import ConfigError
 from .errors import TacoglowError
 from .hifigan import HiFiGAN
+from .quantized import int8_conv_available
 from .ssml import SSMLSegment, parse_ssml
 from .synthesis import SynthesisConfig, voice_synthesis_config
 from .tacotron2 import Tacotron2
@@ -364,6 +365,12 @@ class Synthesizer:
         overrides = {key: kwargs.pop(key) for key in list(kwargs) if key in fields}
         t2 = inspect_checkpoint(tacotron2)
         synthesis = dataclasses.replace(voice_synthesis_config(t2), **overrides)  # refused now, not after decoding
+        if ("hifigan_precision" not in overrides and synthesis.hifigan_precision == "int8"
+                and (backend == "onnx" or torch.device(device).type != "cpu" or not int8_conv_available())):
+            # A voice's int8 is a CPU speed setting: where it cannot run, the voice runs in fp32 (asked for
+            # explicitly, int8 is refused there instead).
+            log.info("%s: its HiFi-GAN runs in fp32 here (the voice's int8 needs torch's CPU backend)", tacotron2)
+            synthesis = dataclasses.replace(synthesis, hifigan_precision="fp32")
         model = cast(Tacotron2, build_model(t2, "tacotron2"))
         if waveglow is not None and hifigan is not None:
             raise ConfigError("give a WaveGlow or a HiFi-GAN, not both")

@@ -303,3 +303,14 @@ def test_hifigan_precision_is_a_voice_setting_close_to_fp32_and_refused_where_it
         SynthesisConfig(hifigan_precision="int4")
     with pytest.raises(ConfigError, match="ONNX Runtime runs the exported fp32 graph"):
         Synthesizer.from_checkpoints(t2, hifigan=hifigan, hifigan_precision="int8", backend="onnx")
+
+
+def test_a_voice_that_records_int8_runs_in_fp32_where_int8_cannot_run(tmp_path):
+    hifigan = fixture_path(HIFIGANS[0])
+    checkpoint = torch.load(tacotron2_for_hifigan(hifigan, tmp_path), weights_only=True)
+    checkpoint["synthesis"] = {"hifigan_precision": "int8"}
+    voice = tmp_path / "int8_voice.pt"
+    torch.save(checkpoint, voice)
+    assert Synthesizer.from_checkpoints(voice, hifigan=hifigan).vocoder.precision == "int8"
+    onnx = Synthesizer.from_checkpoints(voice, hifigan=hifigan, backend="onnx")  # the voice's setting gives way
+    assert onnx.synthesis.hifigan_precision == "fp32" and onnx.vocoder.precision == "fp32"

@@ -18,7 +18,8 @@
 # measured on the 100 validation sentences at step 10,500: WER 30.1% at 1.1, 28.3% at 1.2, 29.7% at 1.25,
 # 29.0% at 1.3), GL_INVERSION (0: the clamped pseudo-inverse maps the mel to linear magnitudes; the
 # library's 100 non-negative least-squares iterations suit true mels better, but cost this voice's smoother
-# predicted mels about half a point of WER, 4 times out of 4 at steps 10,500 to 13,000).
+# predicted mels about half a point of WER, 4 times out of 4 at steps 10,500 to 13,000), DEVICE (cpu, cuda;
+# default: cuda when there is one).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -31,13 +32,14 @@ AMP=${AMP:-bf16}
 GL_POWER=${GL_POWER:-1.2}
 GL_INVERSION=${GL_INVERSION:-0}
 CONFIG=${CONFIG:-recipes/slt/tacotron2.json}
+DEVICE=${DEVICE:-}
 PHRASES=${PHRASES:-4000}
 VOICE=tacoglow/voices/default
 
 [ -f "$DATA/dataset.json" ] || SHORT=${SHORT:-0} bash recipes/slt/build.sh "$PHRASES" "${DATA%_prepared}"
 
 args=(tacotron2 --data "$DATA" --run "$RUN" --config "$CONFIG" --max-steps "$MAX_STEPS"
-      --threads "$THREADS" --amp "$AMP")
+      --threads "$THREADS" --amp "$AMP" ${DEVICE:+--device "$DEVICE"})
 if ! ls "$RUN"/checkpoints/step_*.pt >/dev/null 2>&1 && [ -f "$VOICE/tacotron2.pt" ]; then
     args+=(--warm-start "$VOICE/tacotron2.pt")
 fi
@@ -45,6 +47,7 @@ fi
 
 "$PYTHON" - "$RUN" "$VOICE/tacotron2.pt" "$GL_POWER" "$GL_INVERSION" <<'PY'
 import sys
+from pathlib import Path
 import torch
 from tacoglow.train import export_checkpoint, latest_checkpoint
 
@@ -52,7 +55,9 @@ run, target, power, inversion = sys.argv[1], sys.argv[2], float(sys.argv[3]), in
 source = latest_checkpoint(run)
 if source is None:
     sys.exit(f"{run}: no checkpoint to export")
-export_checkpoint(source, target, dtype=torch.float16, synthesis={"griffin_lim_power": power,
+# The shipped voice's other settings (e.g. its HiFi-GAN precision) carry over; Griffin-Lim's come from here.
+shipped = torch.load(target, weights_only=True).get("synthesis", {}) if Path(target).is_file() else {}
+export_checkpoint(source, target, dtype=torch.float16, synthesis={**shipped, "griffin_lim_power": power,
                                                                     "griffin_lim_inversion_iters": inversion})
 print(f"exported {source} -> {target}")
 PY
