@@ -19,7 +19,7 @@ from __future__ import annotations
 import math
 import warnings
 from dataclasses import dataclass, field
-from typing import Any, Iterator, cast
+from typing import Any, Iterable, Iterator, cast
 
 import torch
 import torch.nn.functional as F
@@ -278,16 +278,40 @@ class HiFiGAN(nn.Module):
         of mel on both sides (default `receptive_field`), so their concatenation equals `infer(mel)` up to
         float rounding while the first audio comes after a short run of the network."""
         self._check(mel)
+        return self.infer_stream([mel], chunk_frames, first_frames, context, precision)
+
+    def infer_stream(self, pieces: Iterable[Tensor], chunk_frames: int = 64, first_frames: int | None = None,
+                     context: int | None = None, precision: str = "fp32") -> Iterator[Tensor]:
+        """`infer_chunks` of a mel that arrives in pieces `(batch, n_mel, n)` (a Tacotron 2 still decoding): a
+        chunk is vocoded as soon as the mel reaches `context` frames past its end, the rest when the pieces end
+        (no frames at all: no audio)."""
         if chunk_frames < 1 or (first_frames is not None and first_frames < 1):
             raise ValueError(f"chunk sizes must be at least one frame, got {chunk_frames} and {first_frames}")
         context = self.receptive_field if context is None else context
-        hop, frames = self.config.hop_length, mel.size(2)
-        start, size = 0, first_frames or chunk_frames
-        while start < frames:
-            end = min(frames, start + size)
-            left, right = max(0, start - context), min(frames, end + context)
-            audio = self.infer(mel[:, :, left:right], precision)
-            yield audio[:, :, (start - left) * hop:(end - left) * hop]
+        hop = self.config.hop_length
+        mel: Tensor | None = None  # the frames received from frame `offset` on
+        offset, start, size, received = 0, 0, first_frames or chunk_frames, 0
+
+        def chunk(end: int) -> Tensor:  # audio of frames [start, end), from the frames around them
+            assert mel is not None
+            left, right = max(0, start - context), min(received, end + context)
+            audio = self.infer(mel[:, :, left - offset:right - offset], precision)
+            return audio[:, :, (start - left) * hop:(end - left) * hop]
+
+        for piece in pieces:
+            if piece.dim() == 3 and piece.size(2) == 0:
+                continue
+            self._check(piece)
+            mel = piece if mel is None else torch.cat((mel, piece), 2)
+            received += piece.size(2)
+            while received >= start + size + context:
+                yield chunk(start + size)
+                start, size = start + size, chunk_frames
+            keep = max(0, start - context) - offset  # frames no later chunk reads
+            mel, offset = mel[:, :, keep:], offset + keep
+        while start < received:
+            end = min(received, start + size)
+            yield chunk(end)
             start, size = end, chunk_frames
 
     def _check(self, mel: Tensor) -> None:

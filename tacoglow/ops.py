@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import itertools
 import warnings
-from typing import Any, Callable
+from typing import Any, Callable, Generator, TypeVar
 
 import torch
 import torch.nn.functional as F
@@ -16,6 +16,16 @@ _ACTIVATIONS = {"none": lambda x: x, "relu": F.relu, "tanh": torch.tanh}
 # trade a little accuracy for speed: "fp16" and "bf16" keep the weights in 16 bits, "int8" in 8 bits with
 # 8-bit activations (benchmarks/inference.py reports the error of each on Tacotron 2's decoder).
 PRECISIONS = ("fp32", "fp16", "bf16", "int8")
+_R = TypeVar("_R")
+
+
+def run_to_end(steps: Generator[Any, None, _R]) -> _R:
+    """What a generator returns once run through: the whole-utterance form of a streaming call."""
+    while True:
+        try:
+            next(steps)
+        except StopIteration as done:
+            return done.value
 
 
 def cached(module: torch.nn.Module, name: str, build: Callable[[], Any], extra: tuple = ()) -> Any:

@@ -8,7 +8,8 @@ Layers, each usable on its own::
                 └─ Synthesizer.vocode     # mel → audio (HiFi-GAN, WaveGlow or Griffin-Lim)
 
 ``Synthesizer.stream_audio(text)`` yields each sentence's audio in pieces as the vocoder makes them
-(HiFi-GAN vocodes overlapping chunks, so a long sentence's first audio does not wait for all of it).
+(HiFi-GAN vocodes overlapping chunks, so a long sentence's first audio does not wait for all of it; the first
+sentence's chunks start while Tacotron 2 still decodes it, see :mod:`tacoglow.streaming`).
 
 Randomness: Tacotron 2's prenet keeps dropout on at inference and WaveGlow samples noise, so
 every request gets its own generators, derived from its seed (one for Tacotron 2 and one for
@@ -33,7 +34,7 @@ import math
 import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator, NamedTuple, Protocol, Sequence, cast
+from typing import Any, Callable, Iterable, Iterator, NamedTuple, Protocol, Sequence, cast
 
 import torch
 
@@ -44,8 +45,9 @@ from .errors import TacoglowError
 from .hifigan import HiFiGAN
 from .quantized import int8_conv_available
 from .ssml import SSMLSegment, parse_ssml
+from .streaming import stream_mel
 from .synthesis import SynthesisConfig, voice_synthesis_config
-from .tacotron2 import Tacotron2
+from .tacotron2 import Tacotron2, Tacotron2Output
 from .text import TextError, prepare_text, split_sentences
 from .text.words import WordSpan, spans_from_ids, word_spans
 from .timings import WordTiming, shift_words, word_timings
@@ -148,12 +150,18 @@ class HiFiGANVocoder:
         """mel (1, n_mel, frames) → audio pieces (1, samples) that join into ``self(mel)`` (see
         :meth:`HiFiGAN.infer_chunks`); the first covers ``first_frames`` frames, so it is out early. The
         denoiser works on whole STFT frames, so with it on the audio comes in one piece."""
+        return self.stream([mel], first_frames, chunk_frames, denoiser_strength)
+
+    def stream(self, pieces: Iterable[torch.Tensor], first_frames: int = 16, chunk_frames: int = 128,
+               denoiser_strength: float | None = None, **options: Any) -> Iterator[torch.Tensor]:
+        """:meth:`chunks` of a mel that arrives in pieces (1, n_mel, n), e.g. from a Tacotron 2 still decoding
+        (:meth:`HiFiGAN.infer_stream`): each chunk as soon as the mel around it is there."""
         strength = self.denoiser_strength if denoiser_strength is None else denoiser_strength
         if strength > 0 or self.engine is not self.hifigan:
-            yield self(mel, denoiser_strength=strength)
+            yield self(torch.cat(list(pieces), -1), denoiser_strength=strength)
             return
         with torch.inference_mode():
-            for audio in self.hifigan.infer_chunks(mel, chunk_frames, first_frames, precision=self.precision):
+            for audio in self.hifigan.infer_stream(pieces, chunk_frames, first_frames, precision=self.precision):
                 yield audio.float().squeeze(1)
 
 
@@ -444,25 +452,23 @@ class Synthesizer:
         caps = torch.tensor([self.step_cap(len(x)) for x in ids], dtype=torch.long)
         out = self.tacotron2.infer_detailed(padded.to(self.device), lengths, generator=list(generators),
                                             max_decoder_steps=caps)
-        results = []
+        return [self._result(out, i, ids[i], texts[i] if texts is not None else "") for i in range(len(ids))]
+
+    def _result(self, out: Tacotron2Output, i: int, ids: Sequence[int], text: str) -> SentenceResult:
+        """Item ``i`` of a Tacotron 2 batch as a sentence result (no audio yet)."""
         r = self.tacotron2.config.n_frames_per_step
-        for i in range(len(ids)):
-            n = int(out.mel_lengths[i])
-            mel = out.mel_postnet[i, :, :n]
-            text = texts[i] if texts is not None else ""
-            if not torch.isfinite(mel).all():
-                raise SynthesisError(f"Tacotron 2 produced NaN or infinite values for {text[:60]!r}; "
-                                     "the checkpoint is damaged or was trained on other features")
-            stopped_by = "gate" if bool(out.gate_stopped[i]) else "cap"
-            if stopped_by == "cap":
-                log.warning("decoding of %r stopped at the step cap (%d frames) without a stop token; "
-                            "the model may not be trained enough for this text", text[:60], n)
-            steps = math.ceil(n / r) + (1 if stopped_by == "gate" else 0)
-            results.append(SentenceResult(text=text, ids=list(ids[i]), mel=mel,
-                                          alignment=out.alignments[i, :steps, :len(ids[i])],
-                                          stopped_by=stopped_by, spans=self.word_spans(text, ids[i]),
-                                          frames_per_step=r))
-        return results
+        n = int(out.mel_lengths[i])
+        mel = out.mel_postnet[i, :, :n]
+        if not torch.isfinite(mel).all():
+            raise SynthesisError(f"Tacotron 2 produced NaN or infinite values for {text[:60]!r}; "
+                                 "the checkpoint is damaged or was trained on other features")
+        stopped_by = "gate" if bool(out.gate_stopped[i]) else "cap"
+        if stopped_by == "cap":
+            log.warning("decoding of %r stopped at the step cap (%d frames) without a stop token; "
+                        "the model may not be trained enough for this text", text[:60], n)
+        steps = math.ceil(n / r) + (1 if stopped_by == "gate" else 0)
+        return SentenceResult(text=text, ids=list(ids), mel=mel, alignment=out.alignments[i, :steps, :len(ids)],
+                              stopped_by=stopped_by, spans=self.word_spans(text, ids), frames_per_step=r)
 
     @torch.inference_mode()
     def vocode(self, mel: torch.Tensor, generator: torch.Generator | None = None, *,
@@ -567,11 +573,19 @@ class Synthesizer:
     def stream_audio(self, text: str, seed: int | None = None, *, ssml: bool = False,
                      **options) -> Iterator[AudioChunk]:
         """:meth:`stream` in audio pieces: each sentence's audio as its vocoder gives it out (with HiFi-GAN,
-        the first few frames first; see :meth:`vocode_chunks`), each piece as soon as it is made. After a
+        the first few frames first; see :meth:`vocode_chunks`), each piece as soon as it is made. With
+        HiFi-GAN the first sentence is vocoded while Tacotron 2 decodes it (unless its rate stretches the mel),
+        so the first audio waits for a few decoder steps, not the whole sentence. After a
         sentence's pieces comes an empty one that carries its result, whose audio is the pieces joined (equal
         to what :meth:`stream` gives, within float rounding) and whose ``pause`` is the silence that follows."""
         seed = new_seed() if seed is None else int(seed)
-        for job, result in self._mels(self._sentences(text, seed, ssml)):
+        jobs = self._sentences(text, seed, ssml)
+        # The first sentence's audio starts while Tacotron 2 still decodes it, where the vocoder takes a mel in
+        # pieces (HiFi-GAN) and the mel needs no stretching; the others are decoded in batches, as by stream().
+        first = jobs[:1] if jobs and self._streams_decoding(jobs[0], self.vocoder) else []
+        for job in first:
+            yield from self._stream_decoding(job, **options)
+        for job, result in self._mels(jobs[len(first):]):
             pieces: list[torch.Tensor] = []
             mel = stretch_mel(result.mel, job.rate)
             for piece in self.vocode_chunks(mel, generator=job.generator(1), **options):
@@ -579,6 +593,27 @@ class Synthesizer:
                 yield AudioChunk(job.index, piece, None)
             result.audio = torch.cat(pieces)
             yield AudioChunk(job.index, torch.zeros(0), result)
+
+    def _streams_decoding(self, job: SentenceJob, vocoder: Vocoder) -> bool:
+        return (isinstance(self.tacotron2, Tacotron2) and isinstance(vocoder, HiFiGANVocoder) and job.rate == 1.0
+                and vocoder.denoiser_strength == 0 and vocoder.engine is vocoder.hifigan)
+
+    def _stream_decoding(self, job: SentenceJob, **options) -> Iterator[AudioChunk]:
+        """One sentence's audio chunks while Tacotron 2 decodes it (:func:`tacoglow.streaming.stream_mel`), then
+        its result: the one :meth:`decode_jobs` gives, with the chunks joined as its audio."""
+        mels = stream_mel(self.tacotron2, job.ids, job.generator(0), self.step_cap(len(job.ids)))
+        decoded: list[Tacotron2Output] = []
+
+        def pieces() -> Iterator[torch.Tensor]:  # the mel's pieces, keeping what decoding returns
+            decoded.append((yield from mels))
+
+        audio: list[torch.Tensor] = []
+        for piece in cast(HiFiGANVocoder, self.vocoder).stream(pieces(), **options):
+            audio.append(piece[0].float().cpu())
+            yield AudioChunk(job.index, audio[-1], None)
+        result = self._result(decoded[0], 0, job.ids, job.text)
+        result.rate, result.pause, result.audio = job.rate, job.pause, torch.cat(audio) if audio else torch.zeros(0)
+        yield AudioChunk(job.index, torch.zeros(0), result)
 
     def _join(self, sentences: list[SentenceResult], seed: int) -> Speech:
         pieces: list[torch.Tensor] = []

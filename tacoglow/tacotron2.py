@@ -14,7 +14,7 @@ same weights, inputs and seed, ``infer`` and ``forward`` reproduce it on CPU (se
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Iterable, Literal, Sequence, cast
+from typing import Callable, Generator, Iterable, Literal, Sequence, cast
 
 import torch
 from torch import Tensor, nn
@@ -130,9 +130,6 @@ def _folded(convolutions: nn.ModuleList) -> list[tuple[Tensor, Tensor]]:
     """(_ConvNorm, BatchNorm1d) pairs in eval mode as single convolutions for ``ops.conv``."""
     pairs = cast(Iterable[tuple[_ConvNorm, nn.BatchNorm1d]], convolutions)  # nn.Sequential, unpacked as pairs
     return [ops.fold_batch_norm(conv_norm.conv, bn) for conv_norm, bn in pairs]
-
-
-# --------------------------------------------------------------------------------------------------
 
 
 class _Encoder(nn.Module):
@@ -327,11 +324,13 @@ class _Decoder(nn.Module):
 
         return step
 
-    def infer(self, memory: Tensor, mask: Tensor, caps: Tensor,
-              rng: torch.Generator | list[torch.Generator] | None, precision: str = "fp32",
-              runtime: DecoderRuntime | None = None) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
-        """Free-running decoding: the loop, the stopping rule (``gate_threshold``), the caps and the prenet's
-        masks; the steps run on ``runtime``. memory (B, T_in, C); mask (B, T_in) True on padding; caps (B,)
+    def generate(self, memory: Tensor, mask: Tensor, caps: Tensor,
+                 rng: torch.Generator | list[torch.Generator] | None, precision: str = "fp32",
+                 runtime: DecoderRuntime | None = None
+                 ) -> Generator[Tensor, None, tuple[Tensor, Tensor, Tensor, Tensor, Tensor]]:
+        """Free-running decoding, yielding each step's output (B, n_mel * r + 1), frames then gate logit, once
+        made: the loop, the stopping rule (``gate_threshold``), the caps and the prenet's masks; the steps run
+        on ``runtime``. memory (B, T_in, C); mask (B, T_in) True on padding; caps (B,)
         int64 on CPU, the most steps per item; rng: None or one generator (one (B, prenet_dim) mask per layer
         per step), or one generator per item (each active item draws its own (1, prenet_dim) masks);
         precision: one of ``PRECISIONS`` for the kernels; runtime: None for the kernels in eval mode
@@ -380,6 +379,7 @@ class _Decoder(nn.Module):
                 outputs[steps] = out
                 alignments[steps] = state.attention_weights
                 steps += 1
+                yield outputs[steps - 1]
                 for i, p in enumerate(torch.sigmoid(out[:, frame_dim]).tolist()):
                     fired = not p <= threshold
                     stopped[i] = stopped[i] or (not_finished[i] and fired)
@@ -431,9 +431,6 @@ class _Postnet(nn.Module):
             if keep is not None:
                 x = x * keep
         return x
-
-
-# --------------------------------------------------------------------------------------------------
 
 
 class Tacotron2(nn.Module):
@@ -512,7 +509,18 @@ class Tacotron2(nn.Module):
                        max_decoder_steps: int | Tensor | None = None, *,
                        precision: str = "fp32", runtime: Tacotron2Runtime | DecoderRuntime | None = None
                        ) -> Tacotron2Output:
-        """Generate mels with the reference's stopping rule, plus per-item caps and stop flags.
+        """:meth:`generate` run to its end: mels with the reference's stopping rule, per-item caps, stop flags."""
+        return ops.run_to_end(self.generate(sequences, lengths, generator, max_decoder_steps, precision=precision,
+                                        runtime=runtime))
+
+    def generate(self, sequences: Tensor, lengths: Tensor,
+                 generator: torch.Generator | Sequence[torch.Generator] | None = None,
+                 max_decoder_steps: int | Tensor | None = None, *,
+                 precision: str = "fp32", runtime: Tacotron2Runtime | DecoderRuntime | None = None
+                 ) -> Generator[Tensor, None, Tacotron2Output]:
+        """Generate mels with the reference's stopping rule, plus per-item caps and stop flags; as it goes,
+        yields each decoder step's output (B, n_mel * r + 1) in decoding order (sorted by length, see below):
+        the r frames before the postnet, then the gate logit. Run it under ``torch.no_grad()``.
 
         Args:
             sequences: (B, T_in) int64 symbol ids, zero-padded; items in any order of length.
@@ -537,7 +545,7 @@ class Tacotron2(nn.Module):
                 ``tacoglow.decoding.CUDAGraphSteps``) runs only the decoder steps. Sorting, masks, stopping and
                 caps stay here.
 
-        Returns:
+        Returns (the generator's value; :meth:`infer_detailed` returns it directly):
             :class:`Tacotron2Output`, in input order. T_out = (steps run) * r; an item's frames past its
             stop frame are the decoder's continuation (reference mode) or zeros (per-item generators).
         """
@@ -586,8 +594,8 @@ class Tacotron2(nn.Module):
                 x = x * keep_text
             memory = self.encoder(x, lengths, keep_text)  # (B, max(lengths), C)
         mask = padding_mask(lengths.to(device), memory.size(1))
-        mel, _, alignments, step_lengths, stopped = self.decoder.infer(memory, mask, caps, rng, precision,
-                                                                       runtime)
+        mel, _, alignments, step_lengths, stopped = yield from self.decoder.generate(memory, mask, caps, rng,
+                                                                                     precision, runtime)
 
         keep_frames = None
         if isolated:
