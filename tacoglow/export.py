@@ -392,6 +392,15 @@ class OnnxTacotron2:
         return self.model.infer_detailed(sequences, lengths, generator, max_decoder_steps, precision=precision,
                                          runtime=self.runtime)
 
+    def generate(self, sequences: Tensor, lengths: Tensor, generator: Any = None,
+                 max_decoder_steps: int | Tensor | None = None, *, precision: str = "fp32"):
+        return self.model.generate(sequences, lengths, generator, max_decoder_steps, precision=precision,
+                                   runtime=self.runtime)
+
+    def postnet_mel(self, mel: Tensor) -> Tensor:
+        """mel (B, n_mel, T) before the postnet -> after it, the residual added (for tacoglow.streaming)."""
+        return self.runtime.postnet(mel, None)
+
     def infer(self, sequences: Tensor, lengths: Tensor, generator: Any = None, *,
               precision: str = "fp32") -> tuple[Tensor, Tensor, Tensor]:
         out = self.infer_detailed(sequences, lengths, generator, precision=precision)

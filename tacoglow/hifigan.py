@@ -19,7 +19,7 @@ from __future__ import annotations
 import math
 import warnings
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Iterator, cast
+from typing import Any, Callable, Iterable, Iterator, cast
 
 import torch
 import torch.nn.functional as F
@@ -281,10 +281,13 @@ class HiFiGAN(nn.Module):
         return self.infer_stream([mel], chunk_frames, first_frames, context, precision)
 
     def infer_stream(self, pieces: Iterable[Tensor], chunk_frames: int = 64, first_frames: int | None = None,
-                     context: int | None = None, precision: str = "fp32") -> Iterator[Tensor]:
+                     context: int | None = None, precision: str = "fp32",
+                     engine: Callable[[Tensor], Tensor] | None = None) -> Iterator[Tensor]:
         """`infer_chunks` of a mel that arrives in pieces `(batch, n_mel, n)` (a Tacotron 2 still decoding): a
         chunk is vocoded as soon as the mel reaches `context` frames past its end, the rest when the pieces end
-        (no frames at all: no audio)."""
+        (no frames at all: no audio). `engine`: what vocodes a chunk instead of `infer` (the same function on
+        another runtime, e.g. `tacoglow.export.OnnxHiFiGAN.infer`)."""
+        run = engine or (lambda chunk_mel: self.infer(chunk_mel, precision))
         if chunk_frames < 1 or (first_frames is not None and first_frames < 1):
             raise ValueError(f"chunk sizes must be at least one frame, got {chunk_frames} and {first_frames}")
         context = self.receptive_field if context is None else context
@@ -295,7 +298,7 @@ class HiFiGAN(nn.Module):
         def chunk(end: int) -> Tensor:  # audio of frames [start, end), from the frames around them
             assert mel is not None
             left, right = max(0, start - context), min(received, end + context)
-            audio = self.infer(mel[:, :, left - offset:right - offset], precision)
+            audio = run(mel[:, :, left - offset:right - offset])
             return audio[:, :, (start - left) * hop:(end - left) * hop]
 
         for piece in pieces:

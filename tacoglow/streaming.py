@@ -30,7 +30,9 @@ def _postnet_window(model: Tacotron2, mel: Tensor, start: int, end: int) -> Tens
     context = postnet_context(model.config)
     low, high = max(0, start - context), min(mel.size(1), end + context)
     window = mel[:, low:high].unsqueeze(0)  # (1, n_mel, high - low); the convolutions pad outside it with zeros
-    return (window + model.postnet(window))[:, :, start - low:end - low]
+    engine = getattr(model, "postnet_mel", None)  # tacoglow.export.OnnxTacotron2 runs it on ONNX Runtime
+    full = engine(window) if engine is not None else window + model.postnet(window)
+    return full[:, :, start - low:end - low]
 
 
 @torch.inference_mode()
@@ -39,7 +41,8 @@ def stream_mel(model: Tacotron2, ids: Sequence[int], generator: torch.Generator,
     """One sentence, ``model.infer_detailed`` of ``ids`` with its own ``generator`` (the per-item mode), yielding
     its postnet mel in pieces (1, n_mel, n >= ``piece_frames`` but the last) as soon as each is final. The pieces
     cover the frames before the stop frame, ``mel_postnet[0, :, :mel_lengths[0]]``; the generator returns
-    infer_detailed's :class:`Tacotron2Output`."""
+    infer_detailed's :class:`Tacotron2Output`. ``model`` may be a ``tacoglow.export.OnnxTacotron2`` (it stands
+    in for one, its postnet run on ONNX Runtime too)."""
     if piece_frames < 1:
         raise ValueError(f"piece_frames must be at least 1, got {piece_frames}")
     config = model.config
@@ -47,7 +50,8 @@ def stream_mel(model: Tacotron2, ids: Sequence[int], generator: torch.Generator,
     # A frame is final once the decoder is past its postnet context, and it is before the stop frame once the
     # decoder is past the stop step's r frames.
     lag = max(postnet_context(config), r)
-    sequence = torch.tensor([list(ids)], dtype=torch.long, device=model.embedding.weight.device)
+    device = model.embedding.weight.device if isinstance(model, Tacotron2) else torch.device("cpu")  # ONNX: CPU
+    sequence = torch.tensor([list(ids)], dtype=torch.long, device=device)
     steps = model.generate(sequence, torch.tensor([len(ids)]), [generator], max_decoder_steps, precision=precision)
     if config.decoder_no_early_stopping:  # frames past the stop are zeroed only once decoding ends: one piece
         whole = run_to_end(steps)

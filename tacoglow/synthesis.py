@@ -14,6 +14,7 @@ from .audio import MEL_INVERSION_ITERS
 from .checkpoint import CheckpointError, LoadedCheckpoint
 from .config import ConfigError, DictConfig
 from .hifigan import PRECISIONS as HIFIGAN_PRECISIONS
+from .ops import PRECISIONS as TACOTRON2_PRECISIONS
 from .ssml import MAX_BREAK_SECONDS
 
 MAX_SENTENCE_PAUSE = MAX_BREAK_SECONDS  # seconds: the longest break SSML may ask for
@@ -31,6 +32,9 @@ class SynthesisConfig(DictConfig):
     # The generator's arithmetic (HiFiGAN.infer): "fp32" reproduces the reference; "int8" (CPU) is faster at a
     # reported error (benchmarks/README.md), "bf16" only where the CPU computes bfloat16 natively.
     hifigan_precision: str = "fp32"
+    # Tacotron 2's decoder LSTM weights while generating (`Tacotron2.infer_detailed`'s precision): "fp32" reproduces
+    # the reference; "fp16" (CPU) reads half the bytes per decoder step at a relative mel error of about 2e-4.
+    tacotron2_precision: str = "fp32"
     # Griffin-Lim: the vocoder when there is no WaveGlow, and the server's alternative beside one.
     griffin_lim_iters: int = 60
     griffin_lim_power: float = 1.0  # magnitude sharpening at unchanged loudness (tacoglow.audio.griffin_lim)
@@ -64,6 +68,9 @@ class SynthesisConfig(DictConfig):
         if self.hifigan_precision not in HIFIGAN_PRECISIONS:
             raise ConfigError(f"hifigan_precision must be one of {', '.join(HIFIGAN_PRECISIONS)}, got "
                               f"{self.hifigan_precision!r}", "hifigan_precision")
+        if self.tacotron2_precision not in TACOTRON2_PRECISIONS:
+            raise ConfigError(f"tacotron2_precision must be one of {', '.join(TACOTRON2_PRECISIONS)}, got "
+                              f"{self.tacotron2_precision!r}", "tacotron2_precision")
         for name in ("normalize", "arpabet"):
             if not isinstance(getattr(self, name), bool):
                 raise ConfigError(f"{name} must be true or false, got {getattr(self, name)!r}", name)

@@ -157,11 +157,13 @@ class HiFiGANVocoder:
         """:meth:`chunks` of a mel that arrives in pieces (1, n_mel, n), e.g. from a Tacotron 2 still decoding
         (:meth:`HiFiGAN.infer_stream`): each chunk as soon as the mel around it is there."""
         strength = self.denoiser_strength if denoiser_strength is None else denoiser_strength
-        if strength > 0 or self.engine is not self.hifigan:
+        if strength > 0:
             yield self(torch.cat(list(pieces), -1), denoiser_strength=strength)
             return
+        engine = None if self.engine is self.hifigan else self.engine.infer
         with torch.inference_mode():
-            for audio in self.hifigan.infer_stream(pieces, chunk_frames, first_frames, precision=self.precision):
+            for audio in self.hifigan.infer_stream(pieces, chunk_frames, first_frames, precision=self.precision,
+                                                   engine=engine):
                 yield audio.float().squeeze(1)
 
 
@@ -379,6 +381,15 @@ class Synthesizer:
             # explicitly, int8 is refused there instead).
             log.info("%s: its HiFi-GAN runs in fp32 here (the voice's int8 needs torch's CPU backend)", tacotron2)
             synthesis = dataclasses.replace(synthesis, hifigan_precision="fp32")
+        fbgemm = "fbgemm" in torch.backends.quantized.supported_engines  # fp16 and int8 products need it
+        if synthesis.tacotron2_precision != "fp32" and (backend == "onnx" or torch.device(device).type != "cpu" or (
+                synthesis.tacotron2_precision in ("fp16", "int8") and not fbgemm)):
+            if "tacotron2_precision" in overrides:
+                raise ConfigError(f"tacotron2_precision {synthesis.tacotron2_precision!r} is for torch on an x86 CPU; "
+                                  f"here ({backend}, {device}) Tacotron 2 generates in fp32: leave it unset or 'fp32'")
+            log.info("%s: Tacotron 2 generates in fp32 here (the voice's %s is for torch on the CPU)", tacotron2,
+                     synthesis.tacotron2_precision)
+            synthesis = dataclasses.replace(synthesis, tacotron2_precision="fp32")
         model = cast(Tacotron2, build_model(t2, "tacotron2"))
         if waveglow is not None and hifigan is not None:
             raise ConfigError("give a WaveGlow or a HiFi-GAN, not both")
@@ -451,7 +462,7 @@ class Synthesizer:
             padded[i, :len(x)] = torch.tensor(x, dtype=torch.long)
         caps = torch.tensor([self.step_cap(len(x)) for x in ids], dtype=torch.long)
         out = self.tacotron2.infer_detailed(padded.to(self.device), lengths, generator=list(generators),
-                                            max_decoder_steps=caps)
+                                            max_decoder_steps=caps, precision=self._synthesis.tacotron2_precision)
         return [self._result(out, i, ids[i], texts[i] if texts is not None else "") for i in range(len(ids))]
 
     def _result(self, out: Tacotron2Output, i: int, ids: Sequence[int], text: str) -> SentenceResult:
@@ -595,13 +606,14 @@ class Synthesizer:
             yield AudioChunk(job.index, torch.zeros(0), result)
 
     def _streams_decoding(self, job: SentenceJob, vocoder: Vocoder) -> bool:
-        return (isinstance(self.tacotron2, Tacotron2) and isinstance(vocoder, HiFiGANVocoder) and job.rate == 1.0
-                and vocoder.denoiser_strength == 0 and vocoder.engine is vocoder.hifigan)
+        return (hasattr(self.tacotron2, "generate") and isinstance(vocoder, HiFiGANVocoder) and job.rate == 1.0
+                and vocoder.denoiser_strength == 0)
 
     def _stream_decoding(self, job: SentenceJob, **options) -> Iterator[AudioChunk]:
         """One sentence's audio chunks while Tacotron 2 decodes it (:func:`tacoglow.streaming.stream_mel`), then
         its result: the one :meth:`decode_jobs` gives, with the chunks joined as its audio."""
-        mels = stream_mel(self.tacotron2, job.ids, job.generator(0), self.step_cap(len(job.ids)))
+        mels = stream_mel(self.tacotron2, job.ids, job.generator(0), self.step_cap(len(job.ids)),
+                          precision=self._synthesis.tacotron2_precision)
         decoded: list[Tacotron2Output] = []
 
         def pieces() -> Iterator[torch.Tensor]:  # the mel's pieces, keeping what decoding returns

@@ -273,8 +273,9 @@ def test_synthesizer_onnx_backend_runs_hifigan_like_torch(tmp_path):
     t2 = tacotron2_for_hifigan(hifigan, tmp_path)
     torch_synth = Synthesizer.from_checkpoints(t2, hifigan=hifigan)
     onnx_synth = Synthesizer.from_checkpoints(t2, hifigan=hifigan, backend="onnx")
-    text = "Hello there. How are you today?"
+    text = "Fine. How are you today?"  # this untrained model: 80 frames (to the cap), then none
     a, b = torch_synth.synthesize(text, seed=11), onnx_synth.synthesize(text, seed=11)
     assert b.audio.shape == a.audio.shape and rel_err(b.audio, a.audio) < 1e-4
-    streamed = torch.cat([c.audio for c in onnx_synth.stream_audio(text, seed=11)])
-    assert rel_err(streamed, torch.cat([s.audio for s in b.sentences])) < 1e-6
+    chunks = list(onnx_synth.stream_audio(text, seed=11))  # the first sentence vocoded as it is decoded
+    assert chunks[0].audio.numel() == 16 * onnx_synth.audio.hop_length < b.sentences[0].audio.numel()
+    assert rel_err(torch.cat([c.audio for c in chunks]), torch.cat([s.audio for s in b.sentences])) < 1e-5

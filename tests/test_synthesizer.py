@@ -314,3 +314,27 @@ def test_a_voice_that_records_int8_runs_in_fp32_where_int8_cannot_run(tmp_path):
     assert Synthesizer.from_checkpoints(voice, hifigan=hifigan).vocoder.precision == "int8"
     onnx = Synthesizer.from_checkpoints(voice, hifigan=hifigan, backend="onnx")  # the voice's setting gives way
     assert onnx.synthesis.hifigan_precision == "fp32" and onnx.vocoder.precision == "fp32"
+
+
+def test_tacotron2_precision_is_a_voice_setting_close_to_fp32_and_gives_way_where_it_cannot_run(tmp_path):
+    from tacoglow.config import ConfigError
+
+    t2 = fixture_path("tacotron2_small_ngc.pt")
+    exact, fast = Synthesizer.from_checkpoints(t2), Synthesizer.from_checkpoints(t2, tacotron2_precision="fp16")
+    assert (exact.synthesis.tacotron2_precision, fast.synthesis.tacotron2_precision) == ("fp32", "fp16")
+    a, b = (s.decode_jobs(s.sentence_jobs("Fine.", 1))[0] for s in (exact, fast))  # 80 frames, to the cap
+    assert a.mel.shape == b.mel.shape and 1e-7 < rel_err(b.mel, a.mel) < 1e-2  # fp16 ran, and is close
+    streamed = [c.result for c in fast.stream_audio("Fine.", seed=1) if c.result is not None][0]
+    assert torch.equal(streamed.mel, b.mel)  # the stream decodes in the voice's precision too
+    with pytest.raises(ConfigError, match="tacotron2_precision must be one of fp32, fp16, bf16, int8, got 'fp8'"):
+        SynthesisConfig(tacotron2_precision="fp8")
+    with pytest.raises(ConfigError, match="tacotron2_precision 'fp16' is for torch on an x86 CPU"):
+        Synthesizer.from_checkpoints(t2, tacotron2_precision="fp16", backend="onnx")
+    checkpoint = torch.load(tacotron2_for_hifigan(fixture_path(HIFIGANS[0]), tmp_path), weights_only=True)
+    checkpoint["synthesis"] = {"tacotron2_precision": "fp16"}
+    voice = tmp_path / "fp16_voice.pt"
+    torch.save(checkpoint, voice)
+    assert Synthesizer.from_checkpoints(voice).synthesis.tacotron2_precision == "fp16"
+    onnx = Synthesizer.from_checkpoints(voice, backend="onnx")  # the voice's setting gives way
+    assert onnx.synthesis.tacotron2_precision == "fp32"
+    assert torch.allclose(onnx.decode_jobs(onnx.sentence_jobs("Fine.", 1))[0].mel, a.mel, atol=1e-4)

@@ -35,6 +35,9 @@ def add_voice_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--hifigan-precision", choices=("fp32", "int8", "bf16"), default=None,
                    help="HiFi-GAN's arithmetic: fp32 (exact, default), int8 (CPU: faster, about 6%% waveform "
                         "error on a trained generator), bf16 (faster only with native bfloat16)")
+    p.add_argument("--tacotron2-precision", choices=("fp32", "fp16", "bf16", "int8"), default=None,
+                   help="Tacotron 2's decoder weights while generating: fp32 (exact), fp16 (CPU: faster, relative "
+                        "error about 2e-4), bf16, int8 (default: the voice's setting, else fp32)")
     p.add_argument("--griffin-lim-iters", type=int, default=None,
                    help="Griffin-Lim iterations (default: the voice's setting, else 60)")
     p.add_argument("--griffin-lim-power", type=float, default=None,
