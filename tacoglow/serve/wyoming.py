@@ -8,11 +8,13 @@ Events, each a JSON line with an optional binary payload (the ``wyoming`` packag
                                   -> for each run of whole sentences as the text arrives: audio-start,
                                      audio-chunk..., audio-stop; then the rest, and synthesize-stopped
 
-Audio streams sentence by sentence (:meth:`Synthesizer.stream`): a sentence's samples go out as soon as it is
-ready, in chunks of :data:`SAMPLES_PER_CHUNK`, followed by its pause (the voice's, or an SSML break: text with
-``text_format`` "ssml", or starting with ``<speak>`` unless ``text_format`` is "text", is SSML; a streamed
-SSML document is spoken whole at synthesize-stop), so the audio of a
-``synthesize`` equals ``tacoglow synthesize`` of the same text and seed, sample for sample. A client streaming
+Audio streams as the vocoder makes it (:meth:`Synthesizer.stream_audio`: a WaveGlow or Griffin-Lim voice
+sentence by sentence; a HiFi-GAN voice in pieces, its first while Tacotron 2 still decodes the first sentence),
+in chunks of :data:`SAMPLES_PER_CHUNK`, each sentence followed by its pause (the voice's, or an SSML break: text
+with ``text_format`` "ssml", or starting with ``<speak>`` unless ``text_format`` is "text", is SSML; a streamed
+SSML document is spoken whole at synthesize-stop), so the audio of a ``synthesize`` equals ``tacoglow
+synthesize`` of the same text and seed, sample for sample (a HiFi-GAN voice's pieces: within float rounding,
+or a few percent of waveform where its int8 arithmetic quantizes each piece on its own). A client streaming
 text also sends the whole text as a plain ``synthesize`` (for servers without streaming); it is not spoken
 twice. Refused input (empty or too long text, an unknown voice, event data not shaped as the protocol says)
 and failed synthesis are answered with an ``error`` event; the connection stays open.
@@ -107,11 +109,13 @@ class WyomingSpeaker:
                 with self._one_at_a_time, self.catalog.use(name) as synth:
                     rate = synth.audio.sampling_rate
                     put(rate)
-                    for sentence in synth.stream(text, seed=seed, ssml=ssml):
-                        assert sentence.audio is not None  # stream vocodes every sentence
-                        # the sentence, then the silence after it (the voice's pause, or SSML's break)
-                        samples = to_pcm16(sentence.audio).astype("<i2").tobytes()  # as the WAV of synthesize
-                        put(samples + bytes(2 * pause_samples(sentence.pause, rate)))
+                    # Each sentence's audio as the vocoder gives it out (a HiFi-GAN voice's first audio leaves
+                    # while Tacotron 2 still decodes), then the silence after it (the voice's pause, or SSML's).
+                    for chunk in synth.stream_audio(text, seed=seed, ssml=ssml):
+                        if chunk.result is None:
+                            put(to_pcm16(chunk.audio).astype("<i2").tobytes())  # as the WAV of synthesize
+                            continue
+                        put(bytes(2 * pause_samples(chunk.result.pause, rate)))
                         if stop.is_set():
                             break
                 put(None)
