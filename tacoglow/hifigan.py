@@ -274,7 +274,9 @@ class HiFiGAN(nn.Module):
     def infer_chunks(self, mel: Tensor, chunk_frames: int = 64, first_frames: int | None = None,
                      context: int | None = None, precision: str = "fp32") -> Iterator[Tensor]:
         """`infer` in pieces: yields audio `(batch, 1, n * hop_length)` for consecutive runs of `n` frames
-        (`first_frames`, default `chunk_frames`, then `chunk_frames` each), each vocoded with `context` frames
+        (`first_frames`, default `chunk_frames`, then each twice the one before, up to `chunk_frames`: played as
+        they come from a network a few times faster than real time, each is ready before the audio before it has
+        played), each vocoded with `context` frames
         of mel on both sides (default `receptive_field`), so their concatenation equals `infer(mel)` up to
         float rounding while the first audio comes after a short run of the network."""
         self._check(mel)
@@ -309,13 +311,13 @@ class HiFiGAN(nn.Module):
             received += piece.size(2)
             while received >= start + size + context:
                 yield chunk(start + size)
-                start, size = start + size, chunk_frames
+                start, size = start + size, min(chunk_frames, 2 * size)
             keep = max(0, start - context) - offset  # frames no later chunk reads
             mel, offset = mel[:, :, keep:], offset + keep
         while start < received:
             end = min(received, start + size)
             yield chunk(end)
-            start, size = end, chunk_frames
+            start, size = end, min(chunk_frames, 2 * size)
 
     def _check(self, mel: Tensor) -> None:
         if mel.dim() != 3 or mel.size(1) != self.config.n_mel_channels or mel.size(2) == 0:

@@ -43,6 +43,11 @@ def cached(module: torch.nn.Module, name: str, build: Callable[[], Any], extra: 
     return entry[1]
 
 
+def fbgemm_available() -> bool:
+    """Whether this torch build has fbgemm, which the fp16 and int8 products of `PackedLinear` need (x86 CPUs)."""
+    return "fbgemm" in torch.backends.quantized.supported_engines
+
+
 def onednn_conv_available() -> bool:
     return (torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_convolution_pointwise")
             and hasattr(torch.ops.mkldnn, "_convolution_pointwise_"))
@@ -147,7 +152,7 @@ class PackedLinear:
                 except RuntimeError:  # oneDNN's bf16 products need AVX-512 (BW, VL, DQ) or AVX-NE-CONVERT
                     pass
         elif precision in ("fp16", "int8"):
-            if not cpu or "fbgemm" not in torch.backends.quantized.supported_engines:
+            if not cpu or not fbgemm_available():
                 raise ValueError(f"precision {precision!r} needs a CPU build of torch with fbgemm; use 'fp32'"
                                  f"{'' if cpu else ' or move the model to the CPU'}")
             weight32 = self.weight.float()

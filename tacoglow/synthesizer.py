@@ -43,6 +43,7 @@ from .checkpoint import CheckpointError, LoadedCheckpoint, build_model, inspect_
 from .config import ConfigError
 from .errors import TacoglowError
 from .hifigan import HiFiGAN
+from .ops import fbgemm_available
 from .quantized import int8_conv_available
 from .ssml import SSMLSegment, parse_ssml
 from .streaming import stream_mel
@@ -381,9 +382,8 @@ class Synthesizer:
             # explicitly, int8 is refused there instead).
             log.info("%s: its HiFi-GAN runs in fp32 here (the voice's int8 needs torch's CPU backend)", tacotron2)
             synthesis = dataclasses.replace(synthesis, hifigan_precision="fp32")
-        fbgemm = "fbgemm" in torch.backends.quantized.supported_engines  # fp16 and int8 products need it
         if synthesis.tacotron2_precision != "fp32" and (backend == "onnx" or torch.device(device).type != "cpu" or (
-                synthesis.tacotron2_precision in ("fp16", "int8") and not fbgemm)):
+                synthesis.tacotron2_precision in ("fp16", "int8") and not fbgemm_available())):
             if "tacotron2_precision" in overrides:
                 raise ConfigError(f"tacotron2_precision {synthesis.tacotron2_precision!r} is for torch on an x86 CPU; "
                                   f"here ({backend}, {device}) Tacotron 2 generates in fp32: leave it unset or 'fp32'")
