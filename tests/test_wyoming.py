@@ -120,8 +120,11 @@ def test_describe_and_synthesize_equal_the_command_line(voices, command_line_aud
     assert [v.name for v in program.voices] == ["default", "bright", "quick"]
     assert all(v.languages == ["en_US"] and v.installed and v.attribution.name for v in program.voices)
     assert np.array_equal(spoken, command_line_audio)  # with the voice's pause between the two sentences
-    expected = VoiceOptions().load(voices.files("quick")).synthesize(TEXT, seed=3).audio
-    assert np.array_equal(quick, pcm16(expected)) and not np.array_equal(quick[:1000], spoken[:1000])
+    # A HiFi-GAN voice streams in chunks vocoded apart: the same audio within float rounding, so at most one
+    # step of 16-bit PCM off.
+    expected = pcm16(VoiceOptions().load(voices.files("quick")).synthesize(TEXT, seed=3).audio)
+    assert quick.shape == expected.shape and np.abs(quick.astype(int) - expected.astype(int)).max() <= 1
+    assert not np.array_equal(quick[:1000], spoken[:1000])
 
 
 def test_streamed_text_is_spoken_as_its_sentences_complete(voices):
