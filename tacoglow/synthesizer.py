@@ -559,12 +559,14 @@ class Synthesizer:
     def _sentences(self, text: str, seed: int, ssml: bool = False) -> list[SentenceJob]:
         return self.sentence_jobs(text, seed, ssml)
 
-    def _mels(self, jobs: Sequence[SentenceJob]) -> Iterator[tuple[SentenceJob, SentenceResult]]:
-        """Jobs → results without audio, in order: the first sentence alone (its audio comes soonest),
-        the rest ``batch_size`` at a time. Results do not depend on the grouping."""
+    def _mels(self, jobs: Sequence[SentenceJob],
+              first_alone: bool = True) -> Iterator[tuple[SentenceJob, SentenceResult]]:
+        """Jobs → results without audio, in order: the first sentence alone (its audio comes soonest) unless
+        ``first_alone`` is False, the rest ``batch_size`` at a time. Results do not depend on the grouping."""
         if not jobs:
             return
-        bounds = [0] + list(range(1, len(jobs), self.batch_size)) + [len(jobs)]
+        first = 1 if first_alone else 0
+        bounds = [0] * first + list(range(first, len(jobs), self.batch_size)) + [len(jobs)]
         for start, end in zip(bounds, bounds[1:]):
             chunk = jobs[start:end]
             yield from zip(chunk, self.decode_jobs(chunk))
@@ -593,10 +595,10 @@ class Synthesizer:
         jobs = self._sentences(text, seed, ssml)
         # The first sentence's audio starts while Tacotron 2 still decodes it, where the vocoder takes a mel in
         # pieces (HiFi-GAN) and the mel needs no stretching; the others are decoded in batches, as by stream().
-        first = jobs[:1] if jobs and self._streams_decoding(jobs[0], self.vocoder) else []
+        first = jobs[:1] if jobs and self._streams_decoding(jobs[0]) else []
         for job in first:
             yield from self._stream_decoding(job, **options)
-        for job, result in self._mels(jobs[len(first):]):
+        for job, result in self._mels(jobs[len(first):], first_alone=not first):  # the rest in whole batches
             pieces: list[torch.Tensor] = []
             mel = stretch_mel(result.mel, job.rate)
             for piece in self.vocode_chunks(mel, generator=job.generator(1), **options):
@@ -605,7 +607,8 @@ class Synthesizer:
             result.audio = torch.cat(pieces)
             yield AudioChunk(job.index, torch.zeros(0), result)
 
-    def _streams_decoding(self, job: SentenceJob, vocoder: Vocoder) -> bool:
+    def _streams_decoding(self, job: SentenceJob) -> bool:
+        vocoder = self.vocoder
         return (hasattr(self.tacotron2, "generate") and isinstance(vocoder, HiFiGANVocoder) and job.rate == 1.0
                 and vocoder.denoiser_strength == 0)
 
