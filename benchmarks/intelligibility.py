@@ -28,7 +28,9 @@ first read by the same front end that makes the label (`label_text` of the corpu
 `english_cleaners(normalize_text(text))`), so "42" and "forty-two", "1864" and "eighteen sixty-four" compare
 equal. PocketSphinx's transcript is already words and goes straight to the shared normalisation. A sentence that
 fails to synthesize counts all its words as deletions. The recognisers have their own error rates, so the
-teacher's WER is the floor a voice trained on the teacher can be expected to reach, not zero.
+teacher's WER is the floor a voice trained on the teacher can be expected to reach, not zero. Beside its errors,
+each recogniser reports in how many sentences the first word is substituted or deleted: a Tacotron 2 that
+mumbles its first phone after the leading silence shows there (the teacher's rate is the floor again).
 `--resynthesis` adds the vocoders alone: each teacher wav's mel spectrogram, turned back into audio by
 Griffin-Lim and (with `--waveglow`) by WaveGlow; what such a row loses against the teacher is the vocoder's
 share of a voice's errors.
@@ -192,6 +194,29 @@ def word_errors(reference: list[str], hypothesis: list[str]) -> tuple[int, int, 
     return prev[-1][1:]
 
 
+def missed_words(reference: list[str], hypothesis: list[str]) -> list[bool]:
+    """Per reference word, whether a minimum-edit alignment substitutes or deletes it (as many as
+    `word_errors` counts), e.g. to see where in a sentence a voice loses its words."""
+    # cost[i][j]: edits aligning reference[:i] with hypothesis[:j]
+    cost = [list(range(len(hypothesis) + 1))]
+    for i, ref_word in enumerate(reference, start=1):
+        row = [i]
+        for j, hyp_word in enumerate(hypothesis, start=1):
+            row.append(min(cost[i - 1][j - 1] + (ref_word != hyp_word), cost[i - 1][j] + 1, row[j - 1] + 1))
+        cost.append(row)
+    missed = [True] * len(reference)
+    i, j = len(reference), len(hypothesis)
+    while i > 0 and j > 0:  # back from the end, a match or substitution first
+        if cost[i][j] == cost[i - 1][j - 1] + (reference[i - 1] != hypothesis[j - 1]):
+            missed[i - 1] = reference[i - 1] != hypothesis[j - 1]
+            i, j = i - 1, j - 1
+        elif cost[i][j] == cost[i - 1][j] + 1:  # deleted
+            i -= 1
+        else:  # an inserted word
+            j -= 1
+    return missed
+
+
 @dataclass
 class Score:
     """One recogniser's errors on one system, summed over its sentences."""
@@ -201,6 +226,8 @@ class Score:
     insertions: int = 0
     reference_words: int = 0
     cpu_s: float = 0.0
+    first_words_missed: int = 0  # sentences whose first word is substituted or deleted
+    sentences: int = 0
 
     @property
     def errors(self) -> int:
@@ -418,6 +445,8 @@ def score(result: SystemResult, recognizers: list[Recognizer]) -> None:
             total.deletions += dels
             total.insertions += ins
             total.reference_words += len(reference)
+            total.sentences += 1
+            total.first_words_missed += bool(reference) and missed_words(reference, hypothesis)[0]
 
 
 # ---------------------------------------------------------------- report
@@ -441,7 +470,8 @@ def report(results: list[SystemResult], recognizers: list[Recognizer], worst: in
         for recognizer in recognizers:
             total = r.scores[recognizer.key]
             print(f"  {recognizer.title + ':':<{title_width + 1}} {total.errors:>4} errors ({total.substitutions} sub, "
-                  f"{total.deletions} del, {total.insertions} ins); {total.cpu_s:.1f} CPU s "
+                  f"{total.deletions} del, {total.insertions} ins); first word missed in "
+                  f"{total.first_words_missed} of {total.sentences} sentences; {total.cpu_s:.1f} CPU s "
                   f"({total.cpu_s / max(r.audio_s, 1e-9):.2f} per audio s)")
         shown = min(worst, len(r.sentences))
         if shown:
