@@ -1,10 +1,13 @@
 """benchmarks/intelligibility.py's scoring: word errors and which reference words a transcript misses."""
 import sys
 
+import numpy as np
+import soundfile
+
 from conftest import REPO
 
 sys.path.insert(0, str(REPO / "benchmarks"))
-from intelligibility import missed_words, word_errors, words  # noqa: E402
+from intelligibility import Sentence, SystemResult, missed_words, score, word_errors, words  # noqa: E402
 
 
 def test_missed_words_mark_the_substituted_and_deleted_reference_words():
@@ -29,11 +32,6 @@ def test_missed_words_count_what_word_errors_counts():
 
 
 def test_score_counts_the_sentences_whose_first_word_is_missed(tmp_path):
-    import numpy as np
-    import soundfile
-
-    from intelligibility import Sentence, SystemResult, score
-
     class Scripted:  # a recogniser that hears what it is told to
         key, title = "scripted", "Scripted"
 
