@@ -178,43 +178,44 @@ def hypothesis_words(transcript: str) -> list[str]:
     return [expand_abbreviations(f"{w}.").rstrip(".") for w in words(transcript)]
 
 
-def word_errors(reference: list[str], hypothesis: list[str]) -> tuple[int, int, int]:
-    """(substitutions, deletions, insertions) of a minimum-edit word alignment."""
-    # prev[j]: (cost, subs, dels, ins) aligning reference[:i] with hypothesis[:j]
-    prev = [(j, 0, 0, j) for j in range(len(hypothesis) + 1)]
+def _steps(table: list[list[tuple[int, int, int, int]]], row: list[tuple[int, int, int, int]], i: int, j: int,
+           hit: bool) -> tuple[tuple[int, int, int, int], ...]:
+    """(cost, subs, dels, ins) of reaching cell (i, j) by a match or substitution, a deletion, an insertion."""
+    diagonal, up, left = table[i - 1][j - 1], table[i - 1][j], row[j - 1]
+    return ((diagonal[0] + (not hit), diagonal[1] + (not hit), diagonal[2], diagonal[3]),
+            (up[0] + 1, up[1], up[2] + 1, up[3]),
+            (left[0] + 1, left[1], left[2], left[3] + 1))
+
+
+def align_words(reference: list[str], hypothesis: list[str]) -> tuple[tuple[int, int, int], list[bool]]:
+    """A minimum-edit word alignment: its (substitutions, deletions, insertions), fewest substitutions among equal
+    costs, and per reference word whether it substitutes or deletes it (to see where a voice loses its words)."""
+    # table[i][j]: (cost, subs, dels, ins) aligning reference[:i] with hypothesis[:j]
+    table = [[(j, 0, 0, j) for j in range(len(hypothesis) + 1)]]
     for i, ref_word in enumerate(reference, start=1):
         row = [(i, 0, i, 0)]
         for j, hyp_word in enumerate(hypothesis, start=1):
-            diagonal, up, left = prev[j - 1], prev[j], row[j - 1]
-            hit = ref_word == hyp_word
-            row.append(min((diagonal[0] + (not hit), diagonal[1] + (not hit), diagonal[2], diagonal[3]),
-                           (up[0] + 1, up[1], up[2] + 1, up[3]),
-                           (left[0] + 1, left[1], left[2], left[3] + 1)))
-        prev = row
-    return prev[-1][1:]
+            row.append(min(_steps(table, row, i, j, ref_word == hyp_word)))
+        table.append(row)
+    missed = [True] * len(reference)
+    i, j = len(reference), len(hypothesis)
+    while i > 0 and j > 0:  # back along the alignment chosen: the step each cell's minimum came from
+        hit = reference[i - 1] == hypothesis[j - 1]
+        step = _steps(table, table[i], i, j, hit).index(table[i][j])
+        if step == 0:
+            missed[i - 1] = not hit
+        i, j = i - (step < 2), j - (step != 1)
+    return table[-1][-1][1:], missed
+
+
+def word_errors(reference: list[str], hypothesis: list[str]) -> tuple[int, int, int]:
+    """(substitutions, deletions, insertions) of a minimum-edit word alignment."""
+    return align_words(reference, hypothesis)[0]
 
 
 def missed_words(reference: list[str], hypothesis: list[str]) -> list[bool]:
-    """Per reference word, whether a minimum-edit alignment substitutes or deletes it (as many as
-    `word_errors` counts), e.g. to see where in a sentence a voice loses its words."""
-    # cost[i][j]: edits aligning reference[:i] with hypothesis[:j]
-    cost = [list(range(len(hypothesis) + 1))]
-    for i, ref_word in enumerate(reference, start=1):
-        row = [i]
-        for j, hyp_word in enumerate(hypothesis, start=1):
-            row.append(min(cost[i - 1][j - 1] + (ref_word != hyp_word), cost[i - 1][j] + 1, row[j - 1] + 1))
-        cost.append(row)
-    missed = [True] * len(reference)
-    i, j = len(reference), len(hypothesis)
-    while i > 0 and j > 0:  # back from the end, a match or substitution first
-        if cost[i][j] == cost[i - 1][j - 1] + (reference[i - 1] != hypothesis[j - 1]):
-            missed[i - 1] = reference[i - 1] != hypothesis[j - 1]
-            i, j = i - 1, j - 1
-        elif cost[i][j] == cost[i - 1][j] + 1:  # deleted
-            i -= 1
-        else:  # an inserted word
-            j -= 1
-    return missed
+    """Per reference word, whether `word_errors`' alignment substitutes or deletes it."""
+    return align_words(reference, hypothesis)[1]
 
 
 @dataclass
@@ -438,7 +439,7 @@ def score(result: SystemResult, recognizers: list[Recognizer]) -> None:
             transcript = "" if audio is None else recognizer(audio)
             total.cpu_s += time.process_time() - start
             hypothesis = recognizer.hypothesis_words(transcript)
-            subs, dels, ins = word_errors(reference, hypothesis)
+            (subs, dels, ins), missed = align_words(reference, hypothesis)
             s.transcripts[recognizer.key], s.hypotheses[recognizer.key] = transcript, hypothesis
             s.errors[recognizer.key] = subs + dels + ins
             total.substitutions += subs
@@ -446,7 +447,7 @@ def score(result: SystemResult, recognizers: list[Recognizer]) -> None:
             total.insertions += ins
             total.reference_words += len(reference)
             total.sentences += 1
-            total.first_words_missed += bool(reference) and missed_words(reference, hypothesis)[0]
+            total.first_words_missed += bool(missed) and missed[0]
 
 
 # ---------------------------------------------------------------- report
