@@ -40,9 +40,11 @@ class SynthesisConfig(DictConfig):
     griffin_lim_power: float = 1.0  # magnitude sharpening at unchanged loudness (tacoglow.audio.griffin_lim)
     griffin_lim_inversion_iters: int = MEL_INVERSION_ITERS  # mel -> linear least squares; 0: clamped pseudo-inverse
     # Text front-end: tacoglow.text.normalize_text before NVIDIA's english_cleaners (False: the reference's
-    # input exactly); arpabet reads every word of the lexicon as phones, for voices trained with p_arpabet.
+    # input exactly); arpabet reads every word of the lexicon as phones, for voices trained with p_arpabet;
+    # leading_pause puts ", " before the first word, for voices trained so (TrainConfig.leading_pause).
     normalize: bool = True
     arpabet: bool = False
+    leading_pause: bool = False
     # Relative decoding cap, min_frames + frames_per_symbol * symbols mel frames (never above the model's
     # max_decoder_steps), so that a confused model does not babble for max_decoder_steps on "Hi": LJSpeech
     # speech runs at about 6 frames per symbol. None keeps the reference's behaviour (max_decoder_steps only).
@@ -71,7 +73,7 @@ class SynthesisConfig(DictConfig):
         if self.tacotron2_precision not in TACOTRON2_PRECISIONS:
             raise ConfigError(f"tacotron2_precision must be one of {', '.join(TACOTRON2_PRECISIONS)}, got "
                               f"{self.tacotron2_precision!r}", "tacotron2_precision")
-        for name in ("normalize", "arpabet"):
+        for name in ("normalize", "arpabet", "leading_pause"):
             if not isinstance(getattr(self, name), bool):
                 raise ConfigError(f"{name} must be true or false, got {getattr(self, name)!r}", name)
 
@@ -90,13 +92,15 @@ def _whole_number(name: str, value: Any) -> int:
 
 def voice_synthesis_config(checkpoint: LoadedCheckpoint) -> SynthesisConfig:
     """The settings a Tacotron 2 checkpoint records: its ``synthesis`` section over the defaults, with the
-    text front-end it was trained with (``text.normalize``, ``text.arpabet``) unless that section says."""
+    text front-end it was trained with (``text.normalize``, ``text.arpabet``, ``text.leading_pause``) unless that
+    section says."""
     section = checkpoint.extra.get("synthesis") or {}
     if not isinstance(section, dict):
         raise CheckpointError(f"{checkpoint.path}: 'synthesis' must be a dict of settings, got "
                               f"{type(section).__name__}; re-export the checkpoint")
     trained = {"normalize": bool(checkpoint.text.get("normalize", True)),
-               "arpabet": bool(checkpoint.text.get("arpabet"))}  # the lexicon version it learned, if any
+               "arpabet": bool(checkpoint.text.get("arpabet")),  # the lexicon version it learned, if any
+               "leading_pause": bool(checkpoint.text.get("leading_pause"))}
     try:
         return SynthesisConfig.from_dict({**trained, **section})
     except ConfigError as error:

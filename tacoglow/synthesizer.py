@@ -360,9 +360,10 @@ class Synthesizer:
         :func:`tacoglow.checkpoint.inspect_checkpoint`); its audio settings must be the Tacotron 2's.
 
         The settings are the voice's: the Tacotron 2 checkpoint's ``synthesis`` section (e.g. a measured
-        ``griffin_lim_power``) and the text front-end it was trained with (``text.arpabet``), over the
-        :class:`~tacoglow.synthesis.SynthesisConfig` defaults. Keyword arguments named after its fields
-        override them (``sigma=1.0``, ``griffin_lim_power=1.0``); the others go to the constructor.
+        ``griffin_lim_power``) and the text front-end it was trained with (``text.arpabet``,
+        ``text.leading_pause``), over the :class:`~tacoglow.synthesis.SynthesisConfig` defaults. Keyword
+        arguments named after its fields override them (``sigma=1.0``, ``griffin_lim_power=1.0``); the others
+        go to the constructor.
 
         backend: "torch" (eager, the default) or "onnx": the networks are exported at load time and run
         on ONNX Runtime (CPU, fp32; random numbers still come from torch, so the audio matches "torch" to
@@ -423,7 +424,7 @@ class Synthesizer:
     def text_to_ids(self, text: str) -> list[int]:
         """Normalised, cleaned symbol ids; ``TextError`` (a ValueError) for empty or unspeakable text."""
         return prepare_text(text, normalize=self._synthesis.normalize, cleaners=self.cleaners,
-                            arpabet=self._synthesis.arpabet)
+                            arpabet=self._synthesis.arpabet, leading_pause=self._synthesis.leading_pause)
 
     def word_spans(self, text: str, ids: Sequence[int]) -> list[WordSpan]:
         """The spoken words of a sentence whose model input is ``ids``, each displayed as the front-end reads
@@ -432,7 +433,7 @@ class Synthesizer:
         try:
             if self.text_to_ids(text) == list(ids):
                 return word_spans(text, normalize=self._synthesis.normalize, cleaners=self.cleaners,
-                                  arpabet=self._synthesis.arpabet)
+                                  arpabet=self._synthesis.arpabet, leading_pause=self._synthesis.leading_pause)
         except TextError:
             pass
         return spans_from_ids(ids)

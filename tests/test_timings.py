@@ -37,6 +37,10 @@ def test_word_spans_of_numbers_abbreviations_and_phones():
     assert spans == [WordSpan("hello", 0, 4), WordSpan("world", 6, 10)]  # HH AH0 L OW1 , space W ER1 L D !
     assert all(i >= SYMBOL_TO_ID["@AA"] for i in ids[0:4] + ids[6:10])
     assert [w.text for w in word_spans("{HH AH0 L OW1} world")] == ["{HH AH0 L OW1}", "world"]  # written as phones
+    paused = prepare_text("Hello, world!", arpabet=True, leading_pause=True)  # ", " first: every index + 2
+    assert paused == [SYMBOL_TO_ID[","], SYMBOL_TO_ID[" "], *ids]
+    assert word_spans("Hello, world!", arpabet=True, leading_pause=True) == [WordSpan("hello", 2, 6),
+                                                                             WordSpan("world", 8, 12)]
     assert [(w.start, w.end) for w in word_spans("'tis -- well-known--ish")] == [(1, 4), (8, 18), (20, 23)]
     with pytest.raises(TextError, match="empty"):
         word_spans("  ")

@@ -276,6 +276,39 @@ def test_arpabet_training_reads_words_as_phones_and_the_voice_says_so(corpus, tm
         tiny_config(p_arpabet=2.0)
 
 
+def test_leading_pause_training_puts_a_pause_first_and_the_voice_reads_with_it(corpus, tmp_path, caplog):
+    torch.set_num_threads(1)
+    from tacoglow.text.symbols import SYMBOL_TO_ID
+
+    data = D.PreparedData(corpus)
+    clips = data.train[:3]
+    plain = t2loop._tacotron2_batch(data, clips, 2)
+    paused = t2loop._tacotron2_batch(data, clips, 2, leading_pause=True)
+    assert paused.text_lengths.tolist() == [n + 2 for n in plain.text_lengths.tolist()]
+    by_id = {c.id: c for c in clips}
+    for row, n, clip in zip(paused.text, paused.text_lengths, paused.ids):
+        assert row[:n].tolist() == [SYMBOL_TO_ID[","], SYMBOL_TO_ID[" "], *by_id[clip].ids]
+    phones = t2loop._tacotron2_batch(data, clips[:1], 2, 1.0, leading_pause=True)  # with ARPAbet: pause first
+    assert sequence_to_text(phones.text[0].tolist()) == ", a {K AE1 T}"
+
+    path = T.train_tacotron2(corpus, tmp_path / "paused", tiny_config(leading_pause=True, max_steps=2))
+    assert torch.load(path, weights_only=True)["text"]["leading_pause"] is True
+    shipped = tmp_path / "voice.pt"
+    T.export_checkpoint(path, shipped)
+    synth = Synthesizer.from_checkpoints(shipped, griffin_lim_iters=2)
+    assert synth.synthesis.leading_pause and sequence_to_text(synth.text_to_ids("A cat.")) == ", a cat."
+    assert [(w.text, w.start, w.end) for w in synth.word_spans("A cat.", synth.text_to_ids("A cat."))] == [
+        ("a", 2, 3), ("cat", 4, 7)]  # the words' ids, after the pause
+    spoken = synth.synthesize("A cat.", seed=1)
+    assert [w.text for w in spoken.words] == ["a", "cat"]
+    off = Synthesizer.from_checkpoints(shipped, griffin_lim_iters=2, leading_pause=False)
+    assert sequence_to_text(off.text_to_ids("A cat.")) == "a cat."
+    # A run without it, warm from a voice with it, says that the first words will be relearnt.
+    with caplog.at_level("WARNING", logger="tacoglow.train.checkpoints"):
+        T.train_tacotron2(corpus, tmp_path / "plain", tiny_config(max_steps=1), warm_start=shipped)
+    assert "trained with leading_pause True, this run has leading_pause False" in caplog.text
+
+
 def test_nonfinite_losses_are_skipped_then_stop_the_run(corpus, tmp_path, monkeypatch):
     torch.set_num_threads(1)
     real_loss = T.tacotron2_loss
@@ -543,6 +576,15 @@ def test_prepare_gta_writes_teacher_forced_mels_of_each_clip(corpus, tmp_path):
     assert any(c.frames % 2 for c in clips)
     for clip in clips:
         assert torch.load(tmp_path / "gta" / f"{clip.id}.pt", weights_only=True).shape == (80, clip.frames)
+    # A voice that reads after a pause symbol (text.leading_pause) is teacher-forced with it.
+    save_model(model, tmp_path / "paused.pt", audio=AudioConfig(), text={"leading_pause": True})
+    paused = T.prepare_gta(tmp_path / "paused.pt", corpus, tmp_path / "gta2", batch_size=1, seed=7, progress=False)
+    torch.manual_seed(7)
+    with torch.no_grad():
+        for clip in clips:
+            batch = D.collate_text_mel([dataclasses.replace(clip, ids=[6, 11, *clip.ids])], [data.load_mel(clip)], 2)
+            expected = model(batch.text, batch.text_lengths, batch.mels, batch.mel_lengths)[1][0, :, :clip.frames]
+            assert torch.equal(torch.load(paused / f"{clip.id}.pt", weights_only=True), expected)
 
 
 def test_hifigan_fine_tunes_a_jik876_generator_on_gta_mels(corpus, tmp_path):

@@ -51,6 +51,9 @@ def add_voice_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--arpabet", action=argparse.BooleanOptionalAction, default=None,
                    help="read words the pronunciation lexicon knows as ARPAbet phones (default: as the voice "
                         "was trained, recorded in its checkpoint)")
+    p.add_argument("--leading-pause", action=argparse.BooleanOptionalAction, default=None,
+                   help="put a pause (', ') before the first word (default: as the voice was trained, recorded "
+                        "in its checkpoint)")
     p.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda (default cpu)")
     p.add_argument("--threads", type=int, default=None, help="CPU threads for torch")
     p.add_argument("--backend", choices=("torch", "onnx"), default="torch",

@@ -38,6 +38,11 @@ ID_TO_SYMBOL: dict[int, str] = dict(enumerate(symbols))
 FIRST_LETTER_ID: int = SYMBOL_TO_ID["A"]
 FIRST_ARPABET_ID: int = SYMBOL_TO_ID["@" + ARPABET[0]]
 
+# A pause before the first word: ", " in ids. Every recording starts with silence (about 0.17 s in the
+# default voice's corpus) that no symbol stands for; a voice trained with these ids before each label
+# (TrainConfig.leading_pause) gives that silence a symbol of its own, and reads with it (prepare_text).
+LEADING_PAUSE_IDS: tuple[int, ...] = (SYMBOL_TO_ID[","], SYMBOL_TO_ID[" "])
+
 
 @lru_cache(maxsize=4096)
 def _clean_to_ids(text: str, cleaners: tuple[Callable[[str], str], ...]) -> tuple[int, ...]:
@@ -110,11 +115,11 @@ def sequence_to_text(ids: Iterable[int]) -> str:
 
 def prepare_text(
     text: str, normalize: bool = True, cleaners: str | Sequence[str] = ("english_cleaners",),
-    arpabet: bool = False,
+    arpabet: bool = False, leading_pause: bool = False,
 ) -> list[int]:
     """Text to model input ids: optional ``normalize_text``, optionally every word the pronunciation
     lexicon knows as ARPAbet (:func:`tacoglow.text.lexicon.to_arpabet`, for voices trained so), then
-    ``text_to_sequence``.
+    ``text_to_sequence``; ``leading_pause`` puts ``LEADING_PAUSE_IDS`` first (for voices trained so).
 
     Raises TextError (a ValueError) when ``text`` is empty or leaves nothing speakable (no letter or
     ARPAbet id), so that callers never feed the model punctuation alone.
@@ -131,4 +136,4 @@ def prepare_text(
             f"text {text[:40]!r} has no characters the model can speak "
             "(letters, numbers or ARPAbet in curly braces)"
         )
-    return ids
+    return [*LEADING_PAUSE_IDS, *ids] if leading_pause else ids

@@ -76,14 +76,14 @@ def spans_from_ids(ids: Sequence[int], texts: Sequence[str] | None = None) -> li
 
 
 def word_spans(text: str, normalize: bool = True, cleaners: str | Sequence[str] = ("english_cleaners",),
-               arpabet: bool = False) -> list[WordSpan]:
-    """The spoken words of ``text`` with the range of ``prepare_text(text, normalize, cleaners, arpabet)``'s ids
-    each covers (same arguments, same TextError for empty or unspeakable text).
+               arpabet: bool = False, leading_pause: bool = False) -> list[WordSpan]:
+    """The spoken words of ``text`` with the range of ``prepare_text(text, normalize, cleaners, arpabet,
+    leading_pause)``'s ids each covers (same arguments, same TextError for empty or unspeakable text).
 
     >>> [(w.text, w.start, w.end) for w in word_spans("Hello, world!", arpabet=True)]
     [('hello', 0, 4), ('world', 6, 10)]
     """
-    ids = prepare_text(text, normalize=normalize, cleaners=cleaners, arpabet=arpabet)
+    ids = prepare_text(text, normalize=normalize, cleaners=cleaners, arpabet=arpabet, leading_pause=leading_pause)
     if not arpabet:
         return spans_from_ids(ids)
     # The same text with no lexicon word replaced: its words are those of ``ids`` one for one (a replacement

@@ -110,7 +110,9 @@ def save_checkpoint(run: Run, model: nn.Module, optimizer: torch.optim.Optimizer
         training = {"state": dataclasses.asdict(state), "optimizer": optimizer.state_dict(),
                     "scaler": scaler.state_dict(), "rng": rng, "world_size": run.world_size, **(extra or {})}
         # A model that learned phones says which lexicon: synthesis reads with it (Synthesizer's arpabet).
-        text = {**data.text, "arpabet": LEXICON_VERSION} if cfg.p_arpabet > 0 else data.text
+        text = {**data.text, "arpabet": LEXICON_VERSION} if cfg.p_arpabet > 0 else dict(data.text)
+        if cfg.leading_pause:  # and reads with a pause before the first word (SynthesisConfig.leading_pause)
+            text["leading_pause"] = True
         atomic_save(checkpoint_dict(unwrap(model), audio=data.audio, text=text, step=state.step,
                                     train_config=cfg.to_dict(), training=training), path)
         for old in _checkpoint_files(run.dir)[:-cfg.keep_checkpoints]:
@@ -166,13 +168,18 @@ def _resume(run: Run, model: nn.Module, optimizer: torch.optim.Optimizer, scaler
     return state
 
 
-def _warm_start(model: nn.Module, path: str | os.PathLike, drop_embedding: bool, data: PreparedData) -> None:
+def _warm_start(model: nn.Module, path: str | os.PathLike, drop_embedding: bool, data: PreparedData,
+                cfg: TrainConfig) -> None:
     """Copy every tensor of ``path`` whose name and shape match the model (any loadable checkpoint layout);
     the rest keeps its fresh initialisation. ``drop_embedding`` leaves the text embedding out (new symbols)."""
     loaded = inspect_checkpoint(path)
     if loaded.audio != data.audio:
         raise TrainingError(f"{path}: was trained on other audio settings ({loaded.audio}) than the data "
                             f"({data.audio}); warm-starting would mix features")
+    if bool(loaded.text.get("leading_pause")) != cfg.leading_pause:
+        log.warning("%s: was trained with leading_pause %s, this run has leading_pause %s; its first words will be "
+                    "relearnt (set leading_pause in the config as the checkpoint has it to continue its reading)",
+                    path, bool(loaded.text.get("leading_pause")), cfg.leading_pause)
     own = model.state_dict()
     skip = {"embedding.weight"} if drop_embedding else set()
     matched = {k: v for k, v in _split_weight_norm(loaded.state_dict, own).items()
@@ -220,7 +227,7 @@ def start_training(run: Run, model: nn.Module, cfg: TrainConfig, data: PreparedD
     state = _resume(run, model, optimizer, scaler, cfg) if resume else None
     if state is None:
         if warm_start is not None:
-            _warm_start(model, warm_start, drop_embedding, data)
+            _warm_start(model, warm_start, drop_embedding, data, cfg)
         state = TrainState()
     elif warm_start is not None:
         log.warning("resuming %s: --warm-start %s is ignored", run.dir, warm_start)

@@ -53,6 +53,10 @@ class TrainConfig(DictConfig):
     # drawn anew per word and step (NVIDIA's Flowtron / RAD-TTS "p_arpabet"); 0 keeps the dataset's
     # character ids. A voice trained with p > 0 reads every known word as phones at synthesis.
     p_arpabet: float = 0.0
+    # Tacotron 2 input: ", " before every label (tacoglow.text.symbols.LEADING_PAUSE_IDS), so that the silence
+    # every recording starts with has a symbol of its own instead of being read from the first phone; the
+    # checkpoint records it (text.leading_pause) and synthesis reads with it.
+    leading_pause: bool = False
 
     # Tacotron 2 loss: mel MSE + postnet MSE + gate BCE (+ guided attention).
     masked_loss: bool = False  # False: padding counts, as the reference; True: only real frames/steps

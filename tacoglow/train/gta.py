@@ -2,6 +2,7 @@
 every clip of a prepared dataset, so that its mels line up frame by frame with the recorded audio."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -12,6 +13,7 @@ import torch
 from ..checkpoint import build_model, inspect_checkpoint
 from ..data import Clip, PreparedData, collate_text_mel
 from ..tacotron2 import Tacotron2
+from ..text.symbols import LEADING_PAUSE_IDS
 from .run import TrainingError
 
 __all__ = ["prepare_gta", "GTA_FORMAT", "read_gta_mel"]
@@ -45,6 +47,8 @@ def prepare_gta(tacotron2: str | os.PathLike, data_dir: str | os.PathLike, out_d
     out = Path(out_dir) if out_dir is not None else data.dir / "gta"
     out.mkdir(parents=True, exist_ok=True)
     clips = sorted(data.train + data.val, key=lambda c: (-c.frames, c.id))  # similar lengths batched together
+    if loaded.text.get("leading_pause"):  # the model reads every label after a pause symbol, as it was trained
+        clips = [dataclasses.replace(c, ids=[*LEADING_PAUSE_IDS, *c.ids]) for c in clips]
     torch.manual_seed(seed)
     for start in tqdm(range(0, len(clips), batch_size), desc="gta", unit="batch", disable=not progress):
         part = clips[start:start + batch_size]

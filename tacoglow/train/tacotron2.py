@@ -19,6 +19,7 @@ from ..plots import save_alignment_plot, save_gate_plot, save_mel_plot
 from ..tacotron2 import Tacotron2, Tacotron2Config, Tacotron2Loss, attention_scores
 from ..text import text_to_sequence
 from ..text.lexicon import to_arpabet
+from ..text.symbols import LEADING_PAUSE_IDS
 from . import run as loop  # the run machinery the loops share
 from .checkpoints import checkpoint_if_due, latest_checkpoint, save_checkpoint, start_training
 from .config import TrainConfig, guided_attention_weight_at, learning_rate_at
@@ -51,24 +52,27 @@ def _tacotron2_config(cfg: TrainConfig, data: PreparedData) -> Tacotron2Config:
     return model_config
 
 
-def _read_arpabet(data: PreparedData, clips: Sequence[Clip], p: float, rng: np.random.Generator | None) -> list[Clip]:
-    """The clips with their ids made again from their text, lexicon words as ARPAbet with probability p."""
-    if p <= 0.0:
-        return list(clips)
+def _read_clips(data: PreparedData, clips: Sequence[Clip], p: float, rng: np.random.Generator | None,
+                leading_pause: bool = False) -> list[Clip]:
+    """The clips with their ids made again from their text, lexicon words as ARPAbet with probability p (0: the
+    dataset's ids), and ``LEADING_PAUSE_IDS`` first when ``leading_pause``."""
     cleaners = data.text.get("cleaners") or ["english_cleaners"]
     read = []
     for clip in clips:
-        if not clip.text.strip():
-            raise TrainingError(f"{data.dir}: clip {clip.id} has no text; p_arpabet needs each clip's text "
-                                "(prepare the data again with this tacoglow)")
-        read.append(dataclasses.replace(clip, ids=text_to_sequence(to_arpabet(clip.text, p, rng, cleaners),
-                                                                    cleaners)))
+        ids = clip.ids
+        if p > 0.0:
+            if not clip.text.strip():
+                raise TrainingError(f"{data.dir}: clip {clip.id} has no text; p_arpabet needs each clip's text "
+                                    "(prepare the data again with this tacoglow)")
+            ids = text_to_sequence(to_arpabet(clip.text, p, rng, cleaners), cleaners)
+        read.append(dataclasses.replace(clip, ids=[*LEADING_PAUSE_IDS, *ids] if leading_pause else ids))
     return read
 
 
 def _tacotron2_batch(data: PreparedData, clips: Sequence[Clip], r: int, p_arpabet: float = 0.0,
-                     rng: np.random.Generator | None = None) -> TextMelBatch:
-    return collate_text_mel(_read_arpabet(data, clips, p_arpabet, rng), [data.load_mel(c) for c in clips], r)
+                     rng: np.random.Generator | None = None, leading_pause: bool = False) -> TextMelBatch:
+    return collate_text_mel(_read_clips(data, clips, p_arpabet, rng, leading_pause),
+                            [data.load_mel(c) for c in clips], r)
 
 
 @torch.no_grad()
@@ -91,7 +95,7 @@ def validate_tacotron2(model: Tacotron2, data: PreparedData, clips: Sequence[Cli
         for start in range(0, len(clips), cfg.batch_size):
             # Read as synthesis reads: every lexicon word as phones when the model learns them.
             batch = _tacotron2_batch(data, clips[start:start + cfg.batch_size], r,
-                                     1.0 if cfg.p_arpabet > 0 else 0.0).to(device)
+                                     1.0 if cfg.p_arpabet > 0 else 0.0, leading_pause=cfg.leading_pause).to(device)
             outputs = model(batch.text, batch.text_lengths, batch.mels, batch.mel_lengths)
             for k, v in tacotron2_loss(outputs, batch, cfg, step).items():
                 totals[k] = totals.get(k, 0.0) + float(v) * len(batch.ids)
@@ -181,7 +185,7 @@ def train_tacotron2(data_dir: str | os.PathLike, run_dir: str | os.PathLike,
                 # Which words are read as phones depends only on (seed, epoch, position, rank), as resumption needs.
                 words = np.random.default_rng([cfg.seed, state.epoch, state.batch_in_epoch, run.rank, 1])
                 batch = _tacotron2_batch(data, [train_clips[i] for i in step.items], r,
-                                         cfg.p_arpabet, words).to(run.device)
+                                         cfg.p_arpabet, words, cfg.leading_pause).to(run.device)
                 lr = learning_rate_at(cfg, state.step, state.epoch)
                 loop.set_learning_rate(optimizer, lr)
 
