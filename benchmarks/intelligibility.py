@@ -544,6 +544,8 @@ def load_synthesizer(args: argparse.Namespace):
         vocoder = (f"griffin-lim, power {settings.griffin_lim_power:g}, "
                    f"mel inversion {settings.griffin_lim_inversion_iters} iterations")
     reading = "ARPAbet from the lexicon" if settings.arpabet else "characters"
+    if settings.leading_pause:
+        reading += ", leading pause"
     return synthesizer, f"tacoglow ({reading}; {vocoder})"
 
 
