@@ -44,6 +44,11 @@ FIRST_ARPABET_ID: int = SYMBOL_TO_ID["@" + ARPABET[0]]
 LEADING_PAUSE_IDS: tuple[int, ...] = (SYMBOL_TO_ID[","], SYMBOL_TO_ID[" "])
 
 
+def with_leading_pause(ids: Sequence[int]) -> list[int]:
+    """``ids`` read after a leading pause: ``LEADING_PAUSE_IDS`` first (training labels and synthesis alike)."""
+    return [*LEADING_PAUSE_IDS, *ids]
+
+
 @lru_cache(maxsize=4096)
 def _clean_to_ids(text: str, cleaners: tuple[Callable[[str], str], ...]) -> tuple[int, ...]:
     for clean in cleaners:
@@ -136,4 +141,4 @@ def prepare_text(
             f"text {text[:40]!r} has no characters the model can speak "
             "(letters, numbers or ARPAbet in curly braces)"
         )
-    return [*LEADING_PAUSE_IDS, *ids] if leading_pause else ids
+    return with_leading_pause(ids) if leading_pause else ids

@@ -176,10 +176,11 @@ def _warm_start(model: nn.Module, path: str | os.PathLike, drop_embedding: bool,
     if loaded.audio != data.audio:
         raise TrainingError(f"{path}: was trained on other audio settings ({loaded.audio}) than the data "
                             f"({data.audio}); warm-starting would mix features")
-    if bool(loaded.text.get("leading_pause")) != cfg.leading_pause:
+    paused = bool(loaded.text.get("leading_pause"))
+    if paused != cfg.leading_pause:
         log.warning("%s: was trained with leading_pause %s, this run has leading_pause %s; its first words will be "
                     "relearnt (set leading_pause in the config as the checkpoint has it to continue its reading)",
-                    path, bool(loaded.text.get("leading_pause")), cfg.leading_pause)
+                    path, paused, cfg.leading_pause)
     own = model.state_dict()
     skip = {"embedding.weight"} if drop_embedding else set()
     matched = {k: v for k, v in _split_weight_norm(loaded.state_dict, own).items()

@@ -13,7 +13,7 @@ import torch
 from ..checkpoint import build_model, inspect_checkpoint
 from ..data import Clip, PreparedData, collate_text_mel
 from ..tacotron2 import Tacotron2
-from ..text.symbols import LEADING_PAUSE_IDS
+from ..text.symbols import with_leading_pause
 from .run import TrainingError
 
 __all__ = ["prepare_gta", "GTA_FORMAT", "read_gta_mel"]
@@ -48,7 +48,7 @@ def prepare_gta(tacotron2: str | os.PathLike, data_dir: str | os.PathLike, out_d
     out.mkdir(parents=True, exist_ok=True)
     clips = sorted(data.train + data.val, key=lambda c: (-c.frames, c.id))  # similar lengths batched together
     if loaded.text.get("leading_pause"):  # the model reads every label after a pause symbol, as it was trained
-        clips = [dataclasses.replace(c, ids=[*LEADING_PAUSE_IDS, *c.ids]) for c in clips]
+        clips = [dataclasses.replace(c, ids=with_leading_pause(c.ids)) for c in clips]
     torch.manual_seed(seed)
     for start in tqdm(range(0, len(clips), batch_size), desc="gta", unit="batch", disable=not progress):
         part = clips[start:start + batch_size]

@@ -19,7 +19,7 @@ from ..plots import save_alignment_plot, save_gate_plot, save_mel_plot
 from ..tacotron2 import Tacotron2, Tacotron2Config, Tacotron2Loss, attention_scores
 from ..text import text_to_sequence
 from ..text.lexicon import to_arpabet
-from ..text.symbols import LEADING_PAUSE_IDS
+from ..text.symbols import with_leading_pause
 from . import run as loop  # the run machinery the loops share
 from .checkpoints import checkpoint_if_due, latest_checkpoint, save_checkpoint, start_training
 from .config import TrainConfig, guided_attention_weight_at, learning_rate_at
@@ -55,7 +55,7 @@ def _tacotron2_config(cfg: TrainConfig, data: PreparedData) -> Tacotron2Config:
 def _read_clips(data: PreparedData, clips: Sequence[Clip], p: float, rng: np.random.Generator | None,
                 leading_pause: bool = False) -> list[Clip]:
     """The clips with their ids made again from their text, lexicon words as ARPAbet with probability p (0: the
-    dataset's ids), and ``LEADING_PAUSE_IDS`` first when ``leading_pause``."""
+    dataset's ids), read after a leading pause when ``leading_pause`` (``with_leading_pause``)."""
     cleaners = data.text.get("cleaners") or ["english_cleaners"]
     read = []
     for clip in clips:
@@ -65,7 +65,7 @@ def _read_clips(data: PreparedData, clips: Sequence[Clip], p: float, rng: np.ran
                 raise TrainingError(f"{data.dir}: clip {clip.id} has no text; p_arpabet needs each clip's text "
                                     "(prepare the data again with this tacoglow)")
             ids = text_to_sequence(to_arpabet(clip.text, p, rng, cleaners), cleaners)
-        read.append(dataclasses.replace(clip, ids=[*LEADING_PAUSE_IDS, *ids] if leading_pause else ids))
+        read.append(dataclasses.replace(clip, ids=with_leading_pause(ids) if leading_pause else ids))
     return read
 
 
