@@ -555,6 +555,7 @@ def test_hifigan_resume_is_exact(corpus, tmp_path):
 def test_prepare_gta_writes_teacher_forced_mels_of_each_clip(corpus, tmp_path):
     from tacoglow.checkpoint import save_model
     from tacoglow.tacotron2 import Tacotron2, Tacotron2Config
+    from tacoglow.text.lexicon import LEXICON_VERSION, to_arpabet
 
     torch.set_num_threads(1)
     torch.manual_seed(0)
@@ -585,6 +586,20 @@ def test_prepare_gta_writes_teacher_forced_mels_of_each_clip(corpus, tmp_path):
             batch = D.collate_text_mel([dataclasses.replace(clip, ids=[6, 11, *clip.ids])], [data.load_mel(clip)], 2)
             expected = model(batch.text, batch.text_lengths, batch.mels, batch.mel_lengths)[1][0, :, :clip.frames]
             assert torch.equal(torch.load(paused / f"{clip.id}.pt", weights_only=True), expected)
+    # A voice that learned phones (text.arpabet) is teacher-forced reading every lexicon word as ARPAbet, as
+    # synthesis reads it, not with the dataset's character ids.
+    save_model(model, tmp_path / "phones.pt", audio=AudioConfig(), text={"arpabet": LEXICON_VERSION})
+    phones = T.prepare_gta(tmp_path / "phones.pt", corpus, tmp_path / "gta3", batch_size=1, seed=7, progress=False)
+    torch.manual_seed(7)
+    read = []
+    with torch.no_grad():
+        for clip in clips:
+            ids = text_to_sequence(to_arpabet(clip.text), ["english_cleaners"])
+            read.append(ids)
+            batch = D.collate_text_mel([dataclasses.replace(clip, ids=ids)], [data.load_mel(clip)], 2)
+            expected = model(batch.text, batch.text_lengths, batch.mels, batch.mel_lengths)[1][0, :, :clip.frames]
+            assert torch.equal(torch.load(phones / f"{clip.id}.pt", weights_only=True), expected)
+    assert sum(ids != clip.ids for ids, clip in zip(read, clips)) >= len(clips) // 2  # the reading did change
 
 
 def test_hifigan_fine_tunes_a_jik876_generator_on_gta_mels(corpus, tmp_path):

@@ -2,7 +2,6 @@
 every clip of a prepared dataset, so that its mels line up frame by frame with the recorded audio."""
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
 import os
@@ -13,8 +12,8 @@ import torch
 from ..checkpoint import build_model, inspect_checkpoint
 from ..data import Clip, PreparedData, collate_text_mel
 from ..tacotron2 import Tacotron2
-from ..text.symbols import with_leading_pause
 from .run import TrainingError
+from .tacotron2 import read_clips
 
 __all__ = ["prepare_gta", "GTA_FORMAT", "read_gta_mel"]
 
@@ -47,8 +46,10 @@ def prepare_gta(tacotron2: str | os.PathLike, data_dir: str | os.PathLike, out_d
     out = Path(out_dir) if out_dir is not None else data.dir / "gta"
     out.mkdir(parents=True, exist_ok=True)
     clips = sorted(data.train + data.val, key=lambda c: (-c.frames, c.id))  # similar lengths batched together
-    if loaded.text.get("leading_pause"):  # the model reads every label after a pause symbol, as it was trained
-        clips = [dataclasses.replace(c, ids=with_leading_pause(c.ids)) for c in clips]
+    # Read each label as synthesis reads it: every lexicon word as ARPAbet phones for a voice that learned them
+    # (text.arpabet; p = 1, as validation reads), after a pause symbol for one trained with it.
+    clips = read_clips(data, clips, 1.0 if loaded.text.get("arpabet") else 0.0, None,
+                       bool(loaded.text.get("leading_pause")))
     torch.manual_seed(seed)
     for start in tqdm(range(0, len(clips), batch_size), desc="gta", unit="batch", disable=not progress):
         part = clips[start:start + batch_size]

@@ -52,8 +52,8 @@ def _tacotron2_config(cfg: TrainConfig, data: PreparedData) -> Tacotron2Config:
     return model_config
 
 
-def _read_clips(data: PreparedData, clips: Sequence[Clip], p: float, rng: np.random.Generator | None,
-                leading_pause: bool = False) -> list[Clip]:
+def read_clips(data: PreparedData, clips: Sequence[Clip], p: float, rng: np.random.Generator | None,
+               leading_pause: bool = False) -> list[Clip]:
     """The clips with their ids made again from their text, lexicon words as ARPAbet with probability p (0: the
     dataset's ids), read after a leading pause when ``leading_pause`` (``with_leading_pause``)."""
     cleaners = data.text.get("cleaners") or ["english_cleaners"]
@@ -71,7 +71,7 @@ def _read_clips(data: PreparedData, clips: Sequence[Clip], p: float, rng: np.ran
 
 def _tacotron2_batch(data: PreparedData, clips: Sequence[Clip], r: int, p_arpabet: float = 0.0,
                      rng: np.random.Generator | None = None, leading_pause: bool = False) -> TextMelBatch:
-    return collate_text_mel(_read_clips(data, clips, p_arpabet, rng, leading_pause),
+    return collate_text_mel(read_clips(data, clips, p_arpabet, rng, leading_pause),
                             [data.load_mel(c) for c in clips], r)
 
 
