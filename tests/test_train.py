@@ -571,7 +571,8 @@ def test_prepare_gta_writes_teacher_forced_mels_of_each_clip(corpus, tmp_path):
             batch = D.collate_text_mel([clip], [data.load_mel(clip)], 2)
             expected = model(batch.text, batch.text_lengths, batch.mels, batch.mel_lengths)[1][0, :, :clip.frames]
             assert torch.equal(torch.load(out / f"{clip.id}.pt", weights_only=True), expected)
-    assert json.loads((out / "gta.json").read_text())["clips"] == len(clips)
+    manifest = json.loads((out / "gta.json").read_text())
+    assert manifest["clips"] == len(clips) and manifest["reading"] == {"arpabet": False, "leading_pause": False}
     # Batched, from the command line: each mel as long as its clip's (odd lengths included).
     assert cli_main(["prepare", str(corpus), str(tmp_path / "gta"), "--gta", str(t2), "--quiet"]) == 0
     assert any(c.frames % 2 for c in clips)
@@ -600,6 +601,7 @@ def test_prepare_gta_writes_teacher_forced_mels_of_each_clip(corpus, tmp_path):
             expected = model(batch.text, batch.text_lengths, batch.mels, batch.mel_lengths)[1][0, :, :clip.frames]
             assert torch.equal(torch.load(phones / f"{clip.id}.pt", weights_only=True), expected)
     assert sum(ids != clip.ids for ids, clip in zip(read, clips)) >= len(clips) // 2  # the reading did change
+    assert json.loads((phones / "gta.json").read_text())["reading"] == {"arpabet": True, "leading_pause": False}
 
 
 def test_hifigan_fine_tunes_a_jik876_generator_on_gta_mels(corpus, tmp_path):

@@ -48,8 +48,8 @@ def prepare_gta(tacotron2: str | os.PathLike, data_dir: str | os.PathLike, out_d
     clips = sorted(data.train + data.val, key=lambda c: (-c.frames, c.id))  # similar lengths batched together
     # Read each label as synthesis reads it: every lexicon word as ARPAbet phones for a voice that learned them
     # (text.arpabet; p = 1, as validation reads), after a pause symbol for one trained with it.
-    clips = read_clips(data, clips, 1.0 if loaded.text.get("arpabet") else 0.0, None,
-                       bool(loaded.text.get("leading_pause")))
+    reading = {"arpabet": bool(loaded.text.get("arpabet")), "leading_pause": bool(loaded.text.get("leading_pause"))}
+    clips = read_clips(data, clips, 1.0 if reading["arpabet"] else 0.0, None, reading["leading_pause"])
     torch.manual_seed(seed)
     for start in tqdm(range(0, len(clips), batch_size), desc="gta", unit="batch", disable=not progress):
         part = clips[start:start + batch_size]
@@ -58,7 +58,7 @@ def prepare_gta(tacotron2: str | os.PathLike, data_dir: str | os.PathLike, out_d
         for i, clip in enumerate(part):
             torch.save(mel_postnet[i, :, :clip.frames].float().cpu().contiguous(), out / f"{clip.id}.pt")
     manifest = {"format": GTA_FORMAT, "tacotron2": str(Path(tacotron2).resolve()), "step": loaded.step,
-                "data": str(data.dir.resolve()), "clips": len(clips), "seed": seed}
+                "data": str(data.dir.resolve()), "clips": len(clips), "seed": seed, "reading": reading}
     (out / "gta.json").write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
     log.info("wrote %d ground-truth-aligned mels to %s", len(clips), out)
     return out
