@@ -562,15 +562,20 @@ def test_prepare_gta_writes_teacher_forced_mels_of_each_clip(corpus, tmp_path):
     model = Tacotron2(Tacotron2Config(**TINY_TACOTRON2, mask_padding=True)).eval()  # r = 2: padding cut off
     t2 = tmp_path / "t2.pt"
     save_model(model, t2, audio=AudioConfig())
-    out = T.prepare_gta(t2, corpus, tmp_path / "gta1", batch_size=1, seed=7, progress=False)
     data = D.PreparedData(corpus)
     clips = sorted(data.train + data.val, key=lambda c: (-c.frames, c.id))
-    torch.manual_seed(7)  # the same clips in the same order, one by one: the same prenet draws
-    with torch.no_grad():
-        for clip in clips:
-            batch = D.collate_text_mel([clip], [data.load_mel(clip)], 2)
-            expected = model(batch.text, batch.text_lengths, batch.mels, batch.mel_lengths)[1][0, :, :clip.frames]
-            assert torch.equal(torch.load(out / f"{clip.id}.pt", weights_only=True), expected)
+
+    def assert_teacher_forced(folder, ids_of):
+        """Each clip's mel in ``folder`` equals a manual teacher-forced pass on ``ids_of(clip)``."""
+        torch.manual_seed(7)  # the same clips in the same order, one by one: the same prenet draws
+        with torch.no_grad():
+            for clip in clips:
+                batch = D.collate_text_mel([dataclasses.replace(clip, ids=ids_of(clip))], [data.load_mel(clip)], 2)
+                expected = model(batch.text, batch.text_lengths, batch.mels, batch.mel_lengths)[1][0, :, :clip.frames]
+                assert torch.equal(torch.load(folder / f"{clip.id}.pt", weights_only=True), expected)
+
+    out = T.prepare_gta(t2, corpus, tmp_path / "gta1", batch_size=1, seed=7, progress=False)
+    assert_teacher_forced(out, lambda clip: clip.ids)
     manifest = json.loads((out / "gta.json").read_text())
     assert manifest["clips"] == len(clips) and manifest["reading"] == {"arpabet": False, "leading_pause": False}
     # Batched, from the command line: each mel as long as its clip's (odd lengths included).
@@ -581,26 +586,14 @@ def test_prepare_gta_writes_teacher_forced_mels_of_each_clip(corpus, tmp_path):
     # A voice that reads after a pause symbol (text.leading_pause) is teacher-forced with it.
     save_model(model, tmp_path / "paused.pt", audio=AudioConfig(), text={"leading_pause": True})
     paused = T.prepare_gta(tmp_path / "paused.pt", corpus, tmp_path / "gta2", batch_size=1, seed=7, progress=False)
-    torch.manual_seed(7)
-    with torch.no_grad():
-        for clip in clips:
-            batch = D.collate_text_mel([dataclasses.replace(clip, ids=[6, 11, *clip.ids])], [data.load_mel(clip)], 2)
-            expected = model(batch.text, batch.text_lengths, batch.mels, batch.mel_lengths)[1][0, :, :clip.frames]
-            assert torch.equal(torch.load(paused / f"{clip.id}.pt", weights_only=True), expected)
+    assert_teacher_forced(paused, lambda clip: [6, 11, *clip.ids])
     # A voice that learned phones (text.arpabet) is teacher-forced reading every lexicon word as ARPAbet, as
     # synthesis reads it, not with the dataset's character ids.
     save_model(model, tmp_path / "phones.pt", audio=AudioConfig(), text={"arpabet": LEXICON_VERSION})
     phones = T.prepare_gta(tmp_path / "phones.pt", corpus, tmp_path / "gta3", batch_size=1, seed=7, progress=False)
-    torch.manual_seed(7)
-    read = []
-    with torch.no_grad():
-        for clip in clips:
-            ids = text_to_sequence(to_arpabet(clip.text), ["english_cleaners"])
-            read.append(ids)
-            batch = D.collate_text_mel([dataclasses.replace(clip, ids=ids)], [data.load_mel(clip)], 2)
-            expected = model(batch.text, batch.text_lengths, batch.mels, batch.mel_lengths)[1][0, :, :clip.frames]
-            assert torch.equal(torch.load(phones / f"{clip.id}.pt", weights_only=True), expected)
-    assert sum(ids != clip.ids for ids, clip in zip(read, clips)) >= len(clips) // 2  # the reading did change
+    read = {clip.id: text_to_sequence(to_arpabet(clip.text), ["english_cleaners"]) for clip in clips}
+    assert_teacher_forced(phones, lambda clip: read[clip.id])
+    assert sum(read[clip.id] != clip.ids for clip in clips) >= len(clips) // 2  # the reading did change
     assert json.loads((phones / "gta.json").read_text())["reading"] == {"arpabet": True, "leading_pause": False}
 
 
