@@ -75,7 +75,10 @@ DATASET_VERSION = 1
 CLEANERS = ["english_cleaners"]
 # Everything prepare_dataset writes into OUT_DIR; force=True deletes only these.
 _OUTPUT_NAMES = frozenset({"dataset.json", "train.jsonl", "val.jsonl", "skipped.tsv", "summary.txt",
-                           "wavs", "mels"})
+                           "wavs", "mels", "phone_timings.jsonl"})
+# A corpus made by a synthesizer may know when each phone of each clip sounds (recipes/slt/build_corpus.py
+# writes Festival's segments here); prepare carries the file along for guided attention on true alignments.
+PHONE_TIMINGS = "phone_timings.jsonl"
 
 SILENT_PEAK = 1e-3  # -60 dBFS: a recording whose loudest sample is below this holds no speech
 CLIP_LEVEL = 0.999  # a sample at or beyond this magnitude sits at full scale...
@@ -425,6 +428,14 @@ def prepare_dataset(
         "dropped_characters": dict(dropped.most_common()),
         "text_sources": dict(sources),
     }
+    # The timings hold for the recordings as they are: trimmed audio starts at another time.
+    timings = source_dir / PHONE_TIMINGS
+    has_timings = timings.is_file() and not trim_silence
+    if has_timings:
+        shutil.copyfile(timings, out_dir / PHONE_TIMINGS)
+    elif timings.is_file():
+        log.warning("%s: not carried along, since trimmed recordings no longer start where they were timed",
+                    timings)
     text_source = next(iter(sources)) if len(sources) == 1 else "mixed"
     dataset = {
         "format": DATASET_FORMAT,
@@ -435,6 +446,7 @@ def prepare_dataset(
                  "cleaners": CLEANERS,
                  "frontend": TEXT_FRONTEND_VERSION},
         "trim_silence": trim_silence,
+        "phone_timings": PHONE_TIMINGS if has_timings else None,
         "source_dir": str(data_dir.resolve()),
         "summary": summary,
     }
@@ -498,6 +510,7 @@ class PreparedData:
         self.text: dict[str, Any] = dict(meta.get("text") or {})
         self.train = self._read("train.jsonl")
         self.val = self._read("val.jsonl")
+        self._timings: dict[str, list[tuple[str, float, str]]] | None = None
         if not self.train:
             raise DatasetError(f"{self.dir}/train.jsonl: no clips")
 
@@ -518,6 +531,28 @@ class PreparedData:
                 except (json.JSONDecodeError, KeyError, TypeError, ValueError) as error:
                     raise DatasetError(f"{path}:{n}: not a clip record ({error})") from None
         return clips
+
+    def phone_timings(self) -> dict[str, list[tuple[str, float, str]]]:
+        """Each clip's phone segments (phone, end in seconds, word; "0" for a pause) from ``phone_timings.jsonl``,
+        by clip id; empty when the dataset has none."""
+        if self._timings is not None:
+            return self._timings
+        path = self.dir / PHONE_TIMINGS
+        if not path.is_file():
+            return {}
+        timings = {}
+        with path.open(encoding="utf-8") as f:
+            for n, line in enumerate(f, start=1):
+                if not line.strip():
+                    continue
+                try:
+                    d = json.loads(line)
+                    timings[str(d["id"])] = [(str(p), float(end), str(w)) for p, end, w in d["segments"]]
+                except (json.JSONDecodeError, KeyError, TypeError, ValueError) as error:
+                    raise DatasetError(f"{path}:{n}: not a phone timing record ({error}); expected "
+                                       '{"id": ..., "segments": [[phone, end_seconds, word], ...]}') from None
+        self._timings = timings
+        return timings
 
     def load_mel(self, clip: Clip) -> Tensor:
         mel = torch.load(clip.mel, map_location="cpu", weights_only=True)
@@ -558,6 +593,9 @@ class TextMelBatch(_TensorBatch):
     mel_lengths: Tensor  # (B,) int64, real frames
     gate: Tensor  # (B, T / r) float: 1 from the step holding the last real frame on (the reference's target)
     ids: list[str]
+    # (B, T / r, 2) float: the input positions [lo, hi] each decoder step should attend, from phone timings
+    # (tacoglow.train.alignment); NaN for items without a timing. None: no item has one.
+    attention_bands: Tensor | None = None
 
     @property
     def step_lengths(self) -> Tensor:
@@ -575,7 +613,9 @@ class AudioMelBatch(_TensorBatch):
     ids: list[str]
 
 
-def collate_text_mel(clips: Sequence[Clip], mels: Sequence[Tensor], r: int) -> TextMelBatch:
+def collate_text_mel(clips: Sequence[Clip], mels: Sequence[Tensor], r: int,
+                     bands: Sequence[np.ndarray | None] | None = None) -> TextMelBatch:
+    """Pad a batch; ``bands``: each clip's (ceil(frames / r), 2) attention targets or None."""
     text_lengths = torch.tensor([len(c.ids) for c in clips], dtype=torch.int64)
     mel_lengths = torch.tensor([m.size(1) for m in mels], dtype=torch.int64)
     t = int(math.ceil(int(mel_lengths.max()) / r) * r)
@@ -586,7 +626,13 @@ def collate_text_mel(clips: Sequence[Clip], mels: Sequence[Tensor], r: int) -> T
         text[i, :len(clip.ids)] = torch.tensor(clip.ids, dtype=torch.int64)
         padded[i, :, :mel.size(1)] = mel
         gate[i, (mel.size(1) - 1) // r:] = 1.0
-    return TextMelBatch(text, text_lengths, padded, mel_lengths, gate, [c.id for c in clips])
+    attention_bands = None
+    if bands is not None and any(b is not None for b in bands):
+        attention_bands = torch.full((len(clips), t // r, 2), math.nan)
+        for i, b in enumerate(bands):
+            if b is not None:
+                attention_bands[i, :len(b)] = torch.from_numpy(b[:t // r])
+    return TextMelBatch(text, text_lengths, padded, mel_lengths, gate, [c.id for c in clips], attention_bands)
 
 
 def collate_audio_mel(data: PreparedData, clips: Sequence[Clip], starts: Sequence[int],

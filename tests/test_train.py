@@ -309,6 +309,38 @@ def test_leading_pause_training_puts_a_pause_first_and_the_voice_reads_with_it(c
     assert "trained with leading_pause True, this run has leading_pause False" in caplog.text
 
 
+def test_attention_timings_guide_each_step_to_its_phone_and_need_the_timings(corpus, tmp_path):
+    import shutil
+
+    timed = tmp_path / "timed"
+    shutil.copytree(corpus, timed)
+    data = D.PreparedData(timed)
+    with pytest.raises(T.TrainingError, match="no phone_timings.jsonl; prepare a corpus that has one"):
+        T.train_tacotron2(timed, tmp_path / "none", tiny_config(attention_timings=True, max_steps=1))
+    # Each clip's words spread evenly over its length (one segment per word), all but the last clip.
+    records = []
+    for clip in data.train[:-1]:
+        words = clip.text.split()
+        seconds = clip.samples / data.audio.sampling_rate
+        records.append({"id": clip.id, "segments": [[w, seconds * (k + 1) / len(words), f"_{k}"]
+                                                    for k, w in enumerate(words)]})
+    (timed / "phone_timings.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    data = D.PreparedData(timed)
+    batch = t2loop._tacotron2_batch(data, data.train, 2, timings=data.phone_timings())
+    assert batch.attention_bands.shape == (len(data.train), batch.gate.size(1), 2)
+    last = len(data.train) - 1
+    assert batch.attention_bands[last].isnan().all()  # no timing: the diagonal prior
+    first = batch.attention_bands[0, :int(batch.step_lengths[0])]
+    assert not first.isnan().any() and first[0, 0] == 0  # from the first letter...
+    assert first[-1, 1] > batch.text_lengths[0] - 2  # ...to the last (the last step's middle frame, near it)
+    assert (first[1:, 0] >= first[:-1, 0]).all()  # the target moves forward through the text
+
+    run = tmp_path / "timed_run"
+    T.train_tacotron2(timed, run, tiny_config(attention_timings=True, max_steps=2))
+    logged = read_log(run)
+    assert len(logged) == 2 and all(math.isfinite(r["attention_loss"]) and r["attention_loss"] > 0 for r in logged)
+
+
 def test_nonfinite_losses_are_skipped_then_stop_the_run(corpus, tmp_path, monkeypatch):
     torch.set_num_threads(1)
     real_loss = T.tacotron2_loss

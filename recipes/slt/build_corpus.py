@@ -22,12 +22,14 @@ letters with a vowel), in a fixed shuffled order, each ended by ".", "!" or "?" 
 left out, so that the test measures what the voice learned, not what it heard.
 
 Output (`--out`): `metadata.csv` (id|phrase|label), `wavs/<id>.wav` (Festival's 16-bit PCM at its own rate),
-`val_ids.txt`. Re-running skips phrases whose wav already exists.
+`val_ids.txt`, and `phone_timings.jsonl`: Festival's segments of each clip (phone, end time, word), from
+`phones/<id>.phones`. Re-running skips phrases whose wav and timings already exist.
 """
 from __future__ import annotations
 
 import argparse
 import gzip
+import json
 import logging
 import random
 import re
@@ -202,6 +204,19 @@ def read_phrases(transcripts: Path, min_chars: int, max_chars: int) -> list[Phra
     return phrases
 
 
+# Speak `text` into the wav `path` and write each of its segments to `phones` as "phone end_seconds word":
+# Festival's own timing of the sound it made (the HTS engine's state durations; the last segment ends where
+# the wav does), with the word each phone belongs to ("0" for a pause; Festival's item ids tell two equal
+# words apart). Training can supervise attention with these instead of a diagonal prior.
+SAY = """(define (say text path phones)
+ (let ((utt (utt.synth (eval (list 'Utterance 'Text text)))) (fd (fopen phones "w")))
+  (utt.save.wave utt path 'riff)
+  (mapcar (lambda (s) (format fd "%s %f %s\\n" (item.name s) (item.feat s 'end)
+                               (item.feat s 'R:SylStructure.parent.parent.id)))
+          (utt.relation.items utt 'Segment))
+  (fclose fd)))"""
+
+
 def _scheme_string(text: str) -> str:
     return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
@@ -213,13 +228,12 @@ def _synthesize_chunk(chunk: list[Phrase], work_dir: Path, wav_dir: Path) -> lis
     so an interrupted build never leaves a truncated wav where a re-run would take it for a finished one.
     """
     work_dir.mkdir(parents=True)
-    lines = [f"({VOICE})",
-             "(define (say text path)"
-             " (utt.save.wave (utt.synth (eval (list 'Utterance 'Text text))) path 'riff))"]
+    lines = [f"({VOICE})", SAY]
     for phrase in chunk:
         path = work_dir / f"{phrase.id}.wav"
         # unwind-protect: a phrase Festival cannot speak is reported instead of ending the script.
-        lines.append(f"(unwind-protect (say {_scheme_string(phrase.label)} {_scheme_string(str(path))})"
+        lines.append(f"(unwind-protect (say {_scheme_string(phrase.label)} {_scheme_string(str(path))}"
+                     f" {_scheme_string(str(path.with_suffix('.phones')))})"
                      f" (format t \"failed %s\\n\" {_scheme_string(phrase.id)}))")
     script = work_dir / "chunk.scm"
     script.write_text("\n".join(lines) + "\n", encoding="utf-8")
@@ -233,7 +247,9 @@ def _synthesize_chunk(chunk: list[Phrase], work_dir: Path, wav_dir: Path) -> lis
             ok = path.exists() and soundfile.info(str(path)).frames > 0
         except RuntimeError:
             ok = False
-        if ok:
+        phones = path.with_suffix(".phones")
+        if ok and phones.exists():
+            phones.replace(wav_dir.parent / "phones" / phones.name)
             path.replace(wav_dir / path.name)
         else:
             failed.append(phrase.id)
@@ -245,6 +261,7 @@ def synthesize(phrases: list[Phrase], out_dir: Path, workers: int, chunk_size: i
     """Speak every phrase without a wav yet; returns the ids that failed."""
     wav_dir = out_dir / "wavs"
     wav_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "phones").mkdir(exist_ok=True)
     work_root = out_dir / ".festival"
     shutil.rmtree(work_root, ignore_errors=True)  # leftovers of an interrupted run
     # A wav made for another label (an earlier version of this recipe) is made again.
@@ -257,7 +274,10 @@ def synthesize(phrases: list[Phrase], out_dir: Path, workers: int, chunk_size: i
         (wav_dir / f"{phrase.id}.wav").unlink(missing_ok=True)
     if stale:
         log.info("%d wavs were made for an older label; synthesizing them again", len(stale))
-    pending = [p for p in phrases if not (wav_dir / f"{p.id}.wav").exists()]
+    # Festival speaks deterministically, so a phrase whose timings are missing (a corpus built before they
+    # were written) is spoken again for them; its wav comes out the same.
+    pending = [p for p in phrases if not (wav_dir / f"{p.id}.wav").exists()
+               or not (out_dir / "phones" / f"{p.id}.phones").exists()]
     log.info("%d of %d phrases to synthesize with %d festival workers", len(pending), len(phrases), workers)
     chunks = [pending[i:i + chunk_size] for i in range(0, len(pending), chunk_size)]
     failed: list[str] = []
@@ -279,6 +299,18 @@ def synthesize(phrases: list[Phrase], out_dir: Path, workers: int, chunk_size: i
     if failed:
         log.warning("festival could not speak %d phrases: %s", len(failed), ", ".join(failed[:10]))
     return failed
+
+
+def write_phone_timings(out_dir: Path, phrases: list[Phrase]) -> None:
+    """Gather the phrases' Festival segments into `phone_timings.jsonl`, one line per clip:
+    {"id": ..., "segments": [[phone, end_seconds, word], ...]} (`tacoglow prepare` carries the file along)."""
+    with open(out_dir / "phone_timings.jsonl", "w", encoding="utf-8") as f:
+        for phrase in phrases:
+            segments = []
+            for line in (out_dir / "phones" / f"{phrase.id}.phones").read_text(encoding="utf-8").splitlines():
+                phone, end, word = line.split()
+                segments.append([phone, round(float(end), 4), word])
+            f.write(json.dumps({"id": phrase.id, "segments": segments}) + "\n")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -322,6 +354,7 @@ def main(argv: list[str] | None = None) -> int:
         f.writelines(f"{p.id}|{p.text}|{p.label}\n" for p in done)
     with open(args.out / "val_ids.txt", "w", encoding="utf-8") as f:
         f.writelines(f"{p.id}\n" for p in val if p.id not in failed)
+    write_phone_timings(args.out, done)
     log.info("wrote %s: %d phrases", args.out / "metadata.csv", len(done))
     return 0
 

@@ -66,6 +66,11 @@ class TrainConfig(DictConfig):
     guided_attention_sigma: float = 0.2
     guided_attention_half_life: int | None = None  # steps for the weight to halve; None: constant
     guided_attention_stop: int | None = None  # step from which the term is off
+    # With the corpus's phone timings (phone_timings.jsonl, tacoglow.train.alignment), the guided-attention term
+    # pulls each decoder step towards the symbols of the phone it predicts instead of the diagonal band; clips
+    # without a usable timing keep the diagonal. Width: Gaussian fall-off, in symbols, outside the target.
+    attention_timings: bool = False
+    attention_timings_sigma: float = 1.0
     # WaveGlow loss
     waveglow_sigma: float = 1.0
     # HiFi-GAN: discriminator widths divided by this (1: the paper's); the generator's input mels, None for the
@@ -116,6 +121,8 @@ class TrainConfig(DictConfig):
             fail(f"learning_rate must be positive, got {self.learning_rate}")
         if not 0.0 <= self.p_arpabet <= 1.0:
             fail(f"p_arpabet must be in [0, 1], got {self.p_arpabet}")
+        if self.attention_timings_sigma <= 0:
+            fail(f"attention_timings_sigma must be positive, got {self.attention_timings_sigma}")
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)

@@ -21,6 +21,7 @@ from ..text import text_to_sequence
 from ..text.lexicon import to_arpabet
 from ..text.symbols import with_leading_pause
 from . import run as loop  # the run machinery the loops share
+from .alignment import Segment, attention_bands
 from .checkpoints import checkpoint_if_due, latest_checkpoint, save_checkpoint, start_training
 from .config import TrainConfig, guided_attention_weight_at, learning_rate_at
 from .run import TrainingError
@@ -34,9 +35,10 @@ def tacotron2_loss(outputs: Sequence[Tensor], batch: TextMelBatch, cfg: TrainCon
                    step: int) -> dict[str, Tensor]:
     """The run's :class:`~tacoglow.tacotron2.Tacotron2Loss` of a batch at ``step`` (where the guided-attention
     weight stands in its schedule): the total ("loss") and each term."""
-    criterion = Tacotron2Loss(cfg.masked_loss, cfg.gate_pos_weight, cfg.guided_attention_sigma)
+    criterion = Tacotron2Loss(cfg.masked_loss, cfg.gate_pos_weight, cfg.guided_attention_sigma,
+                              cfg.attention_timings_sigma)
     return criterion(outputs, batch.mels, batch.gate, batch.mel_lengths, batch.text_lengths,
-                     guided_attention_weight_at(cfg, step))
+                     guided_attention_weight_at(cfg, step), batch.attention_bands)
 
 
 def _tacotron2_config(cfg: TrainConfig, data: PreparedData) -> Tacotron2Config:
@@ -70,9 +72,34 @@ def read_clips(data: PreparedData, clips: Sequence[Clip], p: float, rng: np.rand
 
 
 def _tacotron2_batch(data: PreparedData, clips: Sequence[Clip], r: int, p_arpabet: float = 0.0,
-                     rng: np.random.Generator | None = None, leading_pause: bool = False) -> TextMelBatch:
-    return collate_text_mel(read_clips(data, clips, p_arpabet, rng, leading_pause),
-                            [data.load_mel(c) for c in clips], r)
+                     rng: np.random.Generator | None = None, leading_pause: bool = False,
+                     timings: dict[str, list[Segment]] | None = None) -> TextMelBatch:
+    """A batch of ``clips`` read as training reads them; with ``timings`` (by clip id), each clip's attention
+    targets for the reading it got."""
+    read = read_clips(data, clips, p_arpabet, rng, leading_pause)
+    mels = [data.load_mel(c) for c in clips]
+    bands = None
+    if timings:
+        seconds_per_frame = data.audio.hop_length / data.audio.sampling_rate
+        bands = [attention_bands(c.ids, timings.get(c.id, []), m.size(1), r, seconds_per_frame)
+                 for c, m in zip(read, mels)]
+    return collate_text_mel(read, mels, r, bands)
+
+
+def _phone_timings(data: PreparedData, cfg: TrainConfig) -> dict[str, list[Segment]] | None:
+    """The dataset's phone timings when the run guides attention with them, None otherwise."""
+    if not cfg.attention_timings:
+        return None
+    timings = data.phone_timings()
+    if not timings:
+        raise TrainingError(f"{data.dir}: attention_timings is set but the dataset has no phone_timings.jsonl; "
+                            "prepare a corpus that has one (recipes/slt/build.sh writes it) or set "
+                            "attention_timings to false")
+    missing = sum(c.id not in timings for c in data.train)
+    if missing:
+        log.warning("%d of %d training clips have no phone timing; they keep the diagonal prior", missing,
+                    len(data.train))
+    return timings
 
 
 @torch.no_grad()
@@ -95,7 +122,8 @@ def validate_tacotron2(model: Tacotron2, data: PreparedData, clips: Sequence[Cli
         for start in range(0, len(clips), cfg.batch_size):
             # Read as synthesis reads: every lexicon word as phones when the model learns them.
             batch = _tacotron2_batch(data, clips[start:start + cfg.batch_size], r,
-                                     1.0 if cfg.p_arpabet > 0 else 0.0, leading_pause=cfg.leading_pause).to(device)
+                                     1.0 if cfg.p_arpabet > 0 else 0.0, leading_pause=cfg.leading_pause,
+                                     timings=_phone_timings(data, cfg)).to(device)
             outputs = model(batch.text, batch.text_lengths, batch.mels, batch.mel_lengths)
             for k, v in tacotron2_loss(outputs, batch, cfg, step).items():
                 totals[k] = totals.get(k, 0.0) + float(v) * len(batch.ids)
@@ -176,6 +204,7 @@ def train_tacotron2(data_dir: str | os.PathLike, run_dir: str | os.PathLike,
                      cfg.max_frames)
         val_clips = loop.spread_by_length(data.val, cfg.val_items)
         lengths = [c.frames for c in train_clips]
+        timings = _phone_timings(data, cfg)
 
         plan = loop.epoch_plan(lengths, cfg, run)
         run.open_logs(state.step)
@@ -185,7 +214,7 @@ def train_tacotron2(data_dir: str | os.PathLike, run_dir: str | os.PathLike,
                 # Which words are read as phones depends only on (seed, epoch, position, rank), as resumption needs.
                 words = np.random.default_rng([cfg.seed, state.epoch, state.batch_in_epoch, run.rank, 1])
                 batch = _tacotron2_batch(data, [train_clips[i] for i in step.items], r,
-                                         cfg.p_arpabet, words, cfg.leading_pause).to(run.device)
+                                         cfg.p_arpabet, words, cfg.leading_pause, timings).to(run.device)
                 lr = learning_rate_at(cfg, state.step, state.epoch)
                 loop.set_learning_rate(optimizer, lr)
 
