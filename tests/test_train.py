@@ -19,6 +19,8 @@ from tacoglow import train as T
 from tacoglow.audio import AudioConfig, load_wav, mel_spectrogram, save_wav
 from tacoglow.checkpoint import inspect_checkpoint, load_tacotron2, load_waveglow
 from tacoglow.cli import main as cli_main
+from tacoglow.config import ConfigError
+from tacoglow.tacotron2 import Tacotron2, Tacotron2Config
 from tacoglow.synthesizer import Synthesizer
 from tacoglow.text import TEXT_FRONTEND_VERSION, sequence_to_text, text_to_sequence
 from tacoglow.train import tacotron2 as t2loop
@@ -339,6 +341,34 @@ def test_attention_timings_guide_each_step_to_its_phone_and_need_the_timings(cor
     T.train_tacotron2(timed, run, tiny_config(attention_timings=True, max_steps=2))
     logged = read_log(run)
     assert len(logged) == 2 and all(math.isfinite(r["attention_loss"]) and r["attention_loss"] > 0 for r in logged)
+
+
+def test_scheduled_sampling_feeds_whole_groups_of_the_models_own_predictions(corpus, tmp_path):
+    torch.set_num_threads(1)
+    data = D.PreparedData(corpus)
+    batch = t2loop._tacotron2_batch(data, data.train[:4], 2)
+    model = Tacotron2(Tacotron2Config(**TINY_TACOTRON2)).train()
+    run, cfg = T.run.Run(tmp_path / "run", "cpu", None), tiny_config()
+    torch.manual_seed(5)
+    with torch.no_grad():
+        predicted = model(batch.text, batch.text_lengths, batch.mels, batch.mel_lengths)[0]
+    rng = np.random.default_rng(0)
+    torch.manual_seed(5)
+    assert torch.equal(t2loop.own_predictions_mixed_in(model, batch, 2, 1.0, rng, run, cfg), predicted)
+    assert torch.equal(t2loop.own_predictions_mixed_in(model, batch, 2, 0.0, rng, run, cfg), batch.mels)
+    torch.manual_seed(5)
+    mixed = t2loop.own_predictions_mixed_in(model, batch, 2, 0.5, np.random.default_rng(3), run, cfg)
+    groups = (mixed == predicted).all(dim=1).reshape(4, -1, 2)  # (B, T / r, r): frame equals the prediction
+    assert (groups.all(dim=2) | ~groups.any(dim=2)).all()  # a group is replaced whole or not at all
+    assert 0.3 < groups.all(dim=2).float().mean() < 0.7
+    assert torch.equal(mixed[~(mixed == predicted).all(dim=1, keepdim=True).expand_as(mixed)],
+                       batch.mels[~(mixed == predicted).all(dim=1, keepdim=True).expand_as(mixed)])
+
+    trained = tmp_path / "sampled"
+    T.train_tacotron2(corpus, trained, tiny_config(scheduled_sampling=0.5, max_steps=2))
+    assert len(read_log(trained)) == 2 and all(math.isfinite(r["loss"]) for r in read_log(trained))
+    with pytest.raises(ConfigError, match="scheduled_sampling must be in"):
+        tiny_config(scheduled_sampling=1.5)
 
 
 def test_nonfinite_losses_are_skipped_then_stop_the_run(corpus, tmp_path, monkeypatch):

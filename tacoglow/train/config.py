@@ -71,6 +71,10 @@ class TrainConfig(DictConfig):
     # without a usable timing keep the diagonal. Width: Gaussian fall-off, in symbols, outside the target.
     attention_timings: bool = False
     attention_timings_sigma: float = 1.0
+    # Parallel scheduled sampling (Duckworth et al., 2019): this share of the decoder's input steps (r frames
+    # each) are the model's own teacher-forced predictions (a first pass without gradients) instead of the
+    # recorded frames, so that training sees inputs like those of free-running synthesis. 0: the reference.
+    scheduled_sampling: float = 0.0
     # WaveGlow loss
     waveglow_sigma: float = 1.0
     # HiFi-GAN: discriminator widths divided by this (1: the paper's); the generator's input mels, None for the
@@ -121,6 +125,8 @@ class TrainConfig(DictConfig):
             fail(f"learning_rate must be positive, got {self.learning_rate}")
         if not 0.0 <= self.p_arpabet <= 1.0:
             fail(f"p_arpabet must be in [0, 1], got {self.p_arpabet}")
+        if not 0.0 <= self.scheduled_sampling <= 1.0:
+            fail(f"scheduled_sampling must be in [0, 1], got {self.scheduled_sampling}")
         if self.attention_timings_sigma <= 0:
             fail(f"attention_timings_sigma must be positive, got {self.attention_timings_sigma}")
 

@@ -86,6 +86,20 @@ def _tacotron2_batch(data: PreparedData, clips: Sequence[Clip], r: int, p_arpabe
     return collate_text_mel(read, mels, r, bands)
 
 
+def own_predictions_mixed_in(model: torch.nn.Module, batch: TextMelBatch, r: int, share: float,
+                             rng: np.random.Generator, run: loop.Run, cfg: TrainConfig) -> Tensor:
+    """Parallel scheduled sampling: the batch's mels (B, n_mel, T) with each group of r frames replaced, with
+    probability ``share``, by the model's own teacher-forced prediction of it (decoder output before the postnet,
+    from a first pass without gradients). The decoder reads group k as its input to step k + 1, so a replaced
+    group shows it what it made itself, as at synthesis; the loss still compares with the recorded frames."""
+    with torch.no_grad(), loop.autocast(run, cfg):
+        predicted = model(batch.text, batch.text_lengths, batch.mels, batch.mel_lengths)[0].float()
+    b, n_mel, t = batch.mels.shape
+    replace = torch.from_numpy(rng.random((b, 1, t // r)) < share).to(batch.mels.device)
+    replace = replace.repeat_interleave(r, dim=2)  # (B, 1, T): whole groups
+    return torch.where(replace, predicted[:, :, :t], batch.mels)
+
+
 def _phone_timings(data: PreparedData, cfg: TrainConfig) -> dict[str, list[Segment]] | None:
     """The dataset's phone timings when the run guides attention with them, None otherwise."""
     if not cfg.attention_timings:
@@ -218,8 +232,12 @@ def train_tacotron2(data_dir: str | os.PathLike, run_dir: str | os.PathLike,
                 lr = learning_rate_at(cfg, state.step, state.epoch)
                 loop.set_learning_rate(optimizer, lr)
 
+                inputs = batch.mels
+                if cfg.scheduled_sampling > 0:
+                    mixing = np.random.default_rng([cfg.seed, state.epoch, state.batch_in_epoch, run.rank, 2])
+                    inputs = own_predictions_mixed_in(model, batch, r, cfg.scheduled_sampling, mixing, run, cfg)
                 with loop.autocast(run, cfg):
-                    outputs = model(batch.text, batch.text_lengths, batch.mels, batch.mel_lengths)
+                    outputs = model(batch.text, batch.text_lengths, inputs, batch.mel_lengths)
                 losses = tacotron2_loss(outputs, batch, cfg, state.step)
                 result = loop.backward_and_step(losses, model, optimizer, scaler, cfg.grad_clip, stop.requested,
                                                 run.distributed)
