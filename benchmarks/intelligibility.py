@@ -5,6 +5,7 @@
     python benchmarks/intelligibility.py --vocoder griffin-lim --threads 1
     python benchmarks/intelligibility.py --tacotron2 T2.pt --vocoder griffin-lim --limit 10
     python benchmarks/intelligibility.py --waveglow WG.pt --resynthesis --limit 25  # + the vocoders alone
+    python benchmarks/intelligibility.py --sentences S.txt --teacher-forced   # where the voice's errors come from
 
 Both systems speak the `id|text` sentences of `--sentences` (LJSpeech's 100 validation sentences by default).
 tacoglow's `Synthesizer` gets the sentence as written; the teacher (Festival's CMU ARCTIC SLT HTS voice, the
@@ -33,7 +34,10 @@ each recogniser reports in how many sentences the first word is substituted or d
 mumbles its first phone after the leading silence shows there (the teacher's rate is the floor again).
 `--resynthesis` adds the vocoders alone: each teacher wav's mel spectrogram, turned back into audio by
 Griffin-Lim and (with `--waveglow`) by WaveGlow; what such a row loses against the teacher is the vocoder's
-share of a voice's errors.
+share of a voice's errors. `--teacher-forced` splits the voice's own errors: its vocoder alone from the teacher's
+mels, and its Tacotron 2 teacher-forced on the teacher's mels (every decoder input a recorded frame) before that
+vocoder. Between the vocoder row and the teacher-forced row lies what predicting frames costs; between the
+teacher-forced row and the voice, what feeding back its own frames costs at synthesis.
 
 Compute seconds are CPU seconds (this process for tacoglow with `--threads` torch threads; the Festival processes
 for the teacher), so other load on the machine inflates them less than wall time; real-time factor is compute
@@ -406,6 +410,36 @@ def run_resynthesis(teacher: SystemResult, vocoder, name: str, out_dir: Path, th
     return _timed_result(name, sentences, threads, wav_dir, seed)
 
 
+def run_teacher_forced(teacher: SystemResult, synthesizer, name: str, out_dir: Path, threads: int,
+                       seed: int) -> SystemResult:
+    """The voice's Tacotron 2 teacher-forced on the mel of each teacher wav (reading the sentence as synthesis
+    does), then the voice's vocoder. Every frame the decoder reads is the teacher's, so against free-running
+    synthesis the difference is what feeding back its own frames costs; against the vocoder alone from the
+    teacher's mels, what predicting the next frames costs."""
+    from tacoglow.audio import load_wav, mel_spectrogram
+
+    wav_dir = out_dir / "wavs"
+    wav_dir.mkdir(parents=True, exist_ok=True)
+    audio_config, model, vocoder = synthesizer.audio, synthesizer.tacotron2, synthesizer.vocoder
+    r = model.config.n_frames_per_step
+    sentences = [Sentence(s.id, s.text, s.label) for s in teacher.sentences]
+    for k, (s, source) in enumerate(zip(sentences, teacher.sentences)):
+        if source.wav is None:
+            continue
+        mel = mel_spectrogram(load_wav(source.wav, audio_config.sampling_rate), audio_config)  # (n_mel, T)
+        frames = mel.size(1)
+        padded = torch.nn.functional.pad(mel, (0, -frames % r)).unsqueeze(0).to(synthesizer.device)
+        ids = torch.tensor([synthesizer.text_to_ids(s.text)], device=synthesizer.device)
+        torch.manual_seed(seed + k)  # prenet dropout
+        start, wall = time.process_time(), time.perf_counter()
+        with torch.inference_mode():
+            _, mel_postnet, _, _ = model(ids, torch.tensor([ids.size(1)]), padded, torch.tensor([frames]))
+            audio = vocoder(mel_postnet[:, :, :frames].float(), generator=torch.Generator().manual_seed(seed + k))
+        _keep(s, audio.reshape(-1).clamp(-1.0, 1.0).cpu(), audio_config.sampling_rate, time.process_time() - start,
+              time.perf_counter() - wall, wav_dir, "teacher-forced", f"{k + 1}/{len(sentences)}")
+    return _timed_result(name, sentences, threads, wav_dir, seed)
+
+
 def resynthesis_vocoders(waveglow: Path | None) -> list[tuple[str, object]]:
     """(name, vocoder) pairs measured by `--resynthesis`: Griffin-Lim at power 1 (a true mel needs no
     sharpening) and, when a WaveGlow checkpoint is named, WaveGlow with the Synthesizer's defaults."""
@@ -575,6 +609,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--resynthesis", action="store_true",
                         help="also measure the vocoders alone, from the mels of the teacher's wavs: Griffin-Lim "
                              "and, with --waveglow, WaveGlow")
+    parser.add_argument("--teacher-forced", action="store_true",
+                        help="also measure the voice with every decoder input the teacher's frame (Tacotron 2 "
+                             "teacher-forced on the teacher's mels, then the voice's vocoder), and the voice's "
+                             "vocoder alone from the teacher's mels: where the voice's errors come from")
     args = parser.parse_args(argv)
     if not args.sentences.is_file():
         raise SystemExit(f"{args.sentences}: sentence list not found")
@@ -595,6 +633,12 @@ def main(argv: list[str] | None = None) -> int:
                                     args.out / "tacoglow", args.threads, args.seed))
     teacher = run_teacher(read_sentences(args.sentences, args.limit), args.teacher_cache, args.threads)
     results.append(teacher)
+    if args.teacher_forced and loaded is not None:
+        synthesizer, name = loaded
+        results.append(run_resynthesis(teacher, synthesizer.vocoder, "the voice's vocoder from the teacher's mels",
+                                       args.out / "resynthesis_voice", args.threads, args.seed))
+        results.append(run_teacher_forced(teacher, synthesizer, f"{name}, teacher-forced on the teacher's mels",
+                                          args.out / "teacher_forced", args.threads, args.seed))
     if args.resynthesis:
         for name, vocoder in resynthesis_vocoders(args.waveglow):
             folder = args.out / ("resynthesis_" + name.split()[0])

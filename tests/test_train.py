@@ -20,8 +20,8 @@ from tacoglow.audio import AudioConfig, load_wav, mel_spectrogram, save_wav
 from tacoglow.checkpoint import inspect_checkpoint, load_tacotron2, load_waveglow
 from tacoglow.cli import main as cli_main
 from tacoglow.config import ConfigError
-from tacoglow.tacotron2 import Tacotron2, Tacotron2Config
 from tacoglow.synthesizer import Synthesizer
+from tacoglow.tacotron2 import Tacotron2, Tacotron2Config
 from tacoglow.text import TEXT_FRONTEND_VERSION, sequence_to_text, text_to_sequence
 from tacoglow.train import tacotron2 as t2loop
 
