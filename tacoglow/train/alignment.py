@@ -91,12 +91,8 @@ def _segment_bands(ids: Sequence[int], segments: Sequence[Segment]) -> list[_Ban
             else:  # spread: the word's symbols over the word's time
                 word_start = segments[members[0] - 1][1] if members[0] > 0 else 0.0
                 word_end = segments[members[-1]][1]
-                span = max(word_end - word_start, 1e-6)
-
-                def position(t: float) -> float:
-                    return a + (b - a) * (t - word_start) / span
-
-                p0, p1 = position(start_time), position(end)
+                rate = (b - a) / max(word_end - word_start, 1e-6)  # symbols per second
+                p0, p1 = a + rate * (start_time - word_start), a + rate * (end - word_start)
                 bands.append((start_time, end, max(p0 - 1.0, a), min(p0 + 1.0, b - 1),
                               max(p1 - 1.0, a), min(p1 + 1.0, b - 1)))
             if j == len(words[w]) - 1:
