@@ -8,9 +8,9 @@ import soundfile
 import torch
 
 from tacoglow import data as D
-from tacoglow.tacotron2 import band_prior, guided_attention_loss
 from tacoglow.text import sequence_to_text, text_to_sequence
-from tacoglow.train.alignment import attention_bands, festival_words
+from tacoglow.train.alignment import attention_bands, band_prior, festival_words
+from tacoglow.train.losses import guided_attention_loss
 
 # ", {HH AY1} cat {G OW1}." -> 0 ',' 1 ' ' 2 HH 3 AY1 4 ' ' 5 c 6 a 7 t 8 ' ' 9 G 10 OW1 11 '.'
 IDS = text_to_sequence(", {HH AY1} cat {G OW1}.")
@@ -65,12 +65,14 @@ def test_the_band_loss_is_the_share_of_attention_off_the_target_and_nan_keeps_th
     on[0, :, 3] = 1.0
     off = torch.zeros(1, steps, width)
     off[0, :, 6] = 1.0  # three symbols past the band
-    assert guided_attention_loss(on, lengths, step_lengths, bands=bands).item() == 0.0
-    assert guided_attention_loss(off, lengths, step_lengths, bands=bands).item() == pytest.approx(1 - np.exp(-4.5))
-    assert guided_attention_loss(off, lengths, step_lengths, bands=bands, band_sigma=3.0).item() == pytest.approx(
-        1 - np.exp(-0.5))
-    unknown = torch.full_like(bands, float("nan"))
-    assert guided_attention_loss(off, lengths, step_lengths, bands=unknown).item() == pytest.approx(
+    prior = band_prior(bands, width, 1.0)
+    assert guided_attention_loss(on, lengths, step_lengths, prior=prior).item() == 0.0
+    assert guided_attention_loss(off, lengths, step_lengths, prior=prior).item() == pytest.approx(1 - np.exp(-4.5))
+    wide = band_prior(bands, width, 3.0)
+    assert guided_attention_loss(off, lengths, step_lengths, prior=wide).item() == pytest.approx(1 - np.exp(-0.5))
+    unknown = band_prior(torch.full_like(bands, float("nan")), width, 1.0)  # no timing: the diagonal
+    assert unknown.isnan().all()
+    assert guided_attention_loss(off, lengths, step_lengths, prior=unknown).item() == pytest.approx(
         guided_attention_loss(off, lengths, step_lengths).item())
 
 

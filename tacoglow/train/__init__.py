@@ -37,11 +37,11 @@ optimisation step), ``checkpoints`` (save, resume, warm start, export), ``tacotr
 ``hifigan`` (the loops), ``gta`` (ground-truth-aligned mels). The Tacotron 2 loss sits beside the model, in
 :mod:`tacoglow.tacotron2`; HiFi-GAN's discriminators and losses in :mod:`tacoglow.hifigan`.
 """
-from ..tacotron2 import attention_scores, guided_attention_loss
 from .checkpoints import ResumePoint, export_checkpoint, latest_checkpoint, resume_point
 from .config import MODELS, PRESETS, TrainConfig, learning_rate_at, load_train_config
 from .gta import prepare_gta
 from .hifigan import train_hifigan, validate_hifigan
+from .losses import attention_scores, guided_attention_loss
 from .run import StepResult, TrainingError, backward_and_step
 from .tacotron2 import tacotron2_loss, train_tacotron2, validate_tacotron2
 from .waveglow import train_waveglow, validate_waveglow

@@ -17,18 +17,21 @@ to ("0" for a pause; equal names are the same word). Input symbols are mapped to
   last).
 
 A target is a band `(lo, hi)` of input positions per decoder step (the step's middle frame decides); the
-prior of position n is exp(-d^2 / 2 sigma^2), d its distance from the band (`tacotron2.band_prior`).
+prior of position n is exp(-d^2 / 2 sigma^2), d its distance from the band (`band_prior`), which the
+guided-attention term (`tacotron2.guided_attention_loss`) takes in place of the diagonal.
 """
 from __future__ import annotations
 
 from collections.abc import Sequence
 
 import numpy as np
+import torch
+from torch import Tensor
 
 from ..text.symbols import FIRST_ARPABET_ID, SYMBOL_TO_ID
 from ..text.words import spans_from_ids
 
-__all__ = ["Segment", "festival_words", "attention_bands"]
+__all__ = ["Segment", "festival_words", "attention_bands", "band_prior"]
 
 Segment = tuple[str, float, str]  # (phone, end in seconds, word; "0" for a pause)
 
@@ -121,3 +124,11 @@ def attention_bands(ids: Sequence[int], segments: Sequence[Segment], frames: int
         f = 0.0 if end <= start else min(max((time - start) / (end - start), 0.0), 1.0)
         out[t] = (lo0 + f * (lo1 - lo0), hi0 + f * (hi1 - hi0))
     return out
+
+
+def band_prior(bands: Tensor, width: int, sigma: float) -> Tensor:
+    """exp(-d^2 / 2 sigma^2) over (B, steps, width), d the distance of each input position from its step's band
+    [lo, hi] (``bands``: (B, steps, 2), in positions; 1 inside the band; NaN where the band is)."""
+    n = torch.arange(width, device=bands.device, dtype=bands.dtype)[None, None, :]
+    distance = (bands[..., :1] - n).clamp(min=0) + (n - bands[..., 1:]).clamp(min=0)
+    return torch.exp(-distance ** 2 / (2 * sigma ** 2))

@@ -16,14 +16,15 @@ from torch import Tensor
 from ..audio import griffin_lim, save_wav
 from ..data import Clip, PreparedData, TextMelBatch, collate_text_mel
 from ..plots import save_alignment_plot, save_gate_plot, save_mel_plot
-from ..tacotron2 import Tacotron2, Tacotron2Config, Tacotron2Loss, attention_scores
+from ..tacotron2 import Tacotron2, Tacotron2Config
 from ..text import text_to_sequence
 from ..text.lexicon import to_arpabet
 from ..text.symbols import with_leading_pause
 from . import run as loop  # the run machinery the loops share
-from .alignment import Segment, attention_bands
+from .alignment import Segment, attention_bands, band_prior
 from .checkpoints import checkpoint_if_due, latest_checkpoint, save_checkpoint, start_training
 from .config import TrainConfig, guided_attention_weight_at, learning_rate_at
+from .losses import Tacotron2Loss, attention_scores
 from .run import TrainingError
 
 __all__ = ["train_tacotron2", "validate_tacotron2", "tacotron2_loss"]
@@ -33,12 +34,14 @@ log = logging.getLogger(__name__)
 
 def tacotron2_loss(outputs: Sequence[Tensor], batch: TextMelBatch, cfg: TrainConfig,
                    step: int) -> dict[str, Tensor]:
-    """The run's :class:`~tacoglow.tacotron2.Tacotron2Loss` of a batch at ``step`` (where the guided-attention
+    """The run's :class:`~tacoglow.train.losses.Tacotron2Loss` of a batch at ``step`` (where the guided-attention
     weight stands in its schedule): the total ("loss") and each term."""
-    criterion = Tacotron2Loss(cfg.masked_loss, cfg.gate_pos_weight, cfg.guided_attention_sigma,
-                              cfg.attention_timings_sigma)
+    criterion = Tacotron2Loss(cfg.masked_loss, cfg.gate_pos_weight, cfg.guided_attention_sigma)
+    prior = None
+    if batch.attention_bands is not None:  # phone timings: each step's own target, the diagonal where NaN
+        prior = band_prior(batch.attention_bands, batch.text.size(1), cfg.attention_timings_sigma)
     return criterion(outputs, batch.mels, batch.gate, batch.mel_lengths, batch.text_lengths,
-                     guided_attention_weight_at(cfg, step), batch.attention_bands)
+                     guided_attention_weight_at(cfg, step), prior)
 
 
 def _tacotron2_config(cfg: TrainConfig, data: PreparedData) -> Tacotron2Config:
