@@ -19,6 +19,8 @@ and writes
     OUT_DIR/skipped.tsv      id or file:line <TAB> reason <TAB> detail
     OUT_DIR/summary.txt      clips, hours, characters, split sizes, longest clips, skips by reason, the first
                              few skipped clips with their reasons
+    OUT_DIR/phone_timings.jsonl  copied from DATA_DIR when it has one (a synthesized corpus's phone timings,
+                             for guided attention) and the audio is not trimmed
 
 Text: the normalized column when a row has one, otherwise tacoglow's `normalize_text` of the text; the
 result is what `english_cleaners` is given, and is stored with its ids. Audio may have any rate, channel
