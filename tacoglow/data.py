@@ -48,10 +48,10 @@ import os
 import random
 import re
 import shutil
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
 import librosa
 import numpy as np
@@ -81,6 +81,8 @@ _OUTPUT_NAMES = frozenset({"dataset.json", "train.jsonl", "val.jsonl", "skipped.
 # A corpus made by a synthesizer may know when each phone of each clip sounds (recipes/slt/build_corpus.py
 # writes Festival's segments here); prepare carries the file along for guided attention on true alignments.
 PHONE_TIMINGS = "phone_timings.jsonl"
+
+_Record = TypeVar("_Record")
 
 SILENT_PEAK = 1e-3  # -60 dBFS: a recording whose loudest sample is below this holds no speech
 CLIP_LEVEL = 0.999  # a sample at or beyond this magnitude sits at full scale...
@@ -520,19 +522,9 @@ class PreparedData:
         path = self.dir / name
         if not path.is_file():
             raise DatasetError(f"{path}: missing; the dataset folder is incomplete")
-        clips = []
-        with path.open(encoding="utf-8") as f:
-            for n, line in enumerate(f, start=1):
-                if not line.strip():
-                    continue
-                try:
-                    d = json.loads(line)
-                    clips.append(Clip(id=str(d["id"]), ids=[int(i) for i in d["ids"]], wav=self.dir / d["wav"],
-                                      mel=self.dir / d["mel"], frames=int(d["frames"]),
-                                      samples=int(d["samples"]), text=str(d.get("text", ""))))
-                except (json.JSONDecodeError, KeyError, TypeError, ValueError) as error:
-                    raise DatasetError(f"{path}:{n}: not a clip record ({error})") from None
-        return clips
+        return _read_records(path, "a clip record", lambda d: Clip(
+            id=str(d["id"]), ids=[int(i) for i in d["ids"]], wav=self.dir / d["wav"], mel=self.dir / d["mel"],
+            frames=int(d["frames"]), samples=int(d["samples"]), text=str(d.get("text", ""))))
 
     def phone_timings(self) -> dict[str, list[tuple[str, float, str]]]:
         """Each clip's phone segments (phone, end in seconds, word; "0" for a pause) from ``phone_timings.jsonl``,
@@ -542,19 +534,10 @@ class PreparedData:
         path = self.dir / PHONE_TIMINGS
         if not path.is_file():
             return {}
-        timings = {}
-        with path.open(encoding="utf-8") as f:
-            for n, line in enumerate(f, start=1):
-                if not line.strip():
-                    continue
-                try:
-                    d = json.loads(line)
-                    timings[str(d["id"])] = [(str(p), float(end), str(w)) for p, end, w in d["segments"]]
-                except (json.JSONDecodeError, KeyError, TypeError, ValueError) as error:
-                    raise DatasetError(f"{path}:{n}: not a phone timing record ({error}); expected "
-                                       '{"id": ..., "segments": [[phone, end_seconds, word], ...]}') from None
-        self._timings = timings
-        return timings
+        what = 'a phone timing record {"id": ..., "segments": [[phone, end_seconds, word], ...]}'
+        self._timings = dict(_read_records(path, what, lambda d: (
+            str(d["id"]), [(str(p), float(end), str(w)) for p, end, w in d["segments"]])))
+        return self._timings
 
     def load_mel(self, clip: Clip) -> Tensor:
         mel = torch.load(clip.mel, map_location="cpu", weights_only=True)
@@ -573,6 +556,21 @@ class PreparedData:
             data = f.read(length, dtype="float32", always_2d=True)
         audio = torch.from_numpy(data.mean(axis=1) if data.shape[1] > 1 else data[:, 0].copy())
         return F.pad(audio, (0, length - audio.numel()))
+
+
+def _read_records(path: Path, what: str, parse: Callable[[Any], _Record]) -> list[_Record]:
+    """Each non-blank line of the JSON-lines file ``path`` through ``parse``; a line that does not parse is a
+    DatasetError naming the file, the line and ``what`` it should be."""
+    records = []
+    with path.open(encoding="utf-8") as f:
+        for n, line in enumerate(f, start=1):
+            if not line.strip():
+                continue
+            try:
+                records.append(parse(json.loads(line)))
+            except (json.JSONDecodeError, KeyError, TypeError, ValueError) as error:
+                raise DatasetError(f"{path}:{n}: not {what} ({error})") from None
+    return records
 
 
 class _TensorBatch:
