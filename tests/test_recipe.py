@@ -2,6 +2,8 @@
 import json
 import sys
 
+import pytest
+
 from conftest import REPO
 
 sys.path.insert(0, str(REPO / "benchmarks"))
@@ -39,5 +41,7 @@ def test_phone_timings_gather_festivals_segments_of_each_clip(tmp_path):
     assert [json.loads(line) for line in lines] == [
         {"id": "LJ1_0", "segments": [["pau", 0.175, "0"], ["hh", 0.23, "_8"], ["ay", 0.41, "_8"], ["pau", 0.55, "0"]]},
         {"id": "word_hi", "segments": [["hh", 0.1, "_3"], ["ay", 0.3, "_3"]]}]
-    # The Festival script writes those lines: each segment's name, end and word item.
-    assert "(item.feat s 'end)" in recipe.SAY and "R:SylStructure.parent.parent.id" in recipe.SAY
+    # A damaged file is named with its line and what to do.
+    (tmp_path / "phones" / "word_hi.phones").write_text("hh 0.100000 _3\nay 0.3\n")
+    with pytest.raises(SystemExit, match=r"word_hi.phones:2: expected 'phone end_seconds word' .*run build_corpus"):
+        recipe.write_phone_timings(tmp_path, phrases)

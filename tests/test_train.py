@@ -369,6 +369,8 @@ def test_scheduled_sampling_feeds_whole_groups_of_the_models_own_predictions(cor
     assert len(read_log(trained)) == 2 and all(math.isfinite(r["loss"]) for r in read_log(trained))
     with pytest.raises(ConfigError, match="scheduled_sampling must be in"):
         tiny_config(scheduled_sampling=1.5)
+    with pytest.raises(ConfigError, match="attention_timings .* set guided_attention_weight > 0"):
+        tiny_config(attention_timings=True, guided_attention_weight=0.0)
 
 
 def test_nonfinite_losses_are_skipped_then_stop_the_run(corpus, tmp_path, monkeypatch):

@@ -306,10 +306,15 @@ def write_phone_timings(out_dir: Path, phrases: list[Phrase]) -> None:
     {"id": ..., "segments": [[phone, end_seconds, word], ...]} (`tacoglow prepare` carries the file along)."""
     with open(out_dir / "phone_timings.jsonl", "w", encoding="utf-8") as f:
         for phrase in phrases:
-            segments = []
-            for line in (out_dir / "phones" / f"{phrase.id}.phones").read_text(encoding="utf-8").splitlines():
-                phone, end, word = line.split()
-                segments.append([phone, round(float(end), 4), word])
+            path = out_dir / "phones" / f"{phrase.id}.phones"
+            segments, n = [], 1
+            try:
+                for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+                    phone, end, word = line.split()
+                    segments.append([phone, round(float(end), 4), word])
+            except (OSError, ValueError) as error:
+                raise SystemExit(f"{path}:{n}: expected 'phone end_seconds word' lines ({error}); "
+                                 "delete it and run build_corpus.py again to speak the phrase anew") from None
             f.write(json.dumps({"id": phrase.id, "segments": segments}) + "\n")
 
 

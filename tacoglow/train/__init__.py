@@ -34,8 +34,9 @@ the model alone for shipping.
 
 Modules: ``config`` (TrainConfig, PRESETS, schedules), ``run`` (the run folder, process group, logs, one
 optimisation step), ``checkpoints`` (save, resume, warm start, export), ``tacotron2``, ``waveglow`` and
-``hifigan`` (the loops), ``gta`` (ground-truth-aligned mels). The Tacotron 2 loss sits beside the model, in
-:mod:`tacoglow.tacotron2`; HiFi-GAN's discriminators and losses in :mod:`tacoglow.hifigan`.
+``hifigan`` (the loops), ``gta`` (ground-truth-aligned mels), ``losses`` (the Tacotron 2 loss and guided attention),
+``alignment`` (attention targets from phone timings). HiFi-GAN's discriminators and losses sit beside the model, in
+:mod:`tacoglow.hifigan`.
 """
 from .checkpoints import ResumePoint, export_checkpoint, latest_checkpoint, resume_point
 from .config import MODELS, PRESETS, TrainConfig, learning_rate_at, load_train_config

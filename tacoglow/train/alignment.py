@@ -18,7 +18,7 @@ to ("0" for a pause; equal names are the same word). Input symbols are mapped to
 
 A target is a band `(lo, hi)` of input positions per decoder step (the step's middle frame decides); the
 prior of position n is exp(-d^2 / 2 sigma^2), d its distance from the band (`band_prior`), which the
-guided-attention term (`tacotron2.guided_attention_loss`) takes in place of the diagonal.
+guided-attention term (`tacoglow.train.losses.guided_attention_loss`) takes in place of the diagonal.
 """
 from __future__ import annotations
 
@@ -128,7 +128,7 @@ def attention_bands(ids: Sequence[int], segments: Sequence[Segment], frames: int
 
 def band_prior(bands: Tensor, width: int, sigma: float) -> Tensor:
     """exp(-d^2 / 2 sigma^2) over (B, steps, width), d the distance of each input position from its step's band
-    [lo, hi] (``bands``: (B, steps, 2), in positions; 1 inside the band; NaN where the band is)."""
+    [lo, hi] (``bands``: (B, steps, 2), in positions; 1 inside the band; NaN where the band is NaN)."""
     n = torch.arange(width, device=bands.device, dtype=bands.dtype)[None, None, :]
     distance = (bands[..., :1] - n).clamp(min=0) + (n - bands[..., 1:]).clamp(min=0)
     return torch.exp(-distance ** 2 / (2 * sigma ** 2))

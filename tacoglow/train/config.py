@@ -127,6 +127,9 @@ class TrainConfig(DictConfig):
             fail(f"p_arpabet must be in [0, 1], got {self.p_arpabet}")
         if not 0.0 <= self.scheduled_sampling <= 1.0:
             fail(f"scheduled_sampling must be in [0, 1], got {self.scheduled_sampling}")
+        if self.attention_timings and self.guided_attention_weight <= 0:
+            fail("attention_timings guides attention through the guided-attention term, whose weight is "
+                 f"{self.guided_attention_weight}: set guided_attention_weight > 0 (e.g. 2.0)")
         if self.attention_timings_sigma <= 0:
             fail(f"attention_timings_sigma must be positive, got {self.attention_timings_sigma}")
 

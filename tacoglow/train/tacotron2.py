@@ -37,11 +37,10 @@ def tacotron2_loss(outputs: Sequence[Tensor], batch: TextMelBatch, cfg: TrainCon
     """The run's :class:`~tacoglow.train.losses.Tacotron2Loss` of a batch at ``step`` (where the guided-attention
     weight stands in its schedule): the total ("loss") and each term."""
     criterion = Tacotron2Loss(cfg.masked_loss, cfg.gate_pos_weight, cfg.guided_attention_sigma)
-    prior = None
-    if batch.attention_bands is not None:  # phone timings: each step's own target, the diagonal where NaN
+    weight, prior = guided_attention_weight_at(cfg, step), None
+    if batch.attention_bands is not None and weight > 0:  # phone timings: each step's target, the diagonal if NaN
         prior = band_prior(batch.attention_bands, batch.text.size(1), cfg.attention_timings_sigma)
-    return criterion(outputs, batch.mels, batch.gate, batch.mel_lengths, batch.text_lengths,
-                     guided_attention_weight_at(cfg, step), prior)
+    return criterion(outputs, batch.mels, batch.gate, batch.mel_lengths, batch.text_lengths, weight, prior)
 
 
 def _tacotron2_config(cfg: TrainConfig, data: PreparedData) -> Tacotron2Config:
@@ -94,7 +93,9 @@ def own_predictions_mixed_in(model: torch.nn.Module, batch: TextMelBatch, r: int
     """Parallel scheduled sampling: the batch's mels (B, n_mel, T) with each group of r frames replaced, with
     probability ``share``, by the model's own teacher-forced prediction of it (decoder output before the postnet,
     from a first pass without gradients). The decoder reads group k as its input to step k + 1, so a replaced
-    group shows it what it made itself, as at synthesis; the loss still compares with the recorded frames."""
+    group shows it what it made itself, as at synthesis; the loss still compares with the recorded frames. The
+    first pass runs in training mode: its BatchNorm layers see the batch too (their running statistics move twice
+    per step)."""
     with torch.no_grad(), loop.autocast(run, cfg):
         predicted = model(batch.text, batch.text_lengths, batch.mels, batch.mel_lengths)[0].float()
     b, n_mel, t = batch.mels.shape
@@ -121,11 +122,12 @@ def _phone_timings(data: PreparedData, cfg: TrainConfig) -> dict[str, list[Segme
 
 @torch.no_grad()
 def validate_tacotron2(model: Tacotron2, data: PreparedData, clips: Sequence[Clip], cfg: TrainConfig, step: int,
-                       device: torch.device, plots: Path | None = None,
-                       media: dict[str, Any] | None = None) -> dict[str, float]:
+                       device: torch.device, plots: Path | None = None, media: dict[str, Any] | None = None,
+                       timings: dict[str, list[Segment]] | None = None) -> dict[str, float]:
     """Teacher-forced loss and attention measures on ``clips`` (eval mode), then one free-running decode
     of the first clip; with ``plots``, its alignments, mels and stop token go to PNG files and the decoded
-    mel (through Griffin-Lim) to a WAV, and ``media`` receives the figures and audio for TensorBoard. Uses
+    mel (through Griffin-Lim) to a WAV, and ``media`` receives the figures and audio for TensorBoard; with
+    ``timings`` (the run's phone timings), the attention term scores against them as training does. Uses
     its own random streams, so training's are untouched."""
     media = {} if media is None else media
     was_training = model.training
@@ -140,7 +142,7 @@ def validate_tacotron2(model: Tacotron2, data: PreparedData, clips: Sequence[Cli
             # Read as synthesis reads: every lexicon word as phones when the model learns them.
             batch = _tacotron2_batch(data, clips[start:start + cfg.batch_size], r,
                                      1.0 if cfg.p_arpabet > 0 else 0.0, leading_pause=cfg.leading_pause,
-                                     timings=_phone_timings(data, cfg)).to(device)
+                                     timings=timings).to(device)
             outputs = model(batch.text, batch.text_lengths, batch.mels, batch.mel_lengths)
             for k, v in tacotron2_loss(outputs, batch, cfg, step).items():
                 totals[k] = totals.get(k, 0.0) + float(v) * len(batch.ids)
@@ -248,7 +250,7 @@ def train_tacotron2(data_dir: str | os.PathLike, run_dir: str | os.PathLike,
                 if state.step % cfg.val_every == 0 and run.main and val_clips:
                     media: dict[str, Any] = {}
                     metrics = validate_tacotron2(cast(Tacotron2, loop.unwrap(model)), data, val_clips, cfg, state.step,
-                                                 run.device, run.plots, media)
+                                                 run.device, run.plots, media, timings)
                     run.log({"split": "val", "step": state.step, **metrics})
                     run.log_media(state.step, media)
                     log.info("step %d: val loss %.4f, attention focus %.3f, diagonality %.3f", state.step,
