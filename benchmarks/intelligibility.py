@@ -421,19 +421,18 @@ def run_teacher_forced(teacher: SystemResult, synthesizer, name: str, out_dir: P
     wav_dir = out_dir / "wavs"
     wav_dir.mkdir(parents=True, exist_ok=True)
     audio_config, model, vocoder = synthesizer.audio, synthesizer.tacotron2, synthesizer.vocoder
-    r = model.config.n_frames_per_step
     sentences = [Sentence(s.id, s.text, s.label) for s in teacher.sentences]
     for k, (s, source) in enumerate(zip(sentences, teacher.sentences)):
         if source.wav is None:
             continue
         mel = mel_spectrogram(load_wav(source.wav, audio_config.sampling_rate), audio_config)  # (n_mel, T)
-        frames = mel.size(1)
-        padded = torch.nn.functional.pad(mel, (0, -frames % r)).unsqueeze(0).to(synthesizer.device)
+        frames = mel.size(1)  # the model pads to a multiple of r itself; its output is cut back to these
         ids = torch.tensor([synthesizer.text_to_ids(s.text)], device=synthesizer.device)
         torch.manual_seed(seed + k)  # prenet dropout
         start, wall = time.process_time(), time.perf_counter()
         with torch.inference_mode():
-            _, mel_postnet, _, _ = model(ids, torch.tensor([ids.size(1)]), padded, torch.tensor([frames]))
+            _, mel_postnet, _, _ = model(ids, torch.tensor([ids.size(1)]), mel.unsqueeze(0).to(synthesizer.device),
+                                         torch.tensor([frames]))
             audio = vocoder(mel_postnet[:, :, :frames].float(), generator=torch.Generator().manual_seed(seed + k))
         _keep(s, audio.reshape(-1).clamp(-1.0, 1.0).cpu(), audio_config.sampling_rate, time.process_time() - start,
               time.perf_counter() - wall, wav_dir, "teacher-forced", f"{k + 1}/{len(sentences)}")

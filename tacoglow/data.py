@@ -514,7 +514,6 @@ class PreparedData:
         self.text: dict[str, Any] = dict(meta.get("text") or {})
         self.train = self._read("train.jsonl")
         self.val = self._read("val.jsonl")
-        self._timings: dict[str, list[tuple[str, float, str]]] | None = None
         if not self.train:
             raise DatasetError(f"{self.dir}/train.jsonl: no clips")
 
@@ -528,16 +527,13 @@ class PreparedData:
 
     def phone_timings(self) -> dict[str, list[tuple[str, float, str]]]:
         """Each clip's phone segments (phone, end in seconds, word; "0" for a pause) from ``phone_timings.jsonl``,
-        by clip id; empty when the dataset has none."""
-        if self._timings is not None:
-            return self._timings
+        by clip id; empty when the dataset has none. Read from the file at each call (a run reads it once)."""
         path = self.dir / PHONE_TIMINGS
         if not path.is_file():
             return {}
         what = 'a phone timing record {"id": ..., "segments": [[phone, end_seconds, word], ...]}'
-        self._timings = dict(_read_records(path, what, lambda d: (
+        return dict(_read_records(path, what, lambda d: (
             str(d["id"]), [(str(p), float(end), str(w)) for p, end, w in d["segments"]])))
-        return self._timings
 
     def load_mel(self, clip: Clip) -> Tensor:
         mel = torch.load(clip.mel, map_location="cpu", weights_only=True)
