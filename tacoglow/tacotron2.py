@@ -282,8 +282,11 @@ class _Decoder(nn.Module):
         state = DecoderState(h, c, dh, dc, weights, s.attention_weights_cum + weights, context)
         return self.linear_projection(out), self.gate_layer(out), state
 
-    def teacher_forced(self, memory: Tensor, mels: Tensor, mask: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        """memory (B, T_in, C); mels (B, n_mel, T) with T a multiple of r; mask (B, T_in) True on padding.
+    def teacher_forced(self, memory: Tensor, mels: Tensor, mask: Tensor,
+                       feedback: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor]:
+        """memory (B, T_in, C); mels (B, n_mel, T) with T a multiple of r; mask (B, T_in) True on padding;
+        feedback (B, T / r) bool or None: True where step i reads the decoder's own output of step i - 1
+        (detached) instead of the target frames, as free-running synthesis does (step 0 reads the go frame).
         Returns mel (B, n_mel, T), gate logits (B, T / r), alignments (B, T / r, T_in)."""
         b, n_mel, t = mels.shape
         r = self.cfg.n_frames_per_step
@@ -292,13 +295,22 @@ class _Decoder(nn.Module):
         # masks are drawn for all T / r + 1 inputs at once, layer 0 then layer 1.
         frames = mels.transpose(1, 2).reshape(b, t // r, n_mel * r).transpose(0, 1)
         inputs = torch.cat((memory.new_zeros(1, b, n_mel * r), frames), dim=0)
-        inputs = self.prenet(inputs, lambda h: keep_mask(h.shape, h, None))
+        if feedback is None:
+            inputs = self.prenet(inputs, lambda h: keep_mask(h.shape, h, None))
+        else:  # the prenet runs in the loop, on what each step reads: (T / r, B, 1)
+            feedback = feedback.t().unsqueeze(2).to(inputs.device)
 
         processed_memory = self.attention_layer.memory_layer(memory)
         state = self.initial_state(memory)
-        mel_steps, gates, alignments = [], [], []
+        mel_steps: list[Tensor] = []
+        gates, alignments = [], []
         for i in range(t // r):
-            frame, gate, state = self.step(inputs[i], state, memory, processed_memory, mask)
+            x = inputs[i]
+            if feedback is not None:
+                if i > 0:
+                    x = torch.where(feedback[i], mel_steps[-1].detach().to(x.dtype), x)
+                x = self.prenet(x, lambda h: keep_mask(h.shape, h, None))
+            frame, gate, state = self.step(x, state, memory, processed_memory, mask)
             mel_steps.append(frame)
             gates.append(gate.squeeze(1))
             alignments.append(state.attention_weights)
@@ -454,8 +466,8 @@ class Tacotron2(nn.Module):
         self.decoder = _Decoder(cfg)
         self.postnet = _Postnet(cfg)
 
-    def forward(self, text: Tensor, text_lengths: Tensor, mels: Tensor,
-                mel_lengths: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    def forward(self, text: Tensor, text_lengths: Tensor, mels: Tensor, mel_lengths: Tensor,
+                feedback: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         """Teacher-forced pass (the reference's training path).
 
         Args:
@@ -463,6 +475,8 @@ class Tacotron2(nn.Module):
             text_lengths: (B,) valid ids per item (any device/integer dtype).
             mels: (B, n_mel_channels, T) target frames, zero-padded.
             mel_lengths: (B,) valid frames per item; used only when ``config.mask_padding``.
+            feedback: None (the reference), or (B, T' / r) bool: the decoder steps that read the decoder's own
+                previous output instead of the target frames (``_Decoder.teacher_forced``).
 
         Returns:
             mel (B, n_mel_channels, T'), mel_postnet (B, n_mel_channels, T'), gate logits (B, T' / r) and
@@ -476,7 +490,7 @@ class Tacotron2(nn.Module):
         text_lengths = torch.as_tensor(text_lengths).to("cpu", torch.int64)
         memory = self.encoder(self.embedding(text).transpose(1, 2), text_lengths)
         mask = padding_mask(text_lengths.to(memory.device), memory.size(1))
-        mel, gate, alignments = self.decoder.teacher_forced(memory, mels, mask)
+        mel, gate, alignments = self.decoder.teacher_forced(memory, mels, mask, feedback)
         mel_postnet = mel + self.postnet(mel)
 
         if cfg.mask_padding:

@@ -373,6 +373,41 @@ def test_scheduled_sampling_feeds_whole_groups_of_the_models_own_predictions(cor
         tiny_config(attention_timings=True, guided_attention_weight=0.0)
 
 
+def test_free_running_steps_read_the_decoders_own_output_not_the_recorded_frames(corpus, tmp_path):
+    torch.set_num_threads(1)
+    data = D.PreparedData(corpus)
+    batch = t2loop._tacotron2_batch(data, data.train[:3], 2)
+    model = Tacotron2(Tacotron2Config(**TINY_TACOTRON2)).train()
+    steps = batch.gate.size(1)
+    k = steps // 2  # perturb the recorded group k, which step k + 1 reads when teacher-forced
+    changed = batch.mels.clone()
+    changed[:, :, 2 * k:2 * k + 2] += 1.0
+
+    def run(mels, feedback):
+        torch.manual_seed(11)
+        with torch.no_grad():
+            return model(batch.text, batch.text_lengths, mels, batch.mel_lengths, feedback)[0]
+
+    teacher = torch.zeros(3, steps, dtype=torch.bool)
+    a, b = run(batch.mels, teacher), run(changed, teacher)
+    assert torch.equal(a[:, :, :2 * (k + 1)], b[:, :, :2 * (k + 1)])  # steps 0..k never read group k
+    assert not torch.allclose(a[:, :, 2 * (k + 1):], b[:, :, 2 * (k + 1):])  # step k + 1 and on do
+    own = teacher.clone()
+    own[:, k + 1] = True  # step k + 1 reads its own output of step k instead of the recorded group k
+    assert torch.equal(run(batch.mels, own), run(changed, own))
+    everything = torch.ones(3, steps, dtype=torch.bool)
+    assert torch.equal(run(batch.mels, everything), run(torch.zeros_like(batch.mels), everything))
+
+    draws = t2loop.free_running_steps(batch, 2, 0.5, np.random.default_rng(1))
+    assert draws.shape == (3, steps) and draws.dtype == torch.bool and 0.2 < draws.float().mean() < 0.8
+    assert torch.equal(draws, t2loop.free_running_steps(batch, 2, 0.5, np.random.default_rng(1)))
+    trained = tmp_path / "free"
+    T.train_tacotron2(corpus, trained, tiny_config(free_running=0.5, max_steps=2))
+    assert len(read_log(trained)) == 2 and all(math.isfinite(r["loss"]) for r in read_log(trained))
+    with pytest.raises(ConfigError, match="free_running must be in"):
+        tiny_config(free_running=-0.1)
+
+
 def test_nonfinite_losses_are_skipped_then_stop_the_run(corpus, tmp_path, monkeypatch):
     torch.set_num_threads(1)
     real_loss = T.tacotron2_loss

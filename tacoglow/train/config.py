@@ -75,6 +75,11 @@ class TrainConfig(DictConfig):
     # each) are the model's own teacher-forced predictions (a first pass without gradients) instead of the
     # recorded frames, so that training sees inputs like those of free-running synthesis. 0: the reference.
     scheduled_sampling: float = 0.0
+    # The share of decoder steps that read the decoder's own output of the step before, in the same pass and
+    # detached, instead of the recorded frames: runs of such steps let errors build up as at synthesis, which a
+    # first pass's one-step predictions (scheduled_sampling) cannot show. The prenet then runs step by step.
+    # 0: the reference.
+    free_running: float = 0.0
     # WaveGlow loss
     waveglow_sigma: float = 1.0
     # HiFi-GAN: discriminator widths divided by this (1: the paper's); the generator's input mels, None for the
@@ -127,6 +132,8 @@ class TrainConfig(DictConfig):
             fail(f"p_arpabet must be in [0, 1], got {self.p_arpabet}")
         if not 0.0 <= self.scheduled_sampling <= 1.0:
             fail(f"scheduled_sampling must be in [0, 1], got {self.scheduled_sampling}")
+        if not 0.0 <= self.free_running <= 1.0:
+            fail(f"free_running must be in [0, 1], got {self.free_running}")
         if self.attention_timings and self.guided_attention_weight <= 0:
             fail("attention_timings guides attention through the guided-attention term, whose weight is "
                  f"{self.guided_attention_weight}: set guided_attention_weight > 0 (e.g. 2.0)")

@@ -27,7 +27,7 @@ from .config import TrainConfig, guided_attention_weight_at, learning_rate_at
 from .losses import Tacotron2Loss, attention_scores
 from .run import TrainingError
 
-__all__ = ["train_tacotron2", "validate_tacotron2", "tacotron2_loss"]
+__all__ = ["train_tacotron2", "validate_tacotron2", "tacotron2_loss", "free_running_steps"]
 
 log = logging.getLogger(__name__)
 
@@ -102,6 +102,13 @@ def own_predictions_mixed_in(model: torch.nn.Module, batch: TextMelBatch, r: int
     replace = torch.from_numpy(rng.random((b, 1, t // r)) < share).to(batch.mels.device)
     replace = replace.repeat_interleave(r, dim=2)  # (B, 1, T): whole groups
     return torch.where(replace, predicted[:, :, :t], batch.mels)
+
+
+def free_running_steps(batch: TextMelBatch, r: int, share: float, rng: np.random.Generator) -> Tensor:
+    """(B, T / r) bool: the decoder steps of ``batch`` that read the decoder's own previous output, each with
+    probability ``share`` (step 0 reads the go frame whatever is drawn)."""
+    b, _, t = batch.mels.shape
+    return torch.from_numpy(rng.random((b, -(-t // r))) < share)
 
 
 def _phone_timings(data: PreparedData, cfg: TrainConfig) -> dict[str, list[Segment]] | None:
@@ -241,8 +248,12 @@ def train_tacotron2(data_dir: str | os.PathLike, run_dir: str | os.PathLike,
                 if cfg.scheduled_sampling > 0:
                     mixing = np.random.default_rng([cfg.seed, state.epoch, state.batch_in_epoch, run.rank, 2])
                     inputs = own_predictions_mixed_in(model, batch, r, cfg.scheduled_sampling, mixing, run, cfg)
+                feedback = None
+                if cfg.free_running > 0:
+                    draws = np.random.default_rng([cfg.seed, state.epoch, state.batch_in_epoch, run.rank, 3])
+                    feedback = free_running_steps(batch, r, cfg.free_running, draws)
                 with loop.autocast(run, cfg):
-                    outputs = model(batch.text, batch.text_lengths, inputs, batch.mel_lengths)
+                    outputs = model(batch.text, batch.text_lengths, inputs, batch.mel_lengths, feedback)
                 losses = tacotron2_loss(outputs, batch, cfg, state.step)
                 result = loop.backward_and_step(losses, model, optimizer, scaler, cfg.grad_clip, stop.requested,
                                                 run.distributed)
