@@ -268,26 +268,34 @@ class _Decoder(nn.Module):
                              zeros(b, t_in), zeros(b, t_in), zeros(b, c))
 
     def step(self, prenet_out: Tensor, s: DecoderState, memory: Tensor, processed_memory: Tensor,
-             mask: Tensor) -> tuple[Tensor, Tensor, DecoderState]:
-        """One decoder step. prenet_out (B, prenet_dim) -> frame (B, n_mel * r), gate logit (B, 1), state."""
+             mask: Tensor, forced: Tensor | None = None) -> tuple[Tensor, Tensor, DecoderState, Tensor]:
+        """One decoder step. prenet_out (B, prenet_dim) -> frame (B, n_mel * r), gate logit (B, 1), state, and
+        the attention's own weights (B, T_in). With ``forced`` (B, T_in), the step reads and carries those
+        weights instead of its own (attention forcing); its own are still computed and returned."""
         cfg = self.cfg
         h, c = self.attention_rnn(torch.cat((prenet_out, s.attention_context), -1),
                                   (s.attention_hidden, s.attention_cell))
         h = F.dropout(h, cfg.p_attention_dropout, self.training)
         weights_cat = torch.stack((s.attention_weights, s.attention_weights_cum), dim=1)  # (B, 2, T_in)
-        context, weights = self.attention_layer(h, memory, processed_memory, weights_cat, mask)
+        context, own = self.attention_layer(h, memory, processed_memory, weights_cat, mask)
+        weights = own
+        if forced is not None:
+            weights = forced
+            context = torch.bmm(forced.unsqueeze(1), memory).squeeze(1)
         dh, dc = self.decoder_rnn(torch.cat((h, context), -1), (s.decoder_hidden, s.decoder_cell))
         dh = F.dropout(dh, cfg.p_decoder_dropout, self.training)
         out = torch.cat((dh, context), dim=1)
         state = DecoderState(h, c, dh, dc, weights, s.attention_weights_cum + weights, context)
-        return self.linear_projection(out), self.gate_layer(out), state
+        return self.linear_projection(out), self.gate_layer(out), state, own
 
-    def teacher_forced(self, memory: Tensor, mels: Tensor, mask: Tensor,
-                       feedback: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor]:
+    def teacher_forced(self, memory: Tensor, mels: Tensor, mask: Tensor, feedback: Tensor | None = None,
+                       forced: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor]:
         """memory (B, T_in, C); mels (B, n_mel, T) with T a multiple of r; mask (B, T_in) True on padding;
         feedback (B, T / r) bool or None: True where step i reads the decoder's own output of step i - 1
-        (detached) instead of the target frames, as free-running synthesis does (step 0 reads the go frame).
-        Returns mel (B, n_mel, T), gate logits (B, T / r), alignments (B, T / r, T_in)."""
+        (detached) instead of the target frames, as free-running synthesis does (step 0 reads the go frame);
+        forced (B, T / r, T_in) or None: attention weights each step reads instead of its own, so that frames
+        made from the decoder's own inputs keep the targets' timing (attention forcing, Dou et al., 2020).
+        Returns mel (B, n_mel, T), gate logits (B, T / r), alignments (B, T / r, T_in): the attention's own."""
         b, n_mel, t = mels.shape
         r = self.cfg.n_frames_per_step
         # Step inputs: the go frame (zeros), then each group of r target frames: (T / r + 1, B, n_mel * r).
@@ -310,10 +318,11 @@ class _Decoder(nn.Module):
                 if i > 0:
                     x = torch.where(feedback[i], mel_steps[-1].detach().to(x.dtype), x)
                 x = self.prenet(x, lambda h: keep_mask(h.shape, h, None))
-            frame, gate, state = self.step(x, state, memory, processed_memory, mask)
+            frame, gate, state, own = self.step(x, state, memory, processed_memory, mask,
+                                                None if forced is None else forced[:, i])
             mel_steps.append(frame)
             gates.append(gate.squeeze(1))
-            alignments.append(state.attention_weights)
+            alignments.append(own)
         mel = torch.stack(mel_steps, dim=1).reshape(b, t, n_mel).transpose(1, 2)  # (B, n_mel, T)
         return mel, torch.stack(gates, dim=1), torch.stack(alignments, dim=1)
 
@@ -330,7 +339,7 @@ class _Decoder(nn.Module):
         def step(frame: Tensor, keep: Tensor, state: DecoderState) -> tuple[Tensor, DecoderState]:
             layer_masks = iter(keep)
             x = self.prenet(frame, lambda h: next(layer_masks))
-            frame_out, gate, state = self.step(x, state, memory, processed_memory, mask)
+            frame_out, gate, state, _ = self.step(x, state, memory, processed_memory, mask)
             return torch.cat((frame_out, gate), 1), state
 
         return step
@@ -467,7 +476,7 @@ class Tacotron2(nn.Module):
         self.postnet = _Postnet(cfg)
 
     def forward(self, text: Tensor, text_lengths: Tensor, mels: Tensor, mel_lengths: Tensor,
-                feedback: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+                feedback: Tensor | None = None, forced: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         """Teacher-forced pass (the reference's training path).
 
         Args:
@@ -477,6 +486,8 @@ class Tacotron2(nn.Module):
             mel_lengths: (B,) valid frames per item; used only when ``config.mask_padding``.
             feedback: None (the reference), or (B, T' / r) bool: the decoder steps that read the decoder's own
                 previous output instead of the target frames (``_Decoder.teacher_forced``).
+            forced: None, or (B, T' / r, max(text_lengths)) attention weights every step reads instead of its
+                own (attention forcing); the returned alignments are still the attention's own.
 
         Returns:
             mel (B, n_mel_channels, T'), mel_postnet (B, n_mel_channels, T'), gate logits (B, T' / r) and
@@ -490,7 +501,7 @@ class Tacotron2(nn.Module):
         text_lengths = torch.as_tensor(text_lengths).to("cpu", torch.int64)
         memory = self.encoder(self.embedding(text).transpose(1, 2), text_lengths)
         mask = padding_mask(text_lengths.to(memory.device), memory.size(1))
-        mel, gate, alignments = self.decoder.teacher_forced(memory, mels, mask, feedback)
+        mel, gate, alignments = self.decoder.teacher_forced(memory, mels, mask, feedback, forced)
         mel_postnet = mel + self.postnet(mel)
 
         if cfg.mask_padding:

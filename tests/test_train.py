@@ -408,6 +408,48 @@ def test_free_running_steps_read_the_decoders_own_output_not_the_recorded_frames
         tiny_config(free_running=-0.1)
 
 
+def test_attention_forcing_makes_the_frames_read_the_given_alignment(corpus, tmp_path):
+    torch.set_num_threads(1)
+    data = D.PreparedData(corpus)
+    batch = t2loop._tacotron2_batch(data, data.train[:3], 2)
+    model = Tacotron2(Tacotron2Config(**TINY_TACOTRON2)).train()
+    everything = torch.ones(3, batch.gate.size(1), dtype=torch.bool)
+
+    def run(forced):
+        torch.manual_seed(7)
+        with torch.no_grad():
+            return model(batch.text, batch.text_lengths, batch.mels, batch.mel_lengths, everything, forced)
+
+    forced = run(None)[3]  # the attention's own alignment, (B, T / r, T_in)
+    before, forcing = run(None), run(forced)
+    assert torch.equal(forcing[3], before[3])  # the alignments returned are the attention's own
+    with torch.no_grad():
+        model.decoder.attention_layer.v.linear_layer.weight.mul_(-3.0)  # the attention now lands elsewhere
+    after, forced_after = run(None), run(forced)
+    assert not torch.allclose(after[0], before[0]) and not torch.allclose(after[3], before[3])
+    # With the alignment forced, the frames do not depend on where the attention itself would look...
+    assert torch.allclose(forced_after[0], forcing[0], atol=1e-6) and torch.equal(forced_after[2], forcing[2])
+    assert not torch.allclose(forced_after[3], forcing[3])  # ...while its own weights are still returned
+
+    one_hot = torch.zeros(1, 4, 5)
+    one_hot[0, torch.arange(4), torch.tensor([0, 1, 1, 3])] = 1.0
+    single = D.TextMelBatch(batch.text[:1], batch.text_lengths[:1], torch.zeros(1, 80, 8), torch.tensor([5]),
+                            torch.zeros(1, 4), ["x"], None)
+    assert float(t2loop.forcing_loss(one_hot, one_hot, single)) == pytest.approx(0.0, abs=1e-6)
+    uniform = torch.full((1, 4, 5), 0.2)
+    assert float(t2loop.forcing_loss(uniform, one_hot, single)) == pytest.approx(math.log(5), rel=1e-6)
+    spoiled = uniform.clone()
+    spoiled[0, 3] = 1e-3  # step 3 holds frames 6 and 7, past the 5 frames: it is not counted
+    assert float(t2loop.forcing_loss(spoiled, one_hot, single)) == pytest.approx(math.log(5), rel=1e-6)
+
+    trained = tmp_path / "forced"
+    T.train_tacotron2(corpus, trained, tiny_config(free_running=1.0, attention_forcing=1.0, max_steps=2))
+    logged = read_log(trained)
+    assert len(logged) == 2 and all(math.isfinite(r["loss"]) and r["forcing_loss"] > 0 for r in logged)
+    with pytest.raises(ConfigError, match="attention_forcing must be >= 0"):
+        tiny_config(attention_forcing=-1.0)
+
+
 def test_nonfinite_losses_are_skipped_then_stop_the_run(corpus, tmp_path, monkeypatch):
     torch.set_num_threads(1)
     real_loss = T.tacotron2_loss

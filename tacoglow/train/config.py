@@ -80,6 +80,11 @@ class TrainConfig(DictConfig):
     # first pass's one-step predictions (scheduled_sampling) cannot show. The prenet then runs step by step.
     # 0: the reference.
     free_running: float = 0.0
+    # Attention forcing (Dou et al., 2020): every step reads the attention weights of a first, teacher-forced
+    # pass without gradients instead of its own, so that frames made from the decoder's own inputs
+    # (free_running) keep the recorded frames' timing and the loss compares like with like; a cross-entropy
+    # term (weight: this value) keeps the attention's own weights on that alignment. 0: off.
+    attention_forcing: float = 0.0
     # WaveGlow loss
     waveglow_sigma: float = 1.0
     # HiFi-GAN: discriminator widths divided by this (1: the paper's); the generator's input mels, None for the
@@ -134,6 +139,8 @@ class TrainConfig(DictConfig):
             fail(f"scheduled_sampling must be in [0, 1], got {self.scheduled_sampling}")
         if not 0.0 <= self.free_running <= 1.0:
             fail(f"free_running must be in [0, 1], got {self.free_running}")
+        if self.attention_forcing < 0:
+            fail(f"attention_forcing must be >= 0 (the weight of its attention term), got {self.attention_forcing}")
         if self.attention_timings and self.guided_attention_weight <= 0:
             fail("attention_timings guides attention through the guided-attention term, whose weight is "
                  f"{self.guided_attention_weight}: set guided_attention_weight > 0 (e.g. 2.0)")

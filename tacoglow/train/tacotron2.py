@@ -27,7 +27,7 @@ from .config import TrainConfig, guided_attention_weight_at, learning_rate_at
 from .losses import Tacotron2Loss, attention_scores
 from .run import TrainingError
 
-__all__ = ["train_tacotron2", "validate_tacotron2", "tacotron2_loss", "free_running_steps"]
+__all__ = ["train_tacotron2", "validate_tacotron2", "tacotron2_loss", "free_running_steps", "forcing_loss"]
 
 log = logging.getLogger(__name__)
 
@@ -109,6 +109,15 @@ def free_running_steps(batch: TextMelBatch, r: int, share: float, rng: np.random
     probability ``share`` (step 0 reads the go frame whatever is drawn)."""
     b, _, t = batch.mels.shape
     return torch.from_numpy(rng.random((b, -(-t // r))) < share)
+
+
+def forcing_loss(own: Tensor, forced: Tensor, batch: TextMelBatch) -> Tensor:
+    """Cross-entropy of the attention's own weights (B, T / r, T_in) against the forced ones, per valid step."""
+    r = batch.mels.size(2) // batch.gate.size(1)
+    valid = (batch.mel_lengths.to(own.device)[:, None] + r - 1) // r  # (B, 1) steps with a frame
+    steps = torch.arange(own.size(1), device=own.device)[None, :] < valid
+    ce = -(forced * torch.log(own.float().clamp(min=1e-8))).sum(2)  # (B, T / r)
+    return (ce * steps).sum() / steps.sum().clamp(min=1)
 
 
 def _phone_timings(data: PreparedData, cfg: TrainConfig) -> dict[str, list[Segment]] | None:
@@ -252,9 +261,16 @@ def train_tacotron2(data_dir: str | os.PathLike, run_dir: str | os.PathLike,
                 if cfg.free_running > 0:
                     draws = np.random.default_rng([cfg.seed, state.epoch, state.batch_in_epoch, run.rank, 3])
                     feedback = free_running_steps(batch, r, cfg.free_running, draws)
+                forced = None
+                if cfg.attention_forcing > 0:
+                    with torch.no_grad(), loop.autocast(run, cfg):
+                        forced = model(batch.text, batch.text_lengths, batch.mels, batch.mel_lengths)[3].float()
                 with loop.autocast(run, cfg):
-                    outputs = model(batch.text, batch.text_lengths, inputs, batch.mel_lengths, feedback)
+                    outputs = model(batch.text, batch.text_lengths, inputs, batch.mel_lengths, feedback, forced)
                 losses = tacotron2_loss(outputs, batch, cfg, state.step)
+                if forced is not None:
+                    losses["forcing_loss"] = forcing_loss(outputs[3], forced, batch)
+                    losses["loss"] = losses["loss"] + cfg.attention_forcing * losses["forcing_loss"]
                 result = loop.backward_and_step(losses, model, optimizer, scaler, cfg.grad_clip, stop.requested,
                                                 run.distributed)
                 loop.end_step(run, cfg, state, step, result, bar, lr, float(batch.mel_lengths.sum()), "frames")
