@@ -403,7 +403,10 @@ def test_free_running_steps_read_the_decoders_own_output_not_the_recorded_frames
     assert torch.equal(draws, t2loop.free_running_steps(batch, 2, 0.5, np.random.default_rng(1)))
     trained = tmp_path / "free"
     T.train_tacotron2(corpus, trained, tiny_config(free_running=0.5, max_steps=2))
-    assert len(read_log(trained)) == 2 and all(math.isfinite(r["loss"]) for r in read_log(trained))
+    logged = read_log(trained)  # the second pass's terms beside the teacher-forced ones, summed in "loss"
+    assert len(logged) == 2 and all(math.isfinite(r["loss"]) and "forcing_loss" not in r for r in logged)
+    assert all(r["loss"] > r["mel_loss"] + r["postnet_loss"] + r["own_mel_loss"] + r["own_postnet_loss"]
+               for r in logged)
     with pytest.raises(ConfigError, match="free_running must be in"):
         tiny_config(free_running=-0.1)
 
@@ -445,9 +448,12 @@ def test_attention_forcing_makes_the_frames_read_the_given_alignment(corpus, tmp
     trained = tmp_path / "forced"
     T.train_tacotron2(corpus, trained, tiny_config(free_running=1.0, attention_forcing=1.0, max_steps=2))
     logged = read_log(trained)
-    assert len(logged) == 2 and all(math.isfinite(r["loss"]) and r["forcing_loss"] > 0 for r in logged)
+    assert len(logged) == 2 and all(math.isfinite(r["loss"]) and r["forcing_loss"] > 0 and r["own_mel_loss"] > 0
+                                    for r in logged)
     with pytest.raises(ConfigError, match="attention_forcing must be >= 0"):
         tiny_config(attention_forcing=-1.0)
+    with pytest.raises(ConfigError, match="free_running is 0: set free_running > 0"):
+        tiny_config(attention_forcing=1.0)
 
 
 def test_nonfinite_losses_are_skipped_then_stop_the_run(corpus, tmp_path, monkeypatch):

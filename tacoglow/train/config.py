@@ -75,15 +75,15 @@ class TrainConfig(DictConfig):
     # each) are the model's own teacher-forced predictions (a first pass without gradients) instead of the
     # recorded frames, so that training sees inputs like those of free-running synthesis. 0: the reference.
     scheduled_sampling: float = 0.0
-    # The share of decoder steps that read the decoder's own output of the step before, in the same pass and
-    # detached, instead of the recorded frames: runs of such steps let errors build up as at synthesis, which a
-    # first pass's one-step predictions (scheduled_sampling) cannot show. The prenet then runs step by step.
-    # 0: the reference.
+    # Free-running steps: a second pass beside the teacher-forced one, in which this share of the decoder's steps
+    # read its own output of the step before (detached) instead of the recorded frames, so that runs of such
+    # steps drift as at synthesis, which a first pass's one-step predictions (scheduled_sampling) cannot show;
+    # its loss is added to the teacher-forced one. 0: off (the reference).
     free_running: float = 0.0
-    # Attention forcing (Dou et al., 2020): every step reads the attention weights of a first, teacher-forced
-    # pass without gradients instead of its own, so that frames made from the decoder's own inputs
-    # (free_running) keep the recorded frames' timing and the loss compares like with like; a cross-entropy
-    # term (weight: this value) keeps the attention's own weights on that alignment. 0: off.
+    # Attention forcing (Dou et al., 2020), for that second pass: its steps read the teacher-forced pass's
+    # attention weights instead of their own, so that its frames keep the recorded frames' timing and the loss
+    # compares like with like; a cross-entropy term (weight: this value) keeps the attention's own weights on
+    # that alignment. 0: off.
     attention_forcing: float = 0.0
     # WaveGlow loss
     waveglow_sigma: float = 1.0
@@ -141,6 +141,9 @@ class TrainConfig(DictConfig):
             fail(f"free_running must be in [0, 1], got {self.free_running}")
         if self.attention_forcing < 0:
             fail(f"attention_forcing must be >= 0 (the weight of its attention term), got {self.attention_forcing}")
+        if self.attention_forcing > 0 and self.free_running <= 0:
+            fail("attention_forcing forces the attention of the free-running pass, and free_running is 0: set "
+                 "free_running > 0 (e.g. 1.0: every step of that pass reads the decoder's own output)")
         if self.attention_timings and self.guided_attention_weight <= 0:
             fail("attention_timings guides attention through the guided-attention term, whose weight is "
                  f"{self.guided_attention_weight}: set guided_attention_weight > 0 (e.g. 2.0)")

@@ -111,6 +111,25 @@ def free_running_steps(batch: TextMelBatch, r: int, share: float, rng: np.random
     return torch.from_numpy(rng.random((b, -(-t // r))) < share)
 
 
+def _with_own_inputs(model: torch.nn.Module, batch: TextMelBatch, teacher: Sequence[Tensor],
+                     losses: dict[str, Tensor], feedback: Tensor, cfg: TrainConfig, step: int,
+                     run: loop.Run) -> dict[str, Tensor]:
+    """The teacher-forced pass's ``losses`` plus those of a second pass whose ``feedback`` steps (B, T / r) read
+    the decoder's own previous output, its attention forced to the first pass's alignment when
+    ``attention_forcing``: "loss" is the sum of both; the second pass's terms are logged as "own_*"."""
+    forced = teacher[3].detach().float() if cfg.attention_forcing > 0 else None
+    with loop.autocast(run, cfg):
+        outputs = model(batch.text, batch.text_lengths, batch.mels, batch.mel_lengths, feedback, forced)
+    own = tacotron2_loss(outputs, batch, cfg, step)
+    total = losses["loss"] + own["loss"]
+    losses = {**losses, **{f"own_{k}": v for k, v in own.items()}}
+    if forced is not None:
+        losses["forcing_loss"] = forcing_loss(outputs[3], forced, batch)
+        total = total + cfg.attention_forcing * losses["forcing_loss"]
+    losses["loss"] = total
+    return losses
+
+
 def forcing_loss(own: Tensor, forced: Tensor, batch: TextMelBatch) -> Tensor:
     """Cross-entropy of the attention's own weights (B, T / r, T_in) against the forced ones, per valid step."""
     r = batch.mels.size(2) // batch.gate.size(1)
@@ -261,16 +280,11 @@ def train_tacotron2(data_dir: str | os.PathLike, run_dir: str | os.PathLike,
                 if cfg.free_running > 0:
                     draws = np.random.default_rng([cfg.seed, state.epoch, state.batch_in_epoch, run.rank, 3])
                     feedback = free_running_steps(batch, r, cfg.free_running, draws)
-                forced = None
-                if cfg.attention_forcing > 0:
-                    with torch.no_grad(), loop.autocast(run, cfg):
-                        forced = model(batch.text, batch.text_lengths, batch.mels, batch.mel_lengths)[3].float()
                 with loop.autocast(run, cfg):
-                    outputs = model(batch.text, batch.text_lengths, inputs, batch.mel_lengths, feedback, forced)
+                    outputs = model(batch.text, batch.text_lengths, inputs, batch.mel_lengths)
                 losses = tacotron2_loss(outputs, batch, cfg, state.step)
-                if forced is not None:
-                    losses["forcing_loss"] = forcing_loss(outputs[3], forced, batch)
-                    losses["loss"] = losses["loss"] + cfg.attention_forcing * losses["forcing_loss"]
+                if feedback is not None:
+                    losses = _with_own_inputs(model, batch, outputs, losses, feedback, cfg, state.step, run)
                 result = loop.backward_and_step(losses, model, optimizer, scaler, cfg.grad_clip, stop.requested,
                                                 run.distributed)
                 loop.end_step(run, cfg, state, step, result, bar, lr, float(batch.mel_lengths.sum()), "frames")
