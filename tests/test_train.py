@@ -587,6 +587,14 @@ def test_two_processes_with_gloo(corpus, tmp_path):
     assert done.stderr.count(f"resuming {run} from step 3 ({path})") == 1, done.stderr[-3000:]
     assert [r["step"] for r in read_log(run)] == [1, 2, 3, 4]
 
+    # Two passes through the wrapped model before one backward (free-running steps, attention forcing).
+    forced = tmp_path / "ddp_forced"
+    config.write_text(json.dumps(tiny_config(max_steps=2, free_running=1.0, attention_forcing=1.0).to_dict()))
+    command = command[:command.index("--run-dir") + 1] + [str(forced)] + command[command.index("--run-dir") + 2:]
+    done = subprocess.run(command, env=_child_env(), capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert [r["step"] for r in read_log(forced)] == [1, 2] and all(r["forcing_loss"] > 0 for r in read_log(forced))
+
 
 def test_warm_start_copies_matching_weights_and_can_drop_the_embedding(corpus, tmp_path):
     torch.set_num_threads(1)
