@@ -398,9 +398,9 @@ def test_free_running_steps_read_the_decoders_own_output_not_the_recorded_frames
     everything = torch.ones(3, steps, dtype=torch.bool)
     assert torch.equal(run(batch.mels, everything), run(torch.zeros_like(batch.mels), everything))
 
-    draws = t2loop.free_running_steps(batch, 2, 0.5, np.random.default_rng(1))
+    draws = t2loop.free_running_steps(batch, 0.5, np.random.default_rng(1))
     assert draws.shape == (3, steps) and draws.dtype == torch.bool and 0.2 < draws.float().mean() < 0.8
-    assert torch.equal(draws, t2loop.free_running_steps(batch, 2, 0.5, np.random.default_rng(1)))
+    assert torch.equal(draws, t2loop.free_running_steps(batch, 0.5, np.random.default_rng(1)))
     trained = tmp_path / "free"
     T.train_tacotron2(corpus, trained, tiny_config(free_running=0.5, max_steps=2))
     logged = read_log(trained)  # the second pass's terms beside the teacher-forced ones, summed in "loss"

@@ -11,6 +11,7 @@ from torch.nn import functional as F
 
 __all__ = ["Tacotron2Loss", "attention_scores", "guided_attention_loss"]
 
+
 def _diagonal_prior(step_lengths: Tensor, text_lengths: Tensor, steps: int, width: int,
                     sigma: float) -> tuple[Tensor, Tensor]:
     """exp(-(n/N - t/T)^2 / 2 sigma^2) over (B, steps, width), and the mask of real (t, n) pairs."""

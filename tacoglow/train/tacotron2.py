@@ -104,11 +104,10 @@ def own_predictions_mixed_in(model: torch.nn.Module, batch: TextMelBatch, r: int
     return torch.where(replace, predicted[:, :, :t], batch.mels)
 
 
-def free_running_steps(batch: TextMelBatch, r: int, share: float, rng: np.random.Generator) -> Tensor:
-    """(B, T / r) bool: the decoder steps of ``batch`` that read the decoder's own previous output, each with
-    probability ``share`` (step 0 reads the go frame whatever is drawn)."""
-    b, _, t = batch.mels.shape
-    return torch.from_numpy(rng.random((b, -(-t // r))) < share)
+def free_running_steps(batch: TextMelBatch, share: float, rng: np.random.Generator) -> Tensor:
+    """(B, T / r) bool, one per stop target: the decoder steps of ``batch`` that read the decoder's own previous
+    output, each with probability ``share`` (step 0 reads the go frame whatever is drawn)."""
+    return torch.from_numpy(rng.random(tuple(batch.gate.shape)) < share)
 
 
 def _with_own_inputs(model: torch.nn.Module, batch: TextMelBatch, teacher: Sequence[Tensor],
@@ -132,9 +131,7 @@ def _with_own_inputs(model: torch.nn.Module, batch: TextMelBatch, teacher: Seque
 
 def forcing_loss(own: Tensor, forced: Tensor, batch: TextMelBatch) -> Tensor:
     """Cross-entropy of the attention's own weights (B, T / r, T_in) against the forced ones, per valid step."""
-    r = batch.mels.size(2) // batch.gate.size(1)
-    valid = (batch.mel_lengths.to(own.device)[:, None] + r - 1) // r  # (B, 1) steps with a frame
-    steps = torch.arange(own.size(1), device=own.device)[None, :] < valid
+    steps = torch.arange(own.size(1), device=own.device)[None, :] < batch.step_lengths.to(own.device)[:, None]
     ce = -(forced * torch.log(own.float().clamp(min=1e-8))).sum(2)  # (B, T / r)
     return (ce * steps).sum() / steps.sum().clamp(min=1)
 
@@ -279,7 +276,7 @@ def train_tacotron2(data_dir: str | os.PathLike, run_dir: str | os.PathLike,
                 feedback = None
                 if cfg.free_running > 0:
                     draws = np.random.default_rng([cfg.seed, state.epoch, state.batch_in_epoch, run.rank, 3])
-                    feedback = free_running_steps(batch, r, cfg.free_running, draws)
+                    feedback = free_running_steps(batch, cfg.free_running, draws)
                 with loop.autocast(run, cfg):
                     outputs = model(batch.text, batch.text_lengths, inputs, batch.mel_lengths)
                 losses = tacotron2_loss(outputs, batch, cfg, state.step)
