@@ -53,6 +53,7 @@ from tacoglow.audio import AudioConfig, griffin_lim, mel_spectrogram
 from tacoglow.checkpoint import load_hifigan
 from tacoglow.export import OnnxTacotron2, OnnxWaveGlow, onnxruntime_available
 from tacoglow.hifigan import HiFiGAN, HiFiGANConfig
+from tacoglow.quantized import avoid_amx
 from tacoglow.synthesizer import Synthesizer
 from tacoglow.tacotron2 import PRECISIONS, Tacotron2, Tacotron2Config
 from tacoglow.text import text_to_sequence
@@ -682,6 +683,7 @@ def voice_mel() -> torch.Tensor:
 
 
 def main(argv: list[str] | None = None) -> None:
+    avoid_amx()  # as the command line does, before torch's first oneDNN operation
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's default)")

@@ -66,6 +66,7 @@ import soundfile
 import torch
 from scipy.signal import resample_poly
 
+from tacoglow.quantized import avoid_amx
 from tacoglow.text.cleaners import expand_abbreviations
 
 from corpus_recipe import recipe
@@ -583,6 +584,7 @@ def load_synthesizer(args: argparse.Namespace):
 
 
 def main(argv: list[str] | None = None) -> int:
+    avoid_amx()  # as the command line does, before torch's first oneDNN operation
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--tacotron2", type=Path, help="Tacotron 2 checkpoint (default: the default voice)")
     parser.add_argument("--waveglow", type=Path, help="WaveGlow checkpoint")

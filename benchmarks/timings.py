@@ -58,6 +58,7 @@ import torch
 
 from tacoglow.audio import mel_spectrogram, resample, save_wav
 from tacoglow.hub import default_checkpoints
+from tacoglow.quantized import avoid_amx
 from tacoglow.synthesizer import Synthesizer
 from tacoglow.timings import METHODS, WordTiming, word_timings
 
@@ -194,6 +195,7 @@ class Errors:
 
 
 def main(argv: list[str] | None = None) -> int:
+    avoid_amx()  # as the command line does, before torch's first oneDNN operation
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--tacotron2", type=Path, help="Tacotron 2 checkpoint (default: the installed voice)")
     parser.add_argument("--sentences", type=Path, default=REPO / "data" / "ljspeech_val.txt",

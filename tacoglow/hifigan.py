@@ -28,7 +28,7 @@ from torch import Tensor, nn
 from . import ops
 from .config import ConfigError, DictConfig
 from .layers import WeightNormConv1d
-from .quantized import Int8Conv, int8_conv_available
+from .quantized import Int8Conv, int8_conv_available, int8_unavailable_reason
 
 __all__ = ["PRECISIONS", "HiFiGAN", "HiFiGANConfig", "HiFiGANDiscriminator", "HiFiGANMel", "discriminator_loss",
            "generator_loss", "feature_matching_loss"]
@@ -240,9 +240,10 @@ class HiFiGAN(nn.Module):
         if precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
         self._check(mel)
-        if precision == "int8" and (mel.device.type != "cpu" or not int8_conv_available()):
-            raise ValueError("precision 'int8' needs a CPU build of torch with oneDNN's quantized convolutions "
-                             f"(got a mel on {mel.device.type}); use 'fp32'")
+        if precision == "int8" and mel.device.type != "cpu":
+            raise ValueError(f"precision 'int8' runs on the CPU (got a mel on {mel.device.type}); use 'fp32'")
+        if precision == "int8" and not int8_conv_available():
+            raise ValueError(f"precision 'int8' is not available: {int8_unavailable_reason()}")
         dtype = torch.bfloat16 if precision == "bf16" else torch.float32
         # One set per precision, so that alternating precisions does not rebuild them.
         k: _Kernels = ops.cached(self, f"_kernels_{precision}", lambda: _Kernels(self, dtype, precision == "int8"))

@@ -6,16 +6,28 @@ layout. Activations are quantized per call, per tensor, asymmetrically over [min
 so nothing clips: the scale follows each input, no calibration). The result comes back dequantized in float32,
 so there is no output scale to choose either. Without native int8 dot products (AVX-512 VNNI, AMX) the kernels
 still use AVX2's 8-bit multiply-adds, about 1.7 times the float32 convolution rate on wide layers.
+
+Not on AMX. Where the CPU has AMX (Intel Xeon since Sapphire Rapids), oneDNN picks its AMX kernels for these
+long 1-D convolutions, and they are a trap: building the primitive for each new input length took 25-50 s per
+sentence, and every such primitive stayed in oneDNN's cache with 0.2-0.9 GB of its own (HiFi-GAN V1 on one
+5-second sentence: 9.5 GB; two such processes ran out of 24 GB). Capped below AMX, the same CPU runs them on
+AVX-512 VNNI: 0.7 s for that sentence's first call, 0.4 s for the next of the same length, no such memory.
+oneDNN reads its cap from the environment once, before its first primitive, so the command line sets it
+first thing (:func:`avoid_amx`); elsewhere, on an AMX CPU without the cap, int8 is not available and voices
+that ask for it run in fp32.
 """
 from __future__ import annotations
 
+import functools
 import math
+import os
 import warnings
 
 import torch
 from torch import Tensor
 
-__all__ = ["Int8Conv", "int8_conv_available"]
+__all__ = ["Int8Conv", "int8_conv_available", "int8_unavailable_reason", "avoid_amx", "cpu_has_amx",
+           "AMX_FREE_ISA"]
 
 # Weight codes lie in [-63, 63], 7 bits: without VNNI, x86's 8-bit multiply-add (vpmaddubsw) sums pairs of
 # uint8 x int8 products in int16, which 8-bit weights overflow (2 * 255 * 127 > 32767) and 7-bit ones cannot.
@@ -23,10 +35,49 @@ __all__ = ["Int8Conv", "int8_conv_available"]
 WEIGHT_MAX = 63
 
 
+# The highest instruction set oneDNN knows below AMX (its ONEDNN_MAX_CPU_ISA names; DNNL_ is the older prefix).
+AMX_FREE_ISA = "AVX512_CORE_FP16"
+_ISA_VARIABLES = ("ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA")  # the first one set wins, as in oneDNN
+_BELOW_AMX = {"SSE41", "AVX", "AVX2", "AVX2_VNNI", "AVX2_VNNI_2", "AVX512_CORE", "AVX512_CORE_VNNI",
+              "AVX512_CORE_BF16", "AVX512_CORE_FP16"}
+
+
+@functools.cache
+def cpu_has_amx() -> bool:
+    """Whether the CPU has AMX's int8 tiles, as Linux reports them (elsewhere: assumed not)."""
+    try:
+        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as info:
+            return any(line.startswith("flags") and "amx_int8" in line.split() for line in info)
+    except OSError:
+        return False
+
+
+def _isa_cap() -> str:
+    return next((os.environ[name] for name in _ISA_VARIABLES if os.environ.get(name)), "").upper()
+
+
+def avoid_amx() -> None:
+    """Caps oneDNN below AMX for this process, where the CPU has AMX and the environment names no cap of its own.
+    It takes effect only before torch's first oneDNN operation: call it first thing (the command line does)."""
+    if cpu_has_amx() and not _isa_cap():
+        os.environ["ONEDNN_MAX_CPU_ISA"] = AMX_FREE_ISA
+
+
 def int8_conv_available() -> bool:
-    """Whether this torch build has oneDNN's quantized convolutions (x86 CPU builds do)."""
+    """Whether int8 convolutions run well here: this torch build has oneDNN's quantized convolutions (x86 CPU
+    builds do), and oneDNN is kept off AMX (no AMX, or a cap below it; see :func:`avoid_amx`)."""
     return ("onednn" in torch.backends.quantized.supported_engines
-            and hasattr(torch.ops.onednn, "qconv_prepack") and hasattr(torch.ops.onednn, "qconv2d_pointwise"))
+            and hasattr(torch.ops.onednn, "qconv_prepack") and hasattr(torch.ops.onednn, "qconv2d_pointwise")
+            and (not cpu_has_amx() or _isa_cap() in _BELOW_AMX))
+
+
+def int8_unavailable_reason() -> str:
+    """Why :func:`int8_conv_available` is False, and what to do, for an error message."""
+    if cpu_has_amx() and _isa_cap() not in _BELOW_AMX:
+        return (f"on this CPU oneDNN would run int8 convolutions on AMX, which takes tens of seconds and gigabytes "
+                f"per new input length; set ONEDNN_MAX_CPU_ISA={AMX_FREE_ISA} before the first torch operation "
+                f"(the tacoglow command line does; ONEDNN_MAX_CPU_ISA is {_isa_cap() or 'unset'} here), or use 'fp32'")
+    return "it needs a CPU build of torch with oneDNN's quantized convolutions; use 'fp32'"
 
 
 def quantize_activations(x: Tensor) -> tuple[Tensor, float, int]:
@@ -56,8 +107,7 @@ class Int8Conv:
     def __init__(self, weight: Tensor, bias: Tensor, padding: int, dilation: int, length: int) -> None:
         """length: the input length the weight layout is chosen for (any length works)."""
         if not int8_conv_available():
-            raise ValueError("precision 'int8' needs a CPU build of torch with oneDNN's quantized convolutions; "
-                             "use 'fp32'")
+            raise ValueError(f"precision 'int8' is not available: {int8_unavailable_reason()}")
         weight = weight.detach().float()
         self.scales = weight.abs().amax(dim=(1, 2, 3)).clamp_min(1e-12) / WEIGHT_MAX  # (C_out,)
         codes = torch.round(weight / self.scales[:, None, None, None]).clamp_(-WEIGHT_MAX, WEIGHT_MAX).to(torch.int8)

@@ -44,7 +44,7 @@ from .config import ConfigError
 from .errors import TacoglowError
 from .hifigan import HiFiGAN
 from .ops import fbgemm_available
-from .quantized import int8_conv_available
+from .quantized import int8_conv_available, int8_unavailable_reason
 from .ssml import SSMLSegment, parse_ssml
 from .streaming import stream_mel
 from .synthesis import SynthesisConfig, voice_synthesis_config
@@ -381,7 +381,9 @@ class Synthesizer:
                 and (backend == "onnx" or torch.device(device).type != "cpu" or not int8_conv_available())):
             # A voice's int8 is a CPU speed setting: where it cannot run, the voice runs in fp32 (asked for
             # explicitly, int8 is refused there instead).
-            log.info("%s: its HiFi-GAN runs in fp32 here (the voice's int8 needs torch's CPU backend)", tacotron2)
+            off_cpu = backend == "onnx" or torch.device(device).type != "cpu"
+            why = "the voice's int8 needs torch's CPU backend" if off_cpu else int8_unavailable_reason()
+            log.info("%s: its HiFi-GAN runs in fp32 here (%s)", tacotron2, why)
             synthesis = dataclasses.replace(synthesis, hifigan_precision="fp32")
         if synthesis.tacotron2_precision != "fp32" and (backend == "onnx" or torch.device(device).type != "cpu" or (
                 synthesis.tacotron2_precision in ("fp16", "int8") and not fbgemm_available())):

@@ -67,6 +67,23 @@ def test_info():
     assert r.returncode == 0 and "waveglow-legacy" in r.stdout.decode()
 
 
+
+def test_command_line_keeps_onednn_off_amx(monkeypatch, capsys):
+    # The cap must come before torch's first oneDNN operation, so main sets it before anything else runs.
+    import os
+
+    from tacoglow import quantized
+    from tacoglow.cli import main
+
+    monkeypatch.setattr(quantized, "cpu_has_amx", lambda: True)
+    for name in ("ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA"):
+        monkeypatch.setenv(name, "x")  # recorded, so that what main sets is undone
+        monkeypatch.delenv(name)
+    assert main(["info", T2]) == 0 and "symbols_embedding_dim: 64" in capsys.readouterr().out
+    assert os.environ["ONEDNN_MAX_CPU_ISA"] == "AVX512_CORE_FP16"
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX2")  # the user's own cap stays
+    assert main(["info", T2]) == 0 and os.environ["ONEDNN_MAX_CPU_ISA"] == "AVX2"
+
 def _bad(tmp_path):
     truncated = tmp_path / "truncated.pt"
     truncated.write_bytes(fixture_path("tacotron2_small_ngc.pt").read_bytes()[:5000])

@@ -3,13 +3,14 @@ layout, and the generator's invariants on tiny configs."""
 import copy
 import io
 import json
+import os
 import shutil
 from pathlib import Path
 
 import pytest
 import torch
 
-from tacoglow import Denoiser, HiFiGAN, HiFiGANConfig, load_hifigan, save_model
+from tacoglow import Denoiser, HiFiGAN, HiFiGANConfig, load_hifigan, quantized, save_model
 from tacoglow.checkpoint import CheckpointError, inspect_checkpoint, load_model
 from tacoglow.quantized import int8_conv_available
 
@@ -172,10 +173,47 @@ def test_int8_precision_is_close_to_fp32_but_not_fp32(config):
 
 def test_int8_refused_without_quantized_convolutions(monkeypatch):
     monkeypatch.setattr("tacoglow.hifigan.int8_conv_available", lambda: False)
+    monkeypatch.setattr(quantized, "cpu_has_amx", lambda: False)
     model = perturbed(TINY).remove_weight_norm()
-    with pytest.raises(ValueError, match="precision 'int8' needs a CPU build of torch with oneDNN's quantized "
-                                         "convolutions \\(got a mel on cpu\\); use 'fp32'"):
+    with pytest.raises(ValueError, match="precision 'int8' is not available: it needs a CPU build of torch with "
+                                         "oneDNN's quantized convolutions; use 'fp32'"):
         model.infer(torch.randn(1, 80, 8), precision="int8")
+
+
+def isa_env(monkeypatch, onednn=None, dnnl=None):
+    """The oneDNN ISA variables as given (None: unset), restored after the test."""
+    for name, value in (("ONEDNN_MAX_CPU_ISA", onednn), ("DNNL_MAX_CPU_ISA", dnnl)):
+        monkeypatch.setenv(name, "x")  # recorded, so that whatever the test leaves is undone
+        if value is None:
+            monkeypatch.delenv(name)
+        else:
+            monkeypatch.setenv(name, value)
+
+
+def test_int8_is_kept_off_amx(monkeypatch):
+    # On an AMX CPU oneDNN's int8 kernels cost tens of seconds and gigabytes per input length: int8 counts as
+    # available only with oneDNN capped below AMX, which avoid_amx does unless the environment names a cap.
+    monkeypatch.setattr(quantized, "cpu_has_amx", lambda: True)
+    isa_env(monkeypatch)
+    assert not quantized.int8_conv_available()
+    model = perturbed(TINY).remove_weight_norm()
+    with pytest.raises(ValueError, match="oneDNN would run int8 convolutions on AMX.*set "
+                                         "ONEDNN_MAX_CPU_ISA=AVX512_CORE_FP16 .*ONEDNN_MAX_CPU_ISA is unset here"):
+        model.infer(torch.randn(1, 80, 8), precision="int8")
+    quantized.avoid_amx()
+    assert os.environ["ONEDNN_MAX_CPU_ISA"] == quantized.AMX_FREE_ISA == "AVX512_CORE_FP16"
+    assert quantized.int8_conv_available() == ("onednn" in torch.backends.quantized.supported_engines)
+    isa_env(monkeypatch, onednn="avx512_core_amx")  # a cap of the user's own is kept, and AMX is still AMX
+    quantized.avoid_amx()
+    assert os.environ["ONEDNN_MAX_CPU_ISA"] == "avx512_core_amx" and not quantized.int8_conv_available()
+    isa_env(monkeypatch, dnnl="AVX2")  # the older name counts too
+    quantized.avoid_amx()
+    assert "ONEDNN_MAX_CPU_ISA" not in os.environ
+    assert quantized.int8_conv_available() == ("onednn" in torch.backends.quantized.supported_engines)
+    monkeypatch.setattr(quantized, "cpu_has_amx", lambda: False)  # without AMX nothing is set
+    isa_env(monkeypatch)
+    quantized.avoid_amx()
+    assert "ONEDNN_MAX_CPU_ISA" not in os.environ
 
 
 def test_presets_and_their_sizes():

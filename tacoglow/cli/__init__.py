@@ -9,6 +9,7 @@ import sys
 import traceback
 
 from ..errors import TacoglowError
+from ..quantized import avoid_amx
 from . import models, serve, synthesize
 from .serve import add_serve_arguments
 from .voice import add_voice_arguments, load_synthesizer
@@ -35,6 +36,7 @@ REPORT = "this is a bug in tacoglow: please report it, with the command and the 
 
 
 def main(argv: list[str] | None = None) -> int:
+    avoid_amx()  # before torch's first oneDNN operation, or it is too late (tacoglow.quantized)
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
