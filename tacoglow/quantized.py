@@ -13,9 +13,9 @@ sentence, and every such primitive stayed in oneDNN's cache with 0.2-0.9 GB of i
 5-second sentence: 9.5 GB; two such processes ran out of 24 GB). Capped below AMX, the same CPU runs them on
 AVX-512 VNNI: 0.7 s for that sentence's first call, 0.4 s for the next of the same length, and each new
 length keeps 0.1-0.2 GB in the cache.
-oneDNN reads its cap from the environment once, before its first primitive, so the command line sets it
-first thing (:func:`avoid_amx`); elsewhere, on an AMX CPU without the cap, int8 is not available and voices
-that ask for it run in fp32.
+oneDNN reads its cap from the environment once, before its first primitive, so the command line's
+`synthesize` and `serve` set it first thing (:func:`avoid_amx`); elsewhere, on an AMX CPU without the cap,
+int8 is not available and voices that ask for it run in fp32.
 """
 from __future__ import annotations
 

@@ -36,9 +36,10 @@ REPORT = "this is a bug in tacoglow: please report it, with the command and the 
 
 
 def main(argv: list[str] | None = None) -> int:
-    avoid_amx()  # before torch's first oneDNN operation, or it is too late (tacoglow.quantized)
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.command in ("synthesize", "serve"):  # training keeps AMX: its bf16 convolutions have a few fixed shapes
+        avoid_amx()  # before torch's first oneDNN operation, or it is too late (tacoglow.quantized)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="tacoglow: %(levelname)s: %(message)s")
     commands = {"synthesize": synthesize.run, "info": models.info, "prepare": models.prepare, "train": models.train,
