@@ -66,7 +66,7 @@ import soundfile
 import torch
 from scipy.signal import resample_poly
 
-from tacoglow.quantized import avoid_amx
+from tacoglow.quantized import avoid_amx, int8_instruction_sets
 from tacoglow.text.cleaners import expand_abbreviations
 
 from corpus_recipe import recipe
@@ -520,6 +520,13 @@ def report(results: list[SystemResult], recognizers: list[Recognizer], worst: in
                 print(f"    {k.title + ':':<{title_width + 1}} {' '.join(s.hypotheses[k.key]) or '(nothing)'}")
 
 
+def cpu_int8() -> str:
+    """The CPU's int8 instruction sets and oneDNN's cap: scores move with them (the recognisers and the vocoder
+    compute in int8), so results are compared on one machine."""
+    sets = ", ".join(int8_instruction_sets()) or "int8 instruction sets unknown"
+    return f"{sets}; oneDNN capped at {os.environ.get('ONEDNN_MAX_CPU_ISA') or 'nothing'}"
+
+
 def write_json(results: list[SystemResult], recognizers: list[Recognizer], args: argparse.Namespace,
                path: Path) -> None:
     payload = {
@@ -527,6 +534,7 @@ def write_json(results: list[SystemResult], recognizers: list[Recognizer], args:
         "sentences_file": str(args.sentences),
         "limit": args.limit,
         "cpus": os.cpu_count(),
+        "cpu_int8": cpu_int8(),
         "load_average_1min": os.getloadavg()[0],
         "normalization": "lower case; hyphens split words; inner apostrophes kept; other characters dropped; "
                          "recognised abbreviations expanded by tacoglow's table; Whisper's transcript first read "
@@ -622,7 +630,7 @@ def main(argv: list[str] | None = None) -> int:
             raise SystemExit(f"{option} {path}: no such file; check the path")
     check_recognisers()  # before minutes of synthesis, not after
     torch.set_num_threads(args.threads)
-    print(f"torch {torch.__version__}, {args.threads} thread(s), {os.cpu_count()} CPUs, "
+    print(f"torch {torch.__version__}, {args.threads} thread(s), {os.cpu_count()} CPUs ({cpu_int8()}), "
           f"load average {os.getloadavg()[0]:.2f} at start", file=sys.stderr)
 
     recognizers: list[Recognizer] = [Whisper(args.threads), PocketSphinx()]

@@ -28,7 +28,7 @@ import torch
 from torch import Tensor
 
 __all__ = ["Int8Conv", "int8_conv_available", "int8_unavailable_reason", "avoid_amx", "cpu_has_amx",
-           "AMX_FREE_ISA"]
+           "cpu_flags", "int8_instruction_sets", "AMX_FREE_ISA"]
 
 # Weight codes lie in [-63, 63], 7 bits: without VNNI, x86's 8-bit multiply-add (vpmaddubsw) sums pairs of
 # uint8 x int8 products in int16, which 8-bit weights overflow (2 * 255 * 127 > 32767) and 7-bit ones cannot.
@@ -43,14 +43,31 @@ _BELOW_AMX = {"SSE41", "AVX", "AVX2", "AVX2_VNNI", "AVX2_VNNI_2", "AVX512_CORE",
               "AVX512_CORE_BF16", "AVX512_CORE_FP16"}
 
 
+# Linux's names of the CPU's 8-bit dot-product instructions, and how reports name them.
+_INT8_FLAGS = (("avx2", "AVX2"), ("avx_vnni", "AVX-VNNI"), ("avx512_vnni", "AVX-512 VNNI"), ("amx_int8", "AMX"))
+
+
+def cpu_flags(path: str = "/proc/cpuinfo") -> frozenset[str]:
+    """The first CPU's feature flags as Linux reports them; empty where there is no such file (other systems)."""
+    try:
+        with open(path, encoding="ascii", errors="replace") as info:
+            return next((frozenset(line.split(":", 1)[1].split()) for line in info
+                         if line.startswith("flags") and ":" in line), frozenset())
+    except OSError:
+        return frozenset()
+
+
 @functools.cache
 def cpu_has_amx() -> bool:
     """Whether the CPU has AMX's int8 tiles, as Linux reports them (elsewhere: assumed not)."""
-    try:
-        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as info:
-            return any(line.startswith("flags") and "amx_int8" in line.split() for line in info)
-    except OSError:
-        return False
+    return "amx_int8" in cpu_flags()
+
+
+def int8_instruction_sets(flags: frozenset[str] | None = None) -> list[str]:
+    """The CPU's 8-bit multiply-add instruction sets by name ("AVX2", "AVX-512 VNNI", "AMX"), for reports: int8
+    speed, and the recognisers' int8 results, differ between them."""
+    flags = cpu_flags() if flags is None else flags
+    return [name for flag, name in _INT8_FLAGS if flag in flags]
 
 
 def _isa_cap() -> str:

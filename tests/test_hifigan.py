@@ -216,6 +216,17 @@ def test_int8_is_kept_off_amx(monkeypatch):
     assert "ONEDNN_MAX_CPU_ISA" not in os.environ
 
 
+
+def test_cpu_flags_and_int8_instruction_sets(tmp_path):
+    info = tmp_path / "cpuinfo"
+    info.write_text("processor\t: 0\nflags\t\t: fpu sse avx2 avx512f avx512_vnni amx_tile amx_int8\n\n"
+                    "processor\t: 1\nflags\t\t: fpu\n")
+    flags = quantized.cpu_flags(str(info))
+    assert "avx512_vnni" in flags and "amx_int8" in flags and "flags" not in flags
+    assert quantized.int8_instruction_sets(flags) == ["AVX2", "AVX-512 VNNI", "AMX"]
+    assert quantized.int8_instruction_sets(frozenset({"avx2", "avx_vnni"})) == ["AVX2", "AVX-VNNI"]
+    assert quantized.cpu_flags(str(tmp_path / "missing")) == frozenset()
+
 def test_presets_and_their_sizes():
     sizes = {}
     for name in ("v1", "v2", "v3"):
