@@ -216,7 +216,6 @@ def test_int8_is_kept_off_amx(monkeypatch):
     assert "ONEDNN_MAX_CPU_ISA" not in os.environ
 
 
-
 def test_cpu_flags_and_int8_instruction_sets(tmp_path):
     info = tmp_path / "cpuinfo"
     info.write_text("processor\t: 0\nflags\t\t: fpu sse avx2 avx512f avx512_vnni amx_tile amx_int8\n\n"
@@ -226,6 +225,7 @@ def test_cpu_flags_and_int8_instruction_sets(tmp_path):
     assert quantized.int8_instruction_sets(flags) == ["AVX2", "AVX-512 VNNI", "AMX"]
     assert quantized.int8_instruction_sets(frozenset({"avx2", "avx_vnni"})) == ["AVX2", "AVX-VNNI"]
     assert quantized.cpu_flags(str(tmp_path / "missing")) == frozenset()
+
 
 def test_presets_and_their_sizes():
     sizes = {}
