@@ -74,6 +74,11 @@ def _isa_cap() -> str:
     return next((os.environ[name] for name in _ISA_VARIABLES if os.environ.get(name)), "").upper()
 
 
+def _on_amx() -> bool:
+    """Whether oneDNN would pick AMX here: the CPU has it and the environment names no cap below it."""
+    return cpu_has_amx() and _isa_cap() not in _BELOW_AMX
+
+
 def avoid_amx() -> None:
     """Caps oneDNN below AMX for this process, where the CPU has AMX and the environment names no cap of its own.
     It takes effect only before torch's first oneDNN operation: call it first thing (the command line does)."""
@@ -86,15 +91,16 @@ def int8_conv_available() -> bool:
     builds do), and oneDNN is kept off AMX (no AMX, or a cap below it; see :func:`avoid_amx`)."""
     return ("onednn" in torch.backends.quantized.supported_engines
             and hasattr(torch.ops.onednn, "qconv_prepack") and hasattr(torch.ops.onednn, "qconv2d_pointwise")
-            and (not cpu_has_amx() or _isa_cap() in _BELOW_AMX))
+            and not _on_amx())
 
 
 def int8_unavailable_reason() -> str:
     """Why :func:`int8_conv_available` is False, and what to do, for an error message."""
-    if cpu_has_amx() and _isa_cap() not in _BELOW_AMX:
+    if _on_amx():
         return (f"on this CPU oneDNN would run int8 convolutions on AMX, which takes tens of seconds and gigabytes "
                 f"per new input length; set ONEDNN_MAX_CPU_ISA={AMX_FREE_ISA} before the first torch operation "
-                f"(the tacoglow command line does; ONEDNN_MAX_CPU_ISA is {_isa_cap() or 'unset'} here), or use 'fp32'")
+                f"(`tacoglow synthesize` and `serve` do; ONEDNN_MAX_CPU_ISA is {_isa_cap() or 'unset'} here), "
+                "or use 'fp32'")
     return "it needs a CPU build of torch with oneDNN's quantized convolutions; use 'fp32'"
 
 

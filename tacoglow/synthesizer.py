@@ -377,15 +377,15 @@ class Synthesizer:
         overrides = {key: kwargs.pop(key) for key in list(kwargs) if key in fields}
         t2 = inspect_checkpoint(tacotron2)
         synthesis = dataclasses.replace(voice_synthesis_config(t2), **overrides)  # refused now, not after decoding
+        off_cpu = backend == "onnx" or torch.device(device).type != "cpu"  # not torch on the CPU
         if ("hifigan_precision" not in overrides and synthesis.hifigan_precision == "int8"
-                and (backend == "onnx" or torch.device(device).type != "cpu" or not int8_conv_available())):
+                and (off_cpu or not int8_conv_available())):
             # A voice's int8 is a CPU speed setting: where it cannot run, the voice runs in fp32 (asked for
             # explicitly, int8 is refused there instead).
-            off_cpu = backend == "onnx" or torch.device(device).type != "cpu"
             why = "the voice's int8 needs torch's CPU backend" if off_cpu else int8_unavailable_reason()
             log.info("%s: its HiFi-GAN runs in fp32 here (%s)", tacotron2, why)
             synthesis = dataclasses.replace(synthesis, hifigan_precision="fp32")
-        if synthesis.tacotron2_precision != "fp32" and (backend == "onnx" or torch.device(device).type != "cpu" or (
+        if synthesis.tacotron2_precision != "fp32" and (off_cpu or (
                 synthesis.tacotron2_precision in ("fp16", "int8") and not fbgemm_available())):
             if "tacotron2_precision" in overrides:
                 raise ConfigError(f"tacotron2_precision {synthesis.tacotron2_precision!r} is for torch on an x86 CPU; "
