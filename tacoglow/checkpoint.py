@@ -44,6 +44,7 @@ from .audio import AudioConfig
 from .errors import TacoglowError
 from .hifigan import HiFiGAN, HiFiGANConfig
 from .tacotron2 import Tacotron2, Tacotron2Config
+from .verifier import PhoneVerifier, VerifierConfig
 from .waveglow import WaveGlow, WaveGlowConfig
 
 FORMAT = "tacoglow"
@@ -506,6 +507,9 @@ def inspect_checkpoint(path: str | os.PathLike, config: HiFiGANConfig | Mapping 
     if bad:
         raise CheckpointError(f"{path}: key '{bad[0]}' of the state dict is not a tensor; the file is damaged")
     kind = obj.get("model") if layout == "tacoglow" else _kind_of(sd)
+    if kind == "verifier" and config:  # tacoglow's own model: no other layout, no shapes to infer
+        return LoadedCheckpoint(path=path, layout=layout, kind=kind, state_dict=sd, config=config, audio=audio,
+                                text=text, step=step, extra=extra)
     if kind not in ("tacotron2", "waveglow"):
         raise CheckpointError(
             f"{path}: its {len(sd)} tensors are neither a Tacotron 2 nor a WaveGlow (no 'embedding.weight' "
@@ -526,9 +530,9 @@ def inspect_checkpoint(path: str | os.PathLike, config: HiFiGANConfig | Mapping 
 # Building models
 # --------------------------------------------------------------------------------------------
 
-_NAMES = {"tacotron2": "Tacotron 2", "waveglow": "WaveGlow", "hifigan": "HiFi-GAN"}
+_NAMES = {"tacotron2": "Tacotron 2", "waveglow": "WaveGlow", "hifigan": "HiFi-GAN", "verifier": "phone verifier"}
 _LOADERS = {"tacotron2": "--tacotron2 / load_tacotron2", "waveglow": "--waveglow / load_waveglow",
-            "hifigan": "load_hifigan"}
+            "hifigan": "load_hifigan", "verifier": "--verifier / load_verifier"}
 
 
 def _check_state_dict(path: Path, model: torch.nn.Module, sd: Mapping[str, torch.Tensor]) -> None:
@@ -567,6 +571,8 @@ def build_model(loaded: LoadedCheckpoint, want: str) -> torch.nn.Module:
     try:
         if want == "tacotron2":
             model: torch.nn.Module = Tacotron2(Tacotron2Config.from_dict(loaded.config))
+        elif want == "verifier":
+            model = PhoneVerifier(VerifierConfig.from_dict(loaded.config))
         elif want == "hifigan":
             model = _hifigan_model(loaded)
         else:
@@ -600,6 +606,11 @@ def load_hifigan(path: str | os.PathLike, device: str | torch.device = "cpu",
     return model.requires_grad_(False).to(device)
 
 
+def load_verifier(path: str | os.PathLike, device: str | torch.device = "cpu") -> PhoneVerifier:
+    """Build a :class:`~tacoglow.verifier.PhoneVerifier` from a tacoglow checkpoint, in eval mode."""
+    return cast(PhoneVerifier, build_model(inspect_checkpoint(path), "verifier")).to(device)
+
+
 def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> tuple[torch.nn.Module, LoadedCheckpoint]:
     """Build whichever model the file holds; returns it with the checkpoint's metadata."""
     loaded = inspect_checkpoint(path)
@@ -617,7 +628,9 @@ def model_kind(model: torch.nn.Module) -> str:
         return "waveglow"
     if isinstance(model, HiFiGAN):
         return "hifigan"
-    raise TypeError(f"cannot save a {type(model).__name__}: expected Tacotron2, WaveGlow or HiFiGAN")
+    if isinstance(model, PhoneVerifier):
+        return "verifier"
+    raise TypeError(f"cannot save a {type(model).__name__}: expected Tacotron2, WaveGlow, HiFiGAN or PhoneVerifier")
 
 
 def atomic_save(obj: Any, path: str | os.PathLike) -> None:

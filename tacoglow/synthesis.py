@@ -18,6 +18,7 @@ from .ops import PRECISIONS as TACOTRON2_PRECISIONS
 from .ssml import MAX_BREAK_SECONDS
 
 MAX_SENTENCE_PAUSE = MAX_BREAK_SECONDS  # seconds: the longest break SSML may ask for
+MAX_CANDIDATES = 16  # decodings per sentence: each is a Tacotron 2 batch item, so memory and time grow with it
 
 
 @dataclass(frozen=True)
@@ -51,6 +52,10 @@ class SynthesisConfig(DictConfig):
     frames_per_symbol: float | None = 20.0
     min_frames: int = 100
     sentence_pause: float = 0.2  # seconds of silence between sentences, at most MAX_SENTENCE_PAUSE
+    # Decodings made of each sentence, in one Tacotron 2 batch, of which the voice's phone verifier keeps the one
+    # that says its phones most clearly (tacoglow.verifier); 1: one decoding, as the reference (and always, for a
+    # voice without a verifier). The first sentence of a stream then waits for its whole decoding.
+    candidates: int = 1
 
     def __post_init__(self) -> None:
         for name in ("sigma", "denoiser_strength", "hifigan_denoiser_strength", "sentence_pause"):
@@ -59,8 +64,11 @@ class SynthesisConfig(DictConfig):
         if self.sentence_pause > MAX_SENTENCE_PAUSE:  # 1e9 s would be a 88 TB allocation, not a pause
             raise ConfigError(f"sentence_pause must be at most {MAX_SENTENCE_PAUSE:g} seconds (as SSML's longest "
                               f"<break>), got {self.sentence_pause!r}", "sentence_pause")
-        for name in ("griffin_lim_iters", "griffin_lim_inversion_iters", "min_frames"):
+        for name in ("griffin_lim_iters", "griffin_lim_inversion_iters", "min_frames", "candidates"):
             object.__setattr__(self, name, _whole_number(name, getattr(self, name)))  # 0.0 from JSON -> 0
+        if not 1 <= self.candidates <= MAX_CANDIDATES:
+            raise ConfigError(f"candidates must be from 1 to {MAX_CANDIDATES} decodings per sentence, got "
+                              f"{self.candidates}", "candidates")
         if not 0 < _number("griffin_lim_power", self.griffin_lim_power) <= 4:
             raise ConfigError(f"griffin_lim_power must be in (0, 4], got {self.griffin_lim_power}", "griffin_lim_power")
         cap = self.frames_per_symbol

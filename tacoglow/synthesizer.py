@@ -34,11 +34,11 @@ import math
 import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, NamedTuple, Protocol, Sequence, cast
+from typing import Any, Callable, Iterator, NamedTuple, Sequence, cast
 
 import torch
 
-from .audio import AudioConfig, check_griffin_lim_settings, griffin_lim, stretch_mel
+from .audio import AudioConfig, stretch_mel
 from .checkpoint import CheckpointError, LoadedCheckpoint, build_model, inspect_checkpoint
 from .config import ConfigError
 from .errors import TacoglowError
@@ -52,146 +52,20 @@ from .tacotron2 import Tacotron2, Tacotron2Output
 from .text import TextError, prepare_text, split_sentences
 from .text.words import WordSpan, spans_from_ids, word_spans
 from .timings import WordTiming, shift_words, word_timings
-from .waveglow import Denoiser, WaveGlow
+from .verifier import PhoneVerifier, best_candidate
+from .vocoders import GriffinLimVocoder, HiFiGANVocoder, Vocoder, WaveGlowVocoder
+from .waveglow import WaveGlow
 
 log = logging.getLogger(__name__)
 
 # What runs the networks: torch (eager) or ONNX Runtime (tacoglow.export).
 BACKENDS = ("torch", "onnx")
+VOICE_VERIFIER = "verifier.pt"  # a voice folder's phone verifier, beside its tacotron2.pt
 _GOLDEN = 0x9E3779B97F4A7C15  # spreads consecutive sentence indices over the seed space
 
 
 class SynthesisError(TacoglowError, RuntimeError):
     """Synthesis produced something unusable (e.g. NaN in a mel); the message says which sentence."""
-
-
-class Vocoder(Protocol):
-    audio: AudioConfig
-
-    def __call__(self, mel: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-        """mel (1, n_mel, frames) → audio (1, frames * hop_length); a vocoder may also take keyword options of
-        its own (WaveGlow: ``sigma``, ``denoiser_strength``)."""
-
-
-class WaveGlowVocoder:
-    """WaveGlow with weight norm folded, plus NVIDIA's bias-removing denoiser."""
-
-    name = "waveglow"
-
-    def __init__(self, waveglow: WaveGlow, sigma: float = SynthesisConfig.sigma,
-                 denoiser_strength: float = SynthesisConfig.denoiser_strength, audio: AudioConfig | None = None):
-        self.waveglow = waveglow.remove_weightnorm().eval()
-        self.sigma = sigma
-        self.denoiser_strength = denoiser_strength
-        self.audio = audio or AudioConfig()
-        self._denoiser: Denoiser | None = None
-        # What runs the flow: the model itself, or an engine with the same ``infer`` (tacoglow.export.OnnxWaveGlow).
-        self.engine: Any = self.waveglow
-
-    @property
-    def denoiser(self) -> Denoiser:
-        if self._denoiser is None:
-            # The reference denoiser draws (unused, σ=0) noise from the global RNG; keep the
-            # caller's global random state untouched.
-            with torch.random.fork_rng(devices=[]):
-                self._denoiser = Denoiser(self.waveglow).eval()
-        return self._denoiser
-
-    @torch.inference_mode()
-    def __call__(self, mel: torch.Tensor, generator: torch.Generator | None = None,
-                 sigma: float | None = None, denoiser_strength: float | None = None) -> torch.Tensor:
-        sigma = self.sigma if sigma is None else sigma
-        strength = self.denoiser_strength if denoiser_strength is None else denoiser_strength
-        audio = self.engine.infer(mel, sigma=sigma, generator=generator).float()
-        if strength > 0:
-            audio = self.denoiser(audio, strength=strength).squeeze(1)
-        return audio
-
-
-class HiFiGANVocoder:
-    """HiFi-GAN with weight norm folded, plus the same bias-removing denoiser as WaveGlow's (off by default:
-    ``SynthesisConfig.hifigan_denoiser_strength`` is 0, as in NVIDIA's HiFi-GAN inference). Deterministic:
-    the generator argument is accepted and unused."""
-
-    name = "hifigan"
-
-    def __init__(self, hifigan: HiFiGAN, denoiser_strength: float = SynthesisConfig.hifigan_denoiser_strength,
-                 audio: AudioConfig | None = None, precision: str = SynthesisConfig.hifigan_precision):
-        self.hifigan = hifigan.remove_weight_norm().eval()
-        self.denoiser_strength = denoiser_strength
-        self.precision = precision  # HiFiGAN.infer's arithmetic: "fp32", or "int8" / "bf16" (faster, not exact)
-        self.audio = audio or AudioConfig()
-        if self.hifigan.config.hop_length != self.audio.hop_length:
-            raise ConfigError(f"this HiFi-GAN makes {self.hifigan.config.hop_length} samples per mel frame, "
-                              f"but the audio settings have hop_length {self.audio.hop_length}")
-        self._denoiser: Denoiser | None = None
-        # What runs the generator: the model itself, or an engine with the same ``infer`` (tacoglow.export).
-        self.engine: Any = self.hifigan
-
-    @property
-    def denoiser(self) -> Denoiser:
-        if self._denoiser is None:
-            self._denoiser = Denoiser(self.hifigan).eval()
-        return self._denoiser
-
-    def _finish(self, audio: torch.Tensor, strength: float) -> torch.Tensor:
-        audio = audio.float().squeeze(1)  # (B, samples)
-        return self.denoiser(audio, strength=strength).squeeze(1) if strength > 0 else audio
-
-    @torch.inference_mode()
-    def __call__(self, mel: torch.Tensor, generator: torch.Generator | None = None,
-                 denoiser_strength: float | None = None, **options: Any) -> torch.Tensor:
-        strength = self.denoiser_strength if denoiser_strength is None else denoiser_strength
-        if self.engine is self.hifigan:
-            return self._finish(self.hifigan.infer(mel, self.precision), strength)
-        return self._finish(self.engine.infer(mel), strength)
-
-    def chunks(self, mel: torch.Tensor, first_frames: int = 16, chunk_frames: int = 128,
-               denoiser_strength: float | None = None, **options: Any) -> Iterator[torch.Tensor]:
-        """mel (1, n_mel, frames) → audio pieces (1, samples) that join into ``self(mel)`` (see
-        :meth:`HiFiGAN.infer_chunks`); the first covers ``first_frames`` frames, so it is out early. The
-        denoiser works on whole STFT frames, so with it on the audio comes in one piece."""
-        return self.stream([mel], first_frames, chunk_frames, denoiser_strength)
-
-    def stream(self, pieces: Iterable[torch.Tensor], first_frames: int = 16, chunk_frames: int = 128,
-               denoiser_strength: float | None = None, **options: Any) -> Iterator[torch.Tensor]:
-        """:meth:`chunks` of a mel that arrives in pieces (1, n_mel, n), e.g. from a Tacotron 2 still decoding
-        (:meth:`HiFiGAN.infer_stream`): each chunk as soon as the mel around it is there."""
-        strength = self.denoiser_strength if denoiser_strength is None else denoiser_strength
-        if strength > 0:
-            yield self(torch.cat(list(pieces), -1), denoiser_strength=strength)
-            return
-        engine = None if self.engine is self.hifigan else self.engine.infer
-        with torch.inference_mode():
-            for audio in self.hifigan.infer_stream(pieces, chunk_frames, first_frames, precision=self.precision,
-                                                   engine=engine):
-                yield audio.float().squeeze(1)
-
-
-class GriffinLimVocoder:
-    """Vocoder-free fallback: Griffin-Lim phase reconstruction from the predicted mel."""
-
-    name = "griffin-lim"
-
-    def __init__(self, audio: AudioConfig | None = None, n_iters: int = SynthesisConfig.griffin_lim_iters,
-                 power: float = SynthesisConfig.griffin_lim_power,
-                 inversion_iters: int = SynthesisConfig.griffin_lim_inversion_iters):
-        check_griffin_lim_settings(n_iters, power, inversion_iters)  # now, not after a sentence is decoded
-        self.audio = audio or AudioConfig()
-        self.n_iters = n_iters
-        self.power = power  # magnitude sharpening, see tacoglow.audio.griffin_lim
-        self.inversion_iters = inversion_iters  # mel -> linear refinement, see tacoglow.audio.mel_to_linear
-
-    @classmethod
-    def from_config(cls, audio: AudioConfig, synthesis: SynthesisConfig,
-                    n_iters: int | None = None) -> GriffinLimVocoder:
-        """Griffin-Lim with a voice's settings (``n_iters`` overrides its ``griffin_lim_iters``)."""
-        return cls(audio, n_iters=synthesis.griffin_lim_iters if n_iters is None else n_iters,
-                   power=synthesis.griffin_lim_power, inversion_iters=synthesis.griffin_lim_inversion_iters)
-
-    def __call__(self, mel: torch.Tensor, generator: torch.Generator | None = None, **options) -> torch.Tensor:
-        return griffin_lim(mel.float(), self.audio, n_iters=self.n_iters, generator=generator, power=self.power,
-                           inversion_iters=self.inversion_iters)
 
 
 @dataclass
@@ -303,13 +177,16 @@ class Synthesizer:
         cleaners: NVIDIA's cleaner pipeline, applied after :func:`tacoglow.text.normalize_text`.
         max_chars: longer sentences are split further so none is cut off by the decoding cap.
         batch_size: sentences per Tacotron 2 batch.
+        verifier: the phone verifier that chooses among ``synthesis.candidates`` decodings of each sentence
+            (:mod:`tacoglow.verifier`); without one, each sentence is decoded once.
         **settings: fields of ``synthesis`` to override, e.g. ``frames_per_symbol=None``.
     """
 
     def __init__(self, tacotron2: Tacotron2, vocoder: Vocoder | None = None, *,
                  synthesis: SynthesisConfig | None = None, audio: AudioConfig | None = None,
                  device: str | torch.device = "cpu", cleaners: Sequence[str] = ("english_cleaners",),
-                 max_chars: int | None = None, batch_size: int = 8, **settings: Any):
+                 max_chars: int | None = None, batch_size: int = 8, verifier: PhoneVerifier | None = None,
+                 **settings: Any):
         self.device = torch.device(device)
         self.tacotron2 = tacotron2.eval().to(self.device)
         self.audio = audio or AudioConfig()
@@ -339,6 +216,7 @@ class Synthesizer:
         # ~7 frames per character of speech: keep sentences short enough for the step cap.
         self.max_chars = max_chars or max(40, int(config.max_decoder_steps * config.n_frames_per_step / 7))
         self.batch_size = batch_size
+        self.verifier = None if verifier is None else verifier.eval().to(self.device)
 
     @property
     def synthesis(self) -> SynthesisConfig:
@@ -353,11 +231,13 @@ class Synthesizer:
     @classmethod
     def from_checkpoints(cls, tacotron2: str | Path, waveglow: str | Path | None = None, *,
                          hifigan: str | Path | None = None, device: str | torch.device = "cpu", backend: str = "torch",
-                         **kwargs: Any) -> "Synthesizer":
+                         verifier: str | Path | None = None, **kwargs: Any) -> "Synthesizer":
         """Load a Tacotron 2 and (optionally) a WaveGlow or a HiFi-GAN from any supported checkpoint layout.
 
         A HiFi-GAN in jik876's layout finds its ``config.json`` beside the file (see
-        :func:`tacoglow.checkpoint.inspect_checkpoint`); its audio settings must be the Tacotron 2's.
+        :func:`tacoglow.checkpoint.inspect_checkpoint`); its audio settings must be the Tacotron 2's. A voice
+        whose settings ask for ``candidates`` > 1 takes the phone verifier ``verifier``, else the
+        ``verifier.pt`` beside its Tacotron 2; without one it decodes each sentence once.
 
         The settings are the voice's: the Tacotron 2 checkpoint's ``synthesis`` section (e.g. a measured
         ``griffin_lim_power``) and the text front-end it was trained with (``text.arpabet``,
@@ -394,6 +274,15 @@ class Synthesizer:
                      synthesis.tacotron2_precision)
             synthesis = dataclasses.replace(synthesis, tacotron2_precision="fp32")
         model = cast(Tacotron2, build_model(t2, "tacotron2"))
+        beside = Path(tacotron2).parent / VOICE_VERIFIER
+        if verifier is None and synthesis.candidates > 1 and beside.is_file():
+            verifier = beside
+        elif verifier is None and synthesis.candidates > 1:
+            log.info("%s: no %s beside it, so each sentence is decoded once", tacotron2, VOICE_VERIFIER)
+        if verifier is not None:
+            checked = inspect_checkpoint(verifier)
+            _check_audio_pair(t2, checked)
+            kwargs["verifier"] = cast(PhoneVerifier, build_model(checked, "verifier"))
         if waveglow is not None and hifigan is not None:
             raise ConfigError("give a WaveGlow or a HiFi-GAN, not both")
         if hifigan is not None:
@@ -445,6 +334,11 @@ class Synthesizer:
         if not text or not text.strip():
             raise TextError("text is empty: give at least one word to speak")
         return split_sentences(text, max_chars=self.max_chars)
+
+    @property
+    def candidates(self) -> int:
+        """Decodings made of each sentence (``synthesis.candidates`` with a verifier to choose, else 1)."""
+        return self._synthesis.candidates if self.verifier is not None else 1
 
     def step_cap(self, n_ids: int) -> int:
         """Decoder steps allowed for an input of ``n_ids`` symbols."""
@@ -552,8 +446,17 @@ class Synthesizer:
         Each result equals what its request gets alone; vocode ``stretch_mel(result.mel, job.rate)`` with
         ``generator=job.generator(1)``. Results carry their job's rate and pause.
         """
-        results = self.synthesize_ids([job.ids for job in jobs], [job.generator(0) for job in jobs],
-                                      texts=[job.text for job in jobs])
+        k = self.candidates
+        # Candidate c of a job decodes with its own generator; candidate 0 is the job's single decoding.
+        results = self.synthesize_ids([job.ids for job in jobs for _ in range(k)],
+                                      [job.generator(2 + c if c else 0) for job in jobs for c in range(k)],
+                                      texts=[job.text for job in jobs for _ in range(k)])
+        if k > 1:
+            assert self.verifier is not None  # self.candidates is 1 without one
+            groups = [results[i * k:(i + 1) * k] for i in range(len(jobs))]
+            results = [group[best_candidate(self.verifier, [r.mel for r in group], job.ids,
+                                            [r.stopped_by == "gate" for r in group])]
+                       for job, group in zip(jobs, groups)]
         for job, result in zip(jobs, results):
             result.rate, result.pause = job.rate, job.pause
         return results
@@ -613,7 +516,7 @@ class Synthesizer:
     def _streams_decoding(self, job: SentenceJob) -> bool:
         vocoder = self.vocoder
         return (hasattr(self.tacotron2, "generate") and isinstance(vocoder, HiFiGANVocoder) and job.rate == 1.0
-                and vocoder.denoiser_strength == 0)
+                and vocoder.denoiser_strength == 0 and self.candidates == 1)
 
     def _stream_decoding(self, job: SentenceJob, **options) -> Iterator[AudioChunk]:
         """One sentence's audio chunks while Tacotron 2 decodes it (:func:`tacoglow.streaming.stream_mel`), then

@@ -53,14 +53,16 @@ def prepare(args: argparse.Namespace) -> int:
 
 
 def add_train(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("train", help="train Tacotron 2, WaveGlow or HiFi-GAN on a prepared corpus",
-                       description="Train Tacotron 2, WaveGlow or HiFi-GAN; an existing run folder is resumed.")
-    p.add_argument("model", choices=("tacotron2", "waveglow", "hifigan"), help="which model to train")
+    p = sub.add_parser("train", help="train Tacotron 2, WaveGlow, HiFi-GAN or a phone verifier on a prepared corpus",
+                       description="Train Tacotron 2, WaveGlow, HiFi-GAN or the phone verifier that chooses among "
+                                   "decodings; an existing run folder is resumed.")
+    p.add_argument("model", choices=("tacotron2", "waveglow", "hifigan", "verifier"), help="which model to train")
     p.add_argument("--data", "--data-dir", dest="data", required=True, type=Path, help="prepared dataset folder")
     # torchrun reads "--run" as an abbreviation of its own --run-path: under torchrun, write --run-dir.
     p.add_argument("--run", "--run-dir", dest="run", required=True, type=Path, help="run folder (resumed if it exists)")
     p.add_argument("--config", help="nvidia, v1 (hifigan), small, or TrainConfig JSON (default: the run's, else small)")
-    p.add_argument("--input-mels", type=Path, help="hifigan: mels from prepare --gta as inputs (fine-tuning)")
+    p.add_argument("--input-mels", type=Path, help="hifigan: mels from prepare --gta as inputs (fine-tuning); "
+                                                   "verifier: trained on beside the recorded ones")
     p.add_argument("--max-steps", type=int, help="stop after this many steps in all")
     p.add_argument("--threads", type=int, help="torch CPU threads per process")
     p.add_argument("--warm-start", type=Path, help="start a new run from this checkpoint's matching tensors")
@@ -74,13 +76,15 @@ def add_train(sub: argparse._SubParsersAction) -> None:
 def train(args: argparse.Namespace) -> int:
     import os
 
-    from ..train import resume_point, train_hifigan, train_tacotron2, train_waveglow
+    from ..train import resume_point, train_hifigan, train_tacotron2, train_verifier, train_waveglow
 
     report = os.environ.get("RANK", "0") == "0"  # under torchrun (-m tacoglow train) only rank 0 reports
     if report and args.resume and (point := resume_point(args.run)):
         print(f"resuming {args.run} from step {point.step} ({point.path})", file=sys.stderr)
-    train = {"tacotron2": train_tacotron2, "waveglow": train_waveglow, "hifigan": train_hifigan}[args.model]
-    extra = {"input_mels": args.input_mels} if args.model == "hifigan" else {"drop_embedding": args.drop_embedding}
+    train = {"tacotron2": train_tacotron2, "waveglow": train_waveglow, "hifigan": train_hifigan,
+             "verifier": train_verifier}[args.model]
+    mels = args.model in ("hifigan", "verifier")
+    extra = {"input_mels": args.input_mels} if mels else {"drop_embedding": args.drop_embedding}
     path = train(args.data, args.run, args.config, max_steps=args.max_steps, threads=args.threads, resume=args.resume,
                  warm_start=args.warm_start, device=args.device, amp=args.amp, **extra)
     if report:

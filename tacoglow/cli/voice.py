@@ -54,6 +54,10 @@ def add_voice_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--leading-pause", action=argparse.BooleanOptionalAction, default=None,
                    help="put a pause (', ') before the first word (default: as the voice was trained, recorded "
                         "in its checkpoint)")
+    p.add_argument("--candidates", type=int, default=None, metavar="N",
+                   help="decode each sentence N times and keep the decoding the voice's phone verifier "
+                        "(verifier.pt beside its tacotron2.pt) hears most clearly; 1: once (default: the voice's "
+                        "setting)")
     p.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda (default cpu)")
     p.add_argument("--threads", type=int, default=None, help="CPU threads for torch")
     p.add_argument("--backend", choices=("torch", "onnx"), default="torch",

@@ -1,8 +1,9 @@
-"""Training Tacotron 2, WaveGlow and HiFi-GAN on a prepared dataset: one visible loop per model.
+"""Training Tacotron 2, WaveGlow, HiFi-GAN and the phone verifier on a prepared dataset: one loop per model.
 
     train_tacotron2(data_dir, run_dir, "small")    # text -> mel, teacher forcing
     train_waveglow(data_dir, run_dir, "small")     # mel -> audio, random segments
     train_hifigan(data_dir, run_dir, "small")      # mel -> audio, random segments, against discriminators
+    train_verifier(data_dir, run_dir)              # mel -> phones (CTC): chooses among decodings at synthesis
     prepare_gta("t2.pt", data_dir)                 # teacher-forced mels for fine-tuning a vocoder on them
 
 ``data_dir`` is what ``tacoglow prepare`` writes (dataset.json, train.jsonl, val.jsonl, wavs/, mels/).
@@ -33,10 +34,10 @@ Training checkpoints carry the optimizer state (about twice the model's size); `
 the model alone for shipping.
 
 Modules: ``config`` (TrainConfig, PRESETS, schedules), ``run`` (the run folder, process group, logs, one
-optimisation step), ``checkpoints`` (save, resume, warm start, export), ``tacotron2``, ``waveglow`` and
-``hifigan`` (the loops), ``gta`` (ground-truth-aligned mels), ``losses`` (the Tacotron 2 loss and guided attention),
-``alignment`` (attention targets from phone timings). HiFi-GAN's discriminators and losses sit beside the model, in
-:mod:`tacoglow.hifigan`.
+optimisation step), ``checkpoints`` (save, resume, warm start, export), ``tacotron2``, ``waveglow``,
+``hifigan`` and ``verifier`` (the loops), ``gta`` (ground-truth-aligned mels), ``losses`` (the Tacotron 2 loss and
+guided attention), ``alignment`` (attention targets from phone timings). HiFi-GAN's discriminators and losses
+sit beside the model, in :mod:`tacoglow.hifigan`.
 """
 from .checkpoints import ResumePoint, export_checkpoint, latest_checkpoint, resume_point
 from .config import MODELS, PRESETS, TrainConfig, learning_rate_at, load_train_config
@@ -45,6 +46,7 @@ from .hifigan import train_hifigan, validate_hifigan
 from .losses import attention_scores, guided_attention_loss
 from .run import StepResult, TrainingError, backward_and_step
 from .tacotron2 import tacotron2_loss, train_tacotron2, validate_tacotron2
+from .verifier import train_verifier, validate_verifier
 from .waveglow import train_waveglow, validate_waveglow
 
 __all__ = [
@@ -52,4 +54,5 @@ __all__ = [
     "tacotron2_loss", "guided_attention_loss", "attention_scores", "learning_rate_at",
     "backward_and_step", "StepResult", "validate_tacotron2", "validate_waveglow", "latest_checkpoint",
     "resume_point", "ResumePoint", "export_checkpoint", "train_hifigan", "validate_hifigan", "prepare_gta",
+    "train_verifier", "validate_verifier",
 ]

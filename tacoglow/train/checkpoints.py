@@ -136,8 +136,17 @@ def export_checkpoint(source: str | os.PathLike, target: str | os.PathLike, dtyp
         settings = SynthesisConfig.from_dict(synthesis)  # refuses unknown fields and bad values now, not at load
         model["synthesis"] = {k: getattr(settings, k) for k in synthesis}
     if dtype is not None:
-        model["state_dict"] = {k: (v.to(dtype) if v.is_floating_point() else v) for k, v in obj["state_dict"].items()}
+        model["state_dict"] = {k: _cast(v, dtype) for k, v in obj["state_dict"].items()}
     atomic_save(model, target)
+
+
+def _cast(tensor: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """A floating tensor in ``dtype``, unless its values lie beyond that type's range (a batch-norm running
+    variance above fp16's 65,504): then as it was, since a loader refuses infinite weights."""
+    if not tensor.is_floating_point():
+        return tensor
+    cast = tensor.to(dtype)
+    return cast if torch.isfinite(cast).all() or not torch.isfinite(tensor).all() else tensor
 
 
 def _resume(run: Run, model: nn.Module, optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler,
