@@ -39,19 +39,7 @@ CACHE=runs/downloads
 
 [ -f "$DATA/dataset.json" ] || bash recipes/slt/build.sh 4000 "${DATA%_prepared}"
 
-# Ground-truth-aligned mels, remade when the voice's Tacotron 2 changed since they were written, or when they
-# were written before the manifest recorded how the labels were read (ARPAbet, leading pause).
-if ! "$PYTHON" - "$GTA" "$VOICE/tacotron2.pt" <<'PY'
-import json, sys
-from pathlib import Path
-manifest = Path(sys.argv[1]) / "gta.json"
-info = json.loads(manifest.read_text()) if manifest.is_file() else {}
-ok = "reading" in info and Path(info["tacotron2"]) == Path(sys.argv[2]).resolve()
-sys.exit(0 if ok and Path(sys.argv[2]).stat().st_mtime < manifest.stat().st_mtime else 1)
-PY
-then
-    "$PYTHON" -m tacoglow prepare --gta "$VOICE/tacotron2.pt" "$DATA" "$GTA"
-fi
+DATA=$DATA GTA=$GTA PYTHON=$PYTHON bash recipes/slt/gta.sh
 
 args=(hifigan --data "$DATA" --run "$RUN" --config "$CONFIG" --input-mels "$GTA" --max-steps "$MAX_STEPS"
       --threads "$THREADS" ${DEVICE:+--device "$DEVICE"})
