@@ -575,7 +575,8 @@ def load_synthesizer(args: argparse.Namespace):
     except TacoglowError as error:
         raise SystemExit(str(error)) from None
     overrides = {key: value for key, value in (("griffin_lim_power", args.griffin_lim_power),
-                                               ("hifigan_precision", args.hifigan_precision)) if value is not None}
+                                               ("hifigan_precision", args.hifigan_precision),
+                                               ("candidates", args.candidates)) if value is not None}
     synthesizer = Synthesizer.from_checkpoints(tacotron2, waveglow, hifigan=hifigan, **overrides)
     settings = synthesizer.synthesis
     if hifigan is not None:
@@ -588,6 +589,8 @@ def load_synthesizer(args: argparse.Namespace):
     reading = "ARPAbet from the lexicon" if settings.arpabet else "characters"
     if settings.leading_pause:
         reading += ", leading pause"
+    if synthesizer.candidates > 1:
+        reading += f", the verifier's choice of {synthesizer.candidates} decodings"
     return synthesizer, f"tacoglow ({reading}; {vocoder})"
 
 
@@ -604,6 +607,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="HiFi-GAN arithmetic (default: the voice's setting)")
     parser.add_argument("--griffin-lim-power", type=float, default=None,
                         help="Griffin-Lim magnitude power (default: the voice's setting, else 1)")
+    parser.add_argument("--candidates", type=int, default=None,
+                        help="decodings per sentence for the voice's phone verifier to choose from (default: the "
+                             "voice's setting; 1: one decoding)")
     parser.add_argument("--sentences", type=Path, default=REPO / "data" / "ljspeech_val.txt",
                         help="'id|text' sentences, plain or .gz (default: LJSpeech's 100 validation sentences)")
     parser.add_argument("--limit", type=int, help="only the first N sentences")

@@ -296,6 +296,5 @@ def train_tacotron2(data_dir: str | os.PathLike, run_dir: str | os.PathLike,
                 path = checkpoint_if_due(run, model, optimizer, scaler, state, cfg, data, result, path)
                 if result.stop:
                     break
-        if path is None:  # the run was over before it began and never saved: save the start
-            path = save_checkpoint(run, model, optimizer, scaler, state, cfg, data)
-    return path
+        # A run that was over before it began has saved nothing: save its start.
+        return path if path is not None else save_checkpoint(run, model, optimizer, scaler, state, cfg, data)

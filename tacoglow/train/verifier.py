@@ -152,6 +152,5 @@ def train_verifier(data_dir: str | os.PathLike, run_dir: str | os.PathLike,
                 path = checkpoint_if_due(run, model, optimizer, scaler, state, cfg, data, result, path)
                 if result.stop:
                     break
-        if path is None:
-            path = save_checkpoint(run, model, optimizer, scaler, state, cfg, data)
-    return path
+        # A run that was over before it began has saved nothing: save its start.
+        return path if path is not None else save_checkpoint(run, model, optimizer, scaler, state, cfg, data)
