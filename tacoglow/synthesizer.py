@@ -13,7 +13,8 @@ sentence's chunks start while Tacotron 2 still decodes it, see :mod:`tacoglow.st
 
 Randomness: Tacotron 2's prenet keeps dropout on at inference and WaveGlow samples noise, so
 every request gets its own generators, derived from its seed (one for Tacotron 2 and one for
-the vocoder, per sentence). A request's audio therefore depends only on its text and seed, not
+the vocoder, per sentence, and one more for each further decoding when the voice chooses among
+``candidates``, see :mod:`tacoglow.verifier`). A request's audio therefore depends only on its text and seed, not
 on what else shares its batch, and ``seed`` reproduces it exactly.
 
 Settings (WaveGlow's sigma and denoiser, Griffin-Lim's, the text front-end, the decoding cap, the
@@ -493,7 +494,8 @@ class Synthesizer:
                      **options) -> Iterator[AudioChunk]:
         """:meth:`stream` in audio pieces: each sentence's audio as its vocoder gives it out (with HiFi-GAN,
         the first few frames first; see :meth:`vocode_chunks`), each piece as soon as it is made. With
-        HiFi-GAN the first sentence is vocoded while Tacotron 2 decodes it (unless its rate stretches the mel),
+        HiFi-GAN the first sentence is vocoded while Tacotron 2 decodes it (unless its rate stretches the mel, or
+        the voice chooses among ``candidates`` decodings, which must all be finished first),
         so the first audio waits for a few decoder steps, not the whole sentence. After a
         sentence's pieces comes an empty one that carries its result, whose audio is the pieces joined (equal
         to what :meth:`stream` gives, within float rounding) and whose ``pause`` is the silence that follows."""
