@@ -14,8 +14,8 @@ sentence's chunks start while Tacotron 2 still decodes it, see :mod:`tacoglow.st
 Randomness: Tacotron 2's prenet keeps dropout on at inference and WaveGlow samples noise, so
 every request gets its own generators, derived from its seed (one for Tacotron 2 and one for
 the vocoder, per sentence, and one more for each further decoding when the voice chooses among
-``candidates``, see :mod:`tacoglow.verifier`). A request's audio therefore depends only on its text and seed, not
-on what else shares its batch, and ``seed`` reproduces it exactly.
+``candidates``, see :mod:`tacoglow.verifier`). A request's audio therefore depends only on its
+text and seed, not on what else shares its batch, and ``seed`` reproduces it exactly.
 
 Settings (WaveGlow's sigma and denoiser, Griffin-Lim's, the text front-end, the decoding cap, the
 pause between sentences) are one :class:`~tacoglow.synthesis.SynthesisConfig`, read from the voice's
