@@ -532,7 +532,7 @@ def inspect_checkpoint(path: str | os.PathLike, config: HiFiGANConfig | Mapping 
 
 _NAMES = {"tacotron2": "Tacotron 2", "waveglow": "WaveGlow", "hifigan": "HiFi-GAN", "verifier": "phone verifier"}
 _LOADERS = {"tacotron2": "--tacotron2 / load_tacotron2", "waveglow": "--waveglow / load_waveglow",
-            "hifigan": "load_hifigan", "verifier": "--verifier / load_verifier"}
+            "hifigan": "load_hifigan", "verifier": "load_verifier (or as verifier.pt beside a voice's tacotron2.pt)"}
 
 
 def _check_state_dict(path: Path, model: torch.nn.Module, sd: Mapping[str, torch.Tensor]) -> None:

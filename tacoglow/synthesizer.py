@@ -448,7 +448,8 @@ class Synthesizer:
         ``generator=job.generator(1)``. Results carry their job's rate and pause.
         """
         k = self.candidates
-        # Candidate c of a job decodes with its own generator; candidate 0 is the job's single decoding.
+        # Candidate 0 of a job is its single decoding (generator stream 0); candidate c > 0 draws from stream 2 + c
+        # (stream 1 is the vocoder's).
         results = self.synthesize_ids([job.ids for job in jobs for _ in range(k)],
                                       [job.generator(2 + c if c else 0) for job in jobs for c in range(k)],
                                       texts=[job.text for job in jobs for _ in range(k)])

@@ -91,7 +91,7 @@ class PhoneVerifier(nn.Module):
     @torch.inference_mode()
     def score(self, mels: Sequence[Tensor], ids: Sequence[int]) -> Tensor:
         """How badly each candidate mel (n_mel, frames) says the sentence whose Tacotron 2 input is ``ids``:
-        CTC loss per phone, (K,), lower is clearer. Equal scores (an input without phones) for no phones."""
+        CTC loss per phone, (K,), lower is clearer; 0 for every candidate of an input without phones."""
         targets = phone_classes(ids)
         if not targets:
             return torch.zeros(len(mels))
@@ -130,7 +130,5 @@ def best_candidate(verifier: PhoneVerifier, mels: Sequence[Tensor], ids: Sequenc
     finished = torch.tensor([bool(g) for g in stopped_by_gate])
     if finished.any():
         scores = torch.where(finished, scores, torch.full_like(scores, float("inf")))
-    if not torch.isfinite(scores).any():
-        return 0
-    return int(torch.argmin(scores))
+    return int(torch.argmin(scores))  # the first of equal minima, so 0 when every score is infinite
 

@@ -148,5 +148,6 @@ def test_a_voice_without_its_verifier_decodes_once_and_a_mismatched_file_is_refu
     with pytest.raises(CheckpointError, match=r"holds a Tacotron 2 checkpoint, not a phone verifier one; pass it "
                                               r"through --tacotron2 / load_tacotron2"):
         load_verifier(voice / "tacotron2.pt")
-    with pytest.raises(CheckpointError, match=r"holds a phone verifier checkpoint, not a Tacotron 2 one"):
+    with pytest.raises(CheckpointError, match=r"holds a phone verifier checkpoint, not a Tacotron 2 one; pass it "
+                                              r"through load_verifier \(or as verifier.pt beside a voice's"):
         load_tacotron2(tmp_path / "other.pt")

@@ -145,8 +145,8 @@ def _cast(tensor: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
     variance above fp16's 65,504): then as it was, since a loader refuses infinite weights."""
     if not tensor.is_floating_point():
         return tensor
-    cast = tensor.to(dtype)
-    return cast if torch.isfinite(cast).all() or not torch.isfinite(tensor).all() else tensor
+    narrowed = tensor.to(dtype)
+    return narrowed if torch.isfinite(narrowed).all() or not torch.isfinite(tensor).all() else tensor
 
 
 def _resume(run: Run, model: nn.Module, optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler,

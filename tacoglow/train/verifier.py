@@ -114,9 +114,9 @@ def train_verifier(data_dir: str | os.PathLike, run_dir: str | os.PathLike,
                                 f"{data.audio.n_mel_channels}")
         verifier = PhoneVerifier(VerifierConfig.from_dict(fields)).train()
         sources = _sources(data, cfg)
-        clips = [c for c in data.train if clip_targets(data, c)]
-        mels = [read(c) for read in sources for c in clips]  # (n_mel, frames) each, source by source
-        targets = [clip_targets(data, c) for c in clips] * len(sources)
+        labelled = [(c, t) for c in data.train if (t := clip_targets(data, c))]  # clips with a phone to learn
+        mels = [read(c) for read in sources for c, _ in labelled]  # (n_mel, frames) each, source by source
+        targets = [t for _, t in labelled] * len(sources)
         fresh = latest_checkpoint(run.dir) is None or not resume
         if fresh and warm_start is None:  # the input normalization, from the recorded mels
             sample = torch.cat(mels[:NORMALIZATION_CLIPS], dim=1)
